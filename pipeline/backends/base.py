@@ -1,0 +1,84 @@
+"""What every backend (camera move or diffusion model) offers to the orchestrator.
+
+The orchestrator (:mod:`pipeline.animate`) owns intake, extension and encoding; a backend only
+turns one fitted RGB image into frames. Keeping that seam narrow lets the camera move, the
+diffusers families and test doubles be swapped without touching the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+
+from pipeline.contract import AnimateRequest, Progress
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+Emit = Callable[[Progress], None]
+ShouldStop = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """The concrete numbers one render uses, after the model's rules were applied."""
+
+    width: int
+    height: int
+    num_frames: int
+    fps: int
+    steps: int
+    guidance: float
+    seed: int
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Family-specific call arguments (e.g. SVD's motion_bucket_id)."""
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """How a backend describes itself to members and operators."""
+
+    name: str
+    """Preset name or model path, as the member or operator chose it."""
+    label: str
+    """Shown to members, e.g. "LTX-Video 0.9.8 distilled" or "Camera move (no AI)"."""
+    family: str
+    """camera, ltx, wan, svd or cogvideox."""
+    device: str = "cpu"
+    is_ai: bool = True
+    supports_prompt: bool = True
+    supports_end_image: bool = False
+    supports_extend: bool = True
+    durations: tuple[float, ...] = (2.0, 3.0, 5.0)
+    """Clip lengths (seconds) members may choose."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    info: BackendInfo
+
+    def plan(self, request: AnimateRequest, image_size: tuple[int, int]) -> RenderPlan:
+        """Resolve size (from the photo's aspect ratio), frames, fps, steps and seed."""
+        ...
+
+    def render(
+        self,
+        image: Image.Image,
+        plan: RenderPlan,
+        request: AnimateRequest,
+        *,
+        end_image: Image.Image | None = None,
+        emit: Emit = lambda progress: None,
+        should_stop: ShouldStop = lambda: False,
+    ) -> np.ndarray:
+        """Return uint8 frames shaped (num_frames, height, width, 3); frame 0 is `image`.
+
+        Reports Progress("denoise", step, total) per step (and a preview when it has one) and
+        raises :class:`pipeline.contract.Cancelled` soon after `should_stop()` turns true.
+        """
+        ...
+
+    def close(self) -> None:
+        """Free the model (GPU memory) when the worker shuts down or switches model."""
+        ...
