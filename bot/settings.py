@@ -1,0 +1,256 @@
+"""One typed settings object, read from the environment and `.env` once at start-up.
+
+Every field's description says what it accepts: an invalid value stops start-up with one line
+naming the variable and that description, and the token is never echoed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TOKEN_HELP = (
+    "DISCORD_TOKEN is not set: create an application at https://discord.com/developers/applications, "
+    "open its Bot page, press Reset Token, and put the token in a file named .env next to README.md "
+    "as DISCORD_TOKEN=... (or export DISCORD_TOKEN in the environment)."
+)
+
+DEFAULT_MODEL_COSTS: dict[str, float] = {
+    "camera": 0.2,
+    "ltx": 1.0,
+    "wan": 2.0,
+    "svd": 2.0,
+    "cogvideox": 3.0,
+    "wan-14b": 4.0,
+}
+"""Credits per second of video, per model; rounded up per clip, at least 1."""
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message is one line, safe to print."""
+
+
+IdList = Annotated[list[int], NoDecode]
+WordList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # Discord
+    discord_token: SecretStr | None = Field(
+        default=None, description="the bot token from the Discord developer portal"
+    )
+    guild_ids: IdList = Field(
+        default_factory=list,
+        description="comma-separated guild ids to sync commands to instantly (empty: global sync)",
+    )
+    discord_api_base: str | None = Field(
+        default=None,
+        description="an http(s) URL of Discord's REST API or a proxy, e.g. http://127.0.0.1:8080/api/v10",
+    )
+    discord_gateway_url: str | None = Field(
+        default=None, description="a ws(s) URL of Discord's gateway or a proxy"
+    )
+    admin_user_ids: IdList = Field(
+        default_factory=list,
+        description="comma-separated Discord user ids of bot operators (besides the app owner)",
+    )
+    allowed_guild_ids: IdList = Field(
+        default_factory=list, description="comma-separated guild ids the bot works in (empty: all)"
+    )
+    allowed_channel_ids: IdList = Field(
+        default_factory=list, description="comma-separated channel ids the bot works in (empty: all)"
+    )
+    allow_dms: bool = Field(default=True, description="true or false: accept /animate in DMs")
+    nsfw_channels_only: bool = Field(
+        default=False, description="true or false: only accept /animate in age-restricted channels"
+    )
+    blocked_words: WordList = Field(
+        default_factory=list,
+        description="comma-separated words or phrases that block a prompt (case-insensitive)",
+    )
+
+    # Storage
+    database_path: Path = Field(
+        default=Path("data/animate-bot.sqlite3"), description="a file path for the SQLite database"
+    )
+    output_dir: Path = Field(default=Path("data/outputs"), description="a directory for finished MP4s")
+
+    # Models and workers
+    model: str = Field(
+        default="auto",
+        description=(
+            "comma-separated enabled models, the first is the default: auto, camera, ltx, wan, "
+            "wan-14b, svd, cogvideox, a local directory or a Hugging Face repo id"
+        ),
+    )
+    model_costs: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_MODEL_COSTS),
+        description='a JSON object of credits per second per model, e.g. {"ltx": 1, "wan": 2}',
+    )
+    default_cost_per_second: float = Field(
+        default=2.0, ge=0, description="credits per second for models not in MODEL_COSTS (≥ 0)"
+    )
+    ray_address: str | None = Field(
+        default=None, description="a Ray cluster address such as ray://head:10001 or auto (empty: local)"
+    )
+    cpu_workers: int = Field(
+        default=1, ge=1, le=64, description="how many CPU workers to run when there is no GPU (1–64)"
+    )
+    offload: Literal["auto", "none", "model", "group"] = Field(
+        default="auto", description="auto, none, model or group: model offload for small GPUs"
+    )
+    compile: bool = Field(default=False, description="true or false: torch.compile the transformer")
+    cache: bool = Field(default=False, description="true or false: diffusers first-block cache")
+
+    # Credits and limits
+    welcome_credits: int = Field(default=20, ge=0, description="a whole number ≥ 0")
+    refill_amount: int = Field(
+        default=0, ge=0, description="credits added per refill period, a whole number ≥ 0 (0: off)"
+    )
+    refill_period_hours: float = Field(
+        default=24.0, gt=0, description="hours between free refills, a number > 0"
+    )
+    refill_cap: int = Field(
+        default=20, ge=0, description="refills stop at this balance, a whole number ≥ 0"
+    )
+    max_queued_per_user: int = Field(
+        default=3, ge=1, description="waiting or running jobs per member, a whole number ≥ 1"
+    )
+    max_queue: int = Field(
+        default=100, ge=1, description="waiting jobs in all, a whole number ≥ 1"
+    )
+    max_attempts: int = Field(
+        default=2, ge=1, le=10, description="tries per job before it fails and is refunded (1–10)"
+    )
+    job_timeout_seconds: float = Field(
+        default=900.0, gt=0, description="seconds a job may run before it is stopped and refunded"
+    )
+    max_image_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=1024, description="largest accepted photo in bytes (≥ 1024)"
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="DEBUG, INFO, WARNING or ERROR"
+    )
+
+    @field_validator(
+        "guild_ids", "admin_user_ids", "allowed_guild_ids", "allowed_channel_ids", mode="before"
+    )
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+        return value
+
+    @field_validator("blocked_words", mode="before")
+    @classmethod
+    def _split_words(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("discord_api_base")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("not a ws(s) URL")
+        return value
+
+    @field_validator("ray_address", "discord_token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("model_costs", mode="before")
+    @classmethod
+    def _costs_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError:
+                raise ValueError("not a JSON object") from None
+        return value
+
+    @field_validator("model_costs")
+    @classmethod
+    def _costs(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(not math.isfinite(v) or v < 0 for v in value.values()):
+            raise ValueError("costs must be numbers ≥ 0")
+        return {**DEFAULT_MODEL_COSTS, **value}
+
+    @model_validator(mode="after")
+    def _models_listed(self) -> Settings:
+        if not self.models:
+            raise ValueError("MODEL must name at least one model")
+        return self
+
+    @property
+    def models(self) -> list[str]:
+        """Enabled models in order; the first is the default."""
+        return [name.strip() for name in self.model.split(",") if name.strip()]
+
+    @property
+    def refill_period_seconds(self) -> float:
+        return self.refill_period_hours * 3600.0
+
+    def cost(self, model: str, duration: float) -> int:
+        """Credits for a clip: per-second rate × length, rounded up, at least 1."""
+        rate = self.model_costs.get(model, self.default_cost_per_second)
+        return max(1, math.ceil(rate * duration - 1e-9))
+
+    def token(self) -> str:
+        if self.discord_token is None or not self.discord_token.get_secret_value().strip():
+            raise SettingsError(TOKEN_HELP)
+        return self.discord_token.get_secret_value().strip()
+
+    @classmethod
+    def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+        """Read and validate everything once; raise SettingsError with one readable line."""
+        try:
+            return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per bad variable, naming it and what it accepts, never echoing secrets."""
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        field = Settings.model_fields.get(name)
+        accepts = field.description if field is not None else ""
+        shown = "" if name == "discord_token" else f" (got {error.get('input')!r})"
+        if name:
+            lines.append(f"Invalid setting {name.upper()}{shown}: expected {accepts}.")
+        else:
+            lines.append(f"Invalid settings: {error['msg'].removeprefix('Value error, ')}.")
+    return " ".join(lines)
