@@ -1,0 +1,36 @@
+# animate-bot on a CUDA machine. Build: docker build -t animate-bot .
+# Run:   docker compose up -d   (see compose.yaml: GPU reservation and volumes)
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    HF_HOME=/hf-cache \
+    DATABASE_PATH=/data/animate-bot.sqlite3 \
+    OUTPUT_DIR=/data/outputs
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && python3 -m venv /opt/venv
+
+# torch with CUDA 12.8 kernels first (its own index), then the project and the rest.
+RUN pip install --upgrade pip \
+ && pip install torch --index-url https://download.pytorch.org/whl/cu128
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY pipeline ./pipeline
+RUN pip install .
+
+RUN useradd --create-home --uid 10001 animate \
+ && mkdir -p /data /hf-cache \
+ && chown animate:animate /data /hf-cache
+USER animate
+VOLUME ["/data", "/hf-cache"]
+
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["python", "-m", "bot"]

@@ -1,0 +1,40 @@
+# The two commands of the README:
+#   make run    set up and run the bot (python -m bot)
+#   make test   set up and pass the test suite (CPU only, no Discord, no hub)
+# Both create ./.venv on first use and reinstall only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Tests and CI use the CPU build of torch; `make run` takes the newest build (CUDA on Linux).
+TEST_TORCH ?= torch==2.13.0
+RUN_TORCH  ?= torch
+PYTEST_ARGS ?=
+
+.PHONY: run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q "$(TEST_TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q "$(RUN_TORCH)"
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+run: $(VENV)/.run-installed
+	$(BIN)/python -m bot
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV)

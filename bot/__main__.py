@@ -1,0 +1,65 @@
+"""`python -m bot`: validate settings, open the store, start workers, run the Discord client.
+
+Every start-up problem ends in one readable line and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.settings import Settings, SettingsError
+
+log = logging.getLogger("bot")
+
+
+class RedactSecrets(logging.Filter):
+    """Belt and braces: no log line may carry the token, whatever library printed it."""
+
+    def __init__(self, *secrets: str) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(secret in message for secret in self.secrets):
+            for secret in self.secrets:
+                message = message.replace(secret, "[redacted]")
+            record.msg, record.args = message, None
+        return True
+
+
+def configure_logging(level: str, *secrets: str) -> None:
+    import discord
+
+    discord.utils.setup_logging(level=getattr(logging, level), root=True)
+    redact = RedactSecrets(*secrets)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = Settings.load()
+        token = settings.token()
+    except SettingsError as exc:
+        print(f"animate-bot: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, token)
+
+    from bot.app import StartupError, run
+
+    try:
+        asyncio.run(run(settings, token))
+    except StartupError as exc:
+        print(f"animate-bot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""/balance: a member's credits, prices, their jobs in the queue and recent ledger entries."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import AnimateBot
+from bot.formatting import when
+from bot.pricing import format_prices, price_list
+
+KIND_LABELS = {
+    "welcome": "welcome grant",
+    "grant": "added by an operator",
+    "take": "removed by an operator",
+    "debit": "video",
+    "refund": "refund",
+    "refill": "free refill",
+}
+
+
+class Balance(commands.Cog):
+    def __init__(self, bot: AnimateBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="balance", description="Show your credits, prices and your videos in the queue.")
+    async def balance(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        store = self.bot.store
+        user_id = interaction.user.id
+        account = await store.account(user_id)
+        embed = discord.Embed(title="Your credits", colour=discord.Colour.blurple())
+        embed.add_field(name="Balance", value=f"**{account.balance}** credits", inline=True)
+        if account.next_refill_at is not None:
+            embed.add_field(
+                name="Next free refill",
+                value=f"+{self.bot.settings.refill_amount} {when(account.next_refill_at)}",
+                inline=True,
+            )
+        embed.add_field(
+            name="Prices (credits per clip)",
+            value=format_prices(price_list(self.bot.settings, self.bot.enabled_models())) or "—",
+            inline=False,
+        )
+        jobs = await store.jobs(user_id=user_id)
+        if jobs:
+            order = await store.queue_order()
+            lines = []
+            for job in jobs:
+                if job.status == "running":
+                    where = "rendering"
+                elif job.id in order:
+                    where = f"#{order.index(job.id) + 1} in the queue"
+                else:
+                    where = job.status
+                lines.append(f"Job {job.id} ({job.model}): {where}")
+            embed.add_field(name="Your videos in progress", value="\n".join(lines), inline=False)
+        history = await store.history(user_id, limit=5)
+        if history:
+            embed.add_field(
+                name="Recent activity",
+                value="\n".join(
+                    f"{entry.delta:+d} {KIND_LABELS.get(entry.kind, entry.kind)}"
+                    + (f" (job {entry.job_id})" if entry.job_id else "")
+                    + f" {when(entry.created_at)}"
+                    for entry in history
+                ),
+                inline=False,
+            )
+        await interaction.followup.send(embed=embed, ephemeral=True)
+
+
+
+async def setup(bot: AnimateBot) -> None:
+    await bot.add_cog(Balance(bot))

@@ -1,0 +1,13 @@
+"""Small text helpers shared by the cogs, so every message reads the same way."""
+
+from __future__ import annotations
+
+import datetime
+
+import discord
+
+
+def when(timestamp: float, style: str = "R") -> str:
+    """A Discord timestamp tag: each member sees it in their own time zone and language."""
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    return discord.utils.format_dt(moment, style)  # type: ignore[arg-type]

@@ -1,0 +1,142 @@
+"""Settings: defaults, parsing, and start-up failing with one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.settings import TOKEN_HELP, Settings, SettingsError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.upper() in {f.upper() for f in Settings.model_fields}:
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
+    settings = Settings.load(env_file=None)
+    assert settings.models == ["auto"]
+    assert settings.database_path == Path("data/animate-bot.sqlite3")
+    assert settings.guild_ids == [] and settings.ray_address is None
+    assert settings.cost("ltx", 5) == 5 and settings.cost("camera", 2) == 1
+    assert settings.cost("some/local-model", 3) == 6  # default rate for unknown models
+
+
+def test_parsing_from_env_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        "DISCORD_TOKEN=abc.def\nADMIN_USER_IDS=1, 2;3\nGUILD_IDS=10\nMODEL=ltx,camera\n"
+        'MODEL_COSTS={"ltx": 0.5}\nBLOCKED_WORDS=Gore, weapon \nLOG_LEVEL=debug\nALLOW_DMS=false\n'
+    )
+    settings = Settings.load(env_file=env)
+    assert settings.token() == "abc.def"
+    assert settings.admin_user_ids == [1, 2, 3] and settings.guild_ids == [10]
+    assert settings.models == ["ltx", "camera"]
+    assert settings.model_costs["ltx"] == 0.5 and settings.model_costs["wan"] == 2.0
+    assert settings.blocked_words == ["gore", "weapon"]
+    assert settings.log_level == "DEBUG" and settings.allow_dms is False
+    assert "abc.def" not in repr(settings)
+
+
+def test_environment_overrides_env_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("WELCOME_CREDITS=5\n")
+    clean_env.setenv("WELCOME_CREDITS", "7")
+    assert Settings.load(env_file=env).welcome_credits == 7
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("WELCOME_CREDITS", "lots", "Invalid setting WELCOME_CREDITS ('lots'"),
+        ("MAX_QUEUED_PER_USER", "0", "MAX_QUEUED_PER_USER"),
+        ("ADMIN_USER_IDS", "alice", "comma-separated Discord user ids"),
+        ("MODEL_COSTS", "{not json", "JSON object"),
+        ("DISCORD_GATEWAY_URL", "http://x", "ws(s) URL"),
+        ("OFFLOAD", "sometimes", "auto, none, model or group"),
+        ("REFILL_PERIOD_HOURS", "-1", "hours between free refills"),
+    ],
+)
+def test_invalid_value_names_variable(
+    clean_env: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    clean_env.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        Settings.load(env_file=None)
+    message = str(info.value)
+    assert name in message and "\n" not in message
+    assert expected.replace("('", "(got '") in message
+
+
+def test_missing_token_is_explained(clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SettingsError, match="DISCORD_TOKEN is not set"):
+        Settings.load(env_file=None).token()
+
+
+def _run_bot(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k.upper() not in {f.upper() for f in Settings.model_fields}}
+    return subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,  # no .env here
+        env={**base, "PYTHONPATH": str(REPO), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_start_without_token_prints_one_sentence(tmp_path: Path) -> None:
+    result = _run_bot(tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"animate-bot: {TOKEN_HELP}"
+    assert "Traceback" not in result.stderr
+
+
+def test_start_with_bad_setting_names_it_and_hides_token(tmp_path: Path) -> None:
+    result = _run_bot(tmp_path, DISCORD_TOKEN="secret-token-value", MAX_ATTEMPTS="eleven")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MAX_ATTEMPTS" in lines[0]
+    assert "secret-token-value" not in result.stderr + result.stdout
+
+
+def test_env_example_documents_every_setting_with_its_default(clean_env: pytest.MonkeyPatch) -> None:
+    example = (REPO / ".env.example").read_text()
+    documented = {
+        line.split("=", 1)[0]: line.split("=", 1)[1]
+        for line in example.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert set(documented) == {name.upper() for name in Settings.model_fields}
+    defaults = Settings.load(env_file=None)
+    from_example = Settings.load(env_file=REPO / ".env.example")
+    assert from_example.model_dump(exclude={"discord_token"}) == defaults.model_dump(
+        exclude={"discord_token"}
+    )
+
+
+def test_log_filter_redacts_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from bot.__main__ import RedactSecrets
+
+    logger = logging.getLogger("test.redact")
+    handler = logging.StreamHandler(stream := __import__("io").StringIO())
+    handler.addFilter(RedactSecrets("tok.en.secret"))
+    logger.addHandler(handler)
+    try:
+        logger.warning("connecting with %s now", "tok.en.secret")
+    finally:
+        logger.removeHandler(handler)
+    assert "tok.en.secret" not in stream.getvalue()
+    assert "[redacted]" in stream.getvalue()
