@@ -1,0 +1,173 @@
+"""Backends by name: ``camera``, a preset, a model directory or hub id, or ``auto``.
+
+Importing this package is cheap (no torch, no diffusers): the bot lists models and reads
+presets from it; only :func:`load_backend` and :func:`available_models` touch the GPU stack,
+and only when called.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pipeline.backends.base import Backend, BackendInfo, RenderPlan
+from pipeline.backends.options import BackendOptions
+from pipeline.presets import FAST_PRESET, PRESETS
+
+__all__ = [
+    "Backend",
+    "BackendInfo",
+    "BackendOptions",
+    "ModelStatus",
+    "RenderPlan",
+    "available_models",
+    "cuda_memory",
+    "load_backend",
+    "resolve_auto",
+]
+
+logger = logging.getLogger("pipeline")
+
+CAMERA = "camera"
+AUTO = "auto"
+
+
+def cuda_memory() -> tuple[float, float] | None:
+    """(free GiB, total GiB) of the current CUDA device, or None without CUDA (or torch)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return free / 2**30, total / 2**30
+
+
+def resolve_auto(options: BackendOptions | None = None) -> str:
+    """What ``auto`` means on this machine: the fast preset with CUDA, else the camera move.
+
+    With CUDA but the fast preset neither downloaded nor downloadable (hub unreachable), the
+    camera move is used too, so a bot on an offline GPU box still answers. Logged in one line.
+    """
+    options = options or BackendOptions()
+    wants_cpu = (options.device or "").startswith("cpu")
+    memory = None if wants_cpu else cuda_memory()
+    if memory is None:
+        why = "CPU device requested" if wants_cpu else "no CUDA GPU"
+        logger.info("model auto -> %s (%s): camera moves, no AI", CAMERA, why)
+        return CAMERA
+    from pipeline.backends.loader import hub_reachable, is_cached
+
+    preset = PRESETS[FAST_PRESET]
+    if not is_cached(preset.repo_id) and not hub_reachable():
+        logger.info(
+            "model auto -> %s: CUDA GPU present but %s is not downloaded and the hub is unreachable "
+            "(run `huggingface-cli download %s`)",
+            CAMERA,
+            preset.repo_id,
+            preset.repo_id,
+        )
+        return CAMERA
+    logger.info(
+        "model auto -> %s (%s) on CUDA, %.0f of %.0f GiB VRAM free",
+        FAST_PRESET,
+        preset.repo_id,
+        memory[0],
+        memory[1],
+    )
+    return FAST_PRESET
+
+
+def load_backend(model: str = AUTO, options: BackendOptions | None = None) -> Backend:
+    """A ready backend for `model`: "camera", "auto", a preset name (``ltx``, ``wan``,
+    ``wan-14b``, ``svd``, ``cogvideox``), a local diffusers directory or a hub repo id.
+
+    Diffusion models are loaded now (weights on the device), so a bad model fails here with a
+    ModelError whose message says what to do; the backend then serves any number of jobs.
+    """
+    name = (model or AUTO).strip()
+    if name == AUTO:
+        name = resolve_auto(options)
+    if name == CAMERA:
+        from pipeline.backends.camera import CameraBackend
+
+        return CameraBackend()
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    return DiffusionBackend(name, options=options)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """One row of ``python -m pipeline models``: can this machine run this model now?"""
+
+    name: str
+    label: str
+    family: str
+    repo_id: str | None
+    is_ai: bool
+    runnable: bool
+    downloaded: bool
+    note: str
+    """Why (not), in one line: offload mode it would use, VRAM missing, download needed."""
+    vram_gib: float | None = None
+    """Free VRAM the model wants without offload (None for the camera move)."""
+
+
+def available_models() -> list[ModelStatus]:
+    """Every preset (and the camera move) with whether this machine can run it. No network
+    beyond one short reachability probe of the hub, skipped when HF_HUB_OFFLINE is set."""
+    from pipeline.backends.loader import hub_reachable, is_cached
+
+    memory = cuda_memory()
+    rows = [
+        ModelStatus(
+            name=CAMERA,
+            label="Camera move (no AI)",
+            family=CAMERA,
+            repo_id=None,
+            is_ai=False,
+            runnable=True,
+            downloaded=True,
+            note="runs on the CPU; a classic camera move over the photo",
+        )
+    ]
+    online: bool | None = None
+    for preset in PRESETS.values():
+        downloaded = is_cached(preset.repo_id)
+        if not downloaded and online is None:
+            online = hub_reachable()
+        runnable = memory is not None and memory[1] >= preset.min_vram_gib
+        if memory is None:
+            note = f"needs a CUDA GPU (>= {preset.min_vram_gib:g} GiB VRAM)"
+        elif memory[1] < preset.min_vram_gib:
+            note = f"needs >= {preset.min_vram_gib:g} GiB VRAM; this GPU has {memory[1]:.0f} GiB"
+        elif memory[0] >= preset.vram_gib:
+            note = "fits in VRAM"
+        elif memory[0] >= preset.offload_vram_gib:
+            note = f"runs with model CPU offload ({memory[0]:.0f} of {preset.vram_gib:g} GiB free)"
+        else:
+            note = (
+                f"runs with group offload, slowly ({memory[0]:.0f} of {preset.vram_gib:g} GiB free)"
+            )
+        if not downloaded:
+            if online:
+                note += "; downloads on first use"
+            else:
+                runnable = False
+                note += f"; not downloaded (huggingface-cli download {preset.repo_id})"
+        rows.append(
+            ModelStatus(
+                name=preset.name,
+                label=preset.label,
+                family=preset.family,
+                repo_id=preset.repo_id,
+                is_ai=True,
+                runnable=runnable,
+                downloaded=downloaded,
+                note=note,
+                vram_gib=preset.vram_gib,
+            )
+        )
+    return rows

@@ -1,0 +1,63 @@
+"""`python -m bench [NAME ...]`: run benchmarks, print a table, save JSON under bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import socket
+import sys
+from pathlib import Path
+
+from bench import Figure, machine
+
+BENCHMARKS = ("camera",)
+RESULTS = Path(__file__).parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default: bench/results/DATE-HOST.json)")
+    args = parser.parse_args(argv)
+    names = args.names or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+
+    figures: dict[str, list[Figure]] = {}
+    for name in names:
+        print(f"running {name} …", file=sys.stderr, flush=True)
+        figures[name] = importlib.import_module(f"bench.{name}").run()
+
+    rows = [("benchmark", "figure", "value", "target", "met")]
+    for name, items in figures.items():
+        for f in items:
+            target = "" if f.target is None else f"{'≥' if f.higher_is_better else '≤'} {f.target:g} {f.unit}"
+            met = "" if f.met is None else ("yes" if f.met else "NO")
+            rows.append((name, f.name, f"{f.value:.3g} {f.unit}", target, met))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    out = args.out or RESULTS / f"{stamp:%Y-%m-%d}-{socket.gethostname()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "date": stamp.isoformat(timespec="seconds"),
+                "machine": machine(),
+                "figures": {name: [f.as_dict() for f in items] for name, items in figures.items()},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"saved {out}", file=sys.stderr)
+    return 0 if all(f.met is not False for items in figures.values() for f in items) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

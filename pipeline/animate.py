@@ -1,0 +1,186 @@
+"""The orchestrator: one request in, one MP4 out, whatever the backend.
+
+Intake, extension and encoding live here so every backend (the camera move, each diffusers
+family, test doubles) gets them identically and only turns one fitted image into frames.
+Nothing here imports torch: the camera path and the bot-side tests stay light.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from pipeline.backends.base import Backend, RenderPlan
+from pipeline.contract import (
+    AnimateRequest,
+    AnimateResult,
+    Cancelled,
+    ModelError,
+    Progress,
+)
+from pipeline.encode import decode_frames, encode_mp4
+from pipeline.intake import fit, load_photo, low_resolution_warning
+
+log = logging.getLogger(__name__)
+
+ENCODER = "auto"
+"""NVENC when this machine's ffmpeg can use it (probed once), libx264 otherwise."""
+
+PROMPT_IGNORED = "This model ignores text prompts; motion comes from the motion strength setting."
+END_IMAGE_IGNORED = "This model can't use an end image, so it was ignored."
+
+
+def _ignore(progress: Progress) -> None:
+    """Default `emit`: nobody is listening."""
+
+
+def _never() -> bool:
+    """Default `should_stop`: run to the end."""
+    return False
+
+
+def animate(
+    request: AnimateRequest,
+    backend: Backend,
+    *,
+    emit: Callable[[Progress], None] = _ignore,
+    should_stop: Callable[[], bool] = _never,
+    out_path: str | os.PathLike[str] | None = None,
+) -> AnimateResult:
+    """Run one job: intake → plan → fit → render → (extend) → encode.
+
+    emit: receives Progress events (intake, the backend's denoise steps, encode).
+    should_stop: polled between stages and by the backend; True raises Cancelled.
+    out_path: also write the MP4 there; it appears only complete, never on failure.
+    Raises PipelineError subclasses whose message is meant for the member.
+    """
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+
+    def checkpoint() -> None:
+        if should_stop():
+            raise Cancelled()
+
+    emit(Progress("intake", message="Reading the photo"))
+    photo = load_photo(request.image)
+    notes += photo.warnings
+    previous: np.ndarray | None = None
+    fps: float
+    if request.previous_clip is not None:
+        if not backend.info.supports_extend:
+            raise ModelError(f"{backend.info.label} can't extend a clip; choose another model.")
+        previous, fps = decode_frames(request.previous_clip)
+        # The new part continues the old one: same size, same rate, from its last frame.
+        request = request.replace(
+            width=previous.shape[2], height=previous.shape[1], fps=min(60, max(1, round(fps)))
+        )
+        start = Image.fromarray(previous[-1])
+    else:
+        start = photo.image
+    checkpoint()
+
+    plan = backend.plan(request, start.size)
+    notes += plan.extra.get("warnings", ())
+    if (request.prompt.strip() or request.negative_prompt.strip()) and not (
+        backend.info.supports_prompt
+    ):
+        notes.append(PROMPT_IGNORED)
+    source_size = tuple(plan.extra.get("source_size") or (plan.width, plan.height))
+    image = fit(start, source_size[0], source_size[1])
+    end_image: Image.Image | None = None
+    if request.end_image is not None:
+        if backend.info.supports_end_image:
+            end_image = fit(load_photo(request.end_image).image, plan.width, plan.height)
+        else:
+            notes.append(END_IMAGE_IGNORED)
+    if previous is None:
+        soft = low_resolution_warning(photo.original_size, (plan.width, plan.height))
+        if soft:
+            notes.append(soft)
+    timings["intake"] = time.perf_counter() - started  # decode, orient, plan and fit
+    checkpoint()
+
+    render_started = time.perf_counter()
+    frames = backend.render(
+        image, plan, request, end_image=end_image, emit=emit, should_stop=should_stop
+    )
+    timings["render"] = time.perf_counter() - render_started
+    _check_frames(frames, plan)
+    clip: np.ndarray | Sequence[np.ndarray]
+    if previous is not None:
+        if frames.shape[1:3] != previous.shape[1:3]:
+            frames = _resize_frames(frames, previous.shape[2], previous.shape[1])
+        # The new clip's first frame is the previous clip's last: keep only one of them.
+        clip = [*previous, *frames[1:]]
+    else:
+        clip = frames
+        fps = plan.fps
+    checkpoint()
+
+    emit(Progress("encode", message="Encoding the video"))
+    encode_started = time.perf_counter()
+    video = encode_mp4(
+        clip,
+        fps,
+        max_bytes=request.max_bytes,
+        loop=request.loop,
+        metadata=_metadata(request, plan, backend),
+        out_path=out_path,
+        encoder=ENCODER,
+    )
+    timings["encode"] = time.perf_counter() - encode_started
+    timings["total"] = time.perf_counter() - started
+    return AnimateResult(
+        video=video.data,
+        width=video.width,
+        height=video.height,
+        frames=video.frames,
+        fps=video.fps,
+        seed=plan.seed,
+        model=backend.info.name,
+        timings=timings,
+        warnings=tuple(dict.fromkeys(notes)),
+        path=video.path,
+    )
+
+
+def _check_frames(frames: np.ndarray, plan: RenderPlan) -> None:
+    expected = (plan.height, plan.width, 3)
+    if (
+        not isinstance(frames, np.ndarray)
+        or frames.ndim != 4
+        or frames.shape[1:] != expected
+        or frames.dtype != np.uint8
+        or len(frames) < 1
+    ):
+        shape = getattr(frames, "shape", None)
+        log.error("backend returned %s frames %s, expected (*, %s) uint8", type(frames), shape, expected)
+        raise ModelError("The model produced video frames of an unexpected shape.")
+
+
+def _resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bring a backend's frames to the previous clip's size (its family rounded the size)."""
+    return np.stack([np.asarray(fit(Image.fromarray(f), width, height)) for f in frames])
+
+
+def _metadata(request: AnimateRequest, plan: RenderPlan, backend: Backend) -> dict[str, str]:
+    """Tags a member can read back from the file: what made it and how to make it again."""
+    camera = str(plan.extra.get("camera", request.camera))
+    tags = {
+        "title": request.prompt or f"{backend.info.label}: {camera.replace('_', ' ')}",
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "seed": str(plan.seed),
+        "model": backend.info.name,
+        "camera": camera,
+        "motion": str(request.motion),
+    }
+    summary = "; ".join(f"{key}={value}" for key, value in tags.items() if value and key != "title")
+    tags["comment"] = summary
+    return {key: value for key, value in tags.items() if value}

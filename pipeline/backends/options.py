@@ -1,0 +1,43 @@
+"""How a diffusion backend should use the machine. Plain data: settings and the bot build it
+without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+Offload = Literal["auto", "none", "model", "group"]
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Device, precision and speed/memory levers for :class:`DiffusionBackend`.
+
+    Defaults pick everything from the machine: CUDA when present (the preset's dtype), else CPU
+    float32; offload chosen from free VRAM against the preset's need.
+    """
+
+    device: str | None = None
+    """"cuda", "cuda:1", "cpu"; None: CUDA when available, else CPU."""
+    dtype: str | None = None
+    """"bfloat16", "float16", "float32"; None: the preset's dtype on CUDA, float32 on CPU."""
+    offload: Offload = "auto"
+    """"auto": from free VRAM; "none": all on the GPU; "model": enable_model_cpu_offload;
+    "group": enable_group_offload (leaf level, streamed), the least VRAM."""
+    compile: bool = False
+    """Regional torch.compile of the denoiser's repeated blocks (CUDA only; slow first call)."""
+    cache: bool = False
+    """First-block cache on the transformer (faster, slightly lower quality)."""
+    cache_threshold: float = 0.05
+    """First-block cache threshold (diffusers' default); higher skips more."""
+    low_memory: bool = False
+    """Force offload and VAE tiling: the setting to retry with after running out of memory."""
+
+    def __post_init__(self) -> None:
+        if self.offload not in ("auto", "none", "model", "group"):
+            raise ValueError(f"offload must be auto, none, model or group, not {self.offload!r}")
+        if self.dtype is not None and self.dtype not in ("bfloat16", "float16", "float32"):
+            raise ValueError(f"dtype must be bfloat16, float16 or float32, not {self.dtype!r}")
+
+    def replace(self, **changes: Any) -> BackendOptions:
+        return replace(self, **changes)

@@ -1,0 +1,421 @@
+"""Model presets: which checkpoint each name means and how to drive it well.
+
+Plain data and arithmetic only (no torch): the bot imports this to list models, price jobs and
+show members what a model can do, on machines without a GPU stack.
+
+Repo ids and settings were checked against the diffusers documentation and pipeline sources
+(diffusers 0.42); each preset's ``source`` says where. A directory or hub id that is not a
+preset gets the defaults of its family (:func:`preset_for_family`), refined by what the loaded
+pipeline itself requires (VAE/patch multiples, frame rule, fixed sizes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.contract import CAMERA_MOVES, ModelError
+
+FAMILIES: tuple[str, ...] = ("ltx", "wan", "svd", "cogvideox")
+
+# Pipeline class in model_index.json -> family. Text-to-video classes are listed because the
+# same checkpoints are loaded with the family's image-to-video class (see I2V_CLASS).
+FAMILY_OF_CLASS: dict[str, str] = {
+    "LTXPipeline": "ltx",
+    "LTXImageToVideoPipeline": "ltx",
+    "LTXConditionPipeline": "ltx",
+    "WanPipeline": "wan",
+    "WanImageToVideoPipeline": "wan",
+    "StableVideoDiffusionPipeline": "svd",
+    "CogVideoXImageToVideoPipeline": "cogvideox",
+}
+
+I2V_CLASS: dict[str, str] = {
+    "LTXPipeline": "LTXConditionPipeline",
+    "LTXImageToVideoPipeline": "LTXImageToVideoPipeline",
+    "LTXConditionPipeline": "LTXConditionPipeline",
+    "WanPipeline": "WanImageToVideoPipeline",
+    "WanImageToVideoPipeline": "WanImageToVideoPipeline",
+    "StableVideoDiffusionPipeline": "StableVideoDiffusionPipeline",
+    "CogVideoXImageToVideoPipeline": "CogVideoXImageToVideoPipeline",
+}
+"""The image-to-video class used to load a checkpoint whose model_index names the key."""
+
+WAN_NEGATIVE_PROMPT = (
+    "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, "
+    "images, static, overall gray, worst quality, low quality, JPEG compression residue, ugly, "
+    "incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, "
+    "misshapen limbs, fused fingers, still picture, messy background, three legs, many people "
+    "in the background, walking backwards"
+)
+LTX_NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything needed to run one checkpoint well, and to describe it to members."""
+
+    name: str
+    family: str
+    pipeline_class: str
+    """The diffusers image-to-video class used to load and call it."""
+    repo_id: str
+    label: str
+    """Shown to members."""
+    multiple: int
+    """Width and height must be multiples of this."""
+    fps: int
+    frame_step: int
+    """Frame counts are ``frame_step * k + 1`` (1: any count)."""
+    default_frames: int
+    min_frames: int
+    max_frames: int
+    steps: int
+    guidance: float
+    dtype: str
+    """Weights dtype on CUDA ("bfloat16" or "float16"); CPU always runs float32."""
+    vram_gib: float
+    """Free GPU memory to keep the whole pipeline on the GPU (no offload), estimated."""
+    offload_vram_gib: float
+    """Free GPU memory needed with model CPU offload (largest component + activations)."""
+    min_vram_gib: float
+    """Below this even group offload is unlikely to work."""
+    source: str
+    """Where the repo id and settings were verified."""
+    buckets: tuple[tuple[int, int], ...] = ()
+    """Supported (width, height) pairs; the photo picks the closest aspect ratio."""
+    area: int | None = None
+    """Pixel-area rule instead of buckets: width*height close to this, aspect from the photo."""
+    durations: tuple[float, ...] = (2.0, 3.0, 5.0)
+    supports_prompt: bool = True
+    supports_end_image: bool = False
+    supports_extend: bool = True
+    negative_prompt: str = ""
+    fp32_components: tuple[str, ...] = ()
+    """Components kept in float32 on CUDA for quality (e.g. Wan's VAE), as the docs advise."""
+    variant: str | None = None
+    """Weight file variant to request from the hub repo (SVD ships "fp16")."""
+    call_defaults: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    """Extra keyword arguments for the pipeline call (family-specific)."""
+    default_timesteps: tuple[float, ...] = ()
+    """Custom timesteps used when the step count is the preset's default (distilled LTX)."""
+
+    @property
+    def max_duration(self) -> float:
+        return self.max_frames / self.fps
+
+    def frames_for(
+        self, duration: float, fps: int | None = None, *, frame_step: int | None = None
+    ) -> int:
+        """Frame count for `duration` seconds at `fps`, on the frame rule and within limits."""
+        return frames_for(
+            duration,
+            fps or self.fps,
+            frame_step=frame_step or self.frame_step,
+            min_frames=self.min_frames,
+            max_frames=self.max_frames,
+        )
+
+
+def frames_for(
+    duration: float, fps: int, *, frame_step: int, min_frames: int, max_frames: int
+) -> int:
+    """Nearest count ``frame_step*k + 1`` to ``duration*fps``, clamped to [min, max] on the rule."""
+    step = max(1, int(frame_step))
+    lo = _snap_up(max(1, min_frames), step)
+    hi = max(lo, _snap_down(max_frames, step))
+    wanted = max(1.0, float(duration) * float(fps))
+    k = round((wanted - 1) / step)
+    return int(min(hi, max(lo, k * step + 1)))
+
+
+def _snap_up(n: int, step: int) -> int:
+    return ((n - 1 + step - 1) // step) * step + 1 if n > 1 else 1
+
+
+def _snap_down(n: int, step: int) -> int:
+    return ((n - 1) // step) * step + 1 if n > 1 else 1
+
+
+def snap_size(width: int, height: int, multiple: int) -> tuple[int, int]:
+    """Round a requested size to the nearest multiples (at least one multiple each)."""
+    m = max(1, int(multiple))
+    return max(m, round(width / m) * m), max(m, round(height / m) * m)
+
+
+PRESETS: dict[str, Preset] = {
+    "ltx": Preset(
+        name="ltx",
+        family="ltx",
+        pipeline_class="LTXConditionPipeline",
+        repo_id="Lightricks/LTX-Video-0.9.8-13B-distilled",
+        label="LTX-Video 0.9.8 13B distilled (fast)",
+        area=832 * 480,
+        multiple=32,
+        fps=24,
+        frame_step=8,
+        default_frames=73,
+        min_frames=9,
+        max_frames=257,
+        steps=8,
+        guidance=1.0,
+        dtype="bfloat16",
+        durations=(2.0, 3.0, 5.0, 8.0),
+        supports_end_image=True,
+        negative_prompt=LTX_NEGATIVE_PROMPT,
+        call_defaults={
+            "guidance_rescale": 0.7,
+            "decode_timestep": 0.05,
+            "decode_noise_scale": 0.025,
+            "image_cond_noise_scale": 0.0,
+        },
+        default_timesteps=(1000, 993, 987, 981, 975, 909, 725, 0.03),
+        vram_gib=40.0,
+        offload_vram_gib=30.0,
+        min_vram_gib=10.0,
+        source=(
+            "diffusers docs api/pipelines/ltx_video.md (0.9.8 distilled with LTXConditionPipeline; "
+            "guidance 1.0, 8 custom timesteps, decode_timestep 0.05, decode_noise_scale 0.025, "
+            "image_cond_noise_scale 0.0, guidance_rescale 0.7, bf16, 480x832, fps 24; H,W ÷32, "
+            "frames 8k+1 from pipeline_ltx_condition.py check_inputs and VAE ratios)"
+        ),
+    ),
+    "wan": Preset(
+        name="wan",
+        family="wan",
+        pipeline_class="WanImageToVideoPipeline",
+        repo_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+        label="Wan 2.2 TI2V 5B (balanced)",
+        area=1280 * 704,
+        multiple=32,
+        fps=24,
+        frame_step=4,
+        default_frames=121,
+        min_frames=17,
+        max_frames=121,
+        steps=50,
+        guidance=5.0,
+        dtype="bfloat16",
+        durations=(2.0, 3.0, 5.0),
+        supports_end_image=False,  # expand_timesteps pipelines ignore last_image
+        negative_prompt=WAN_NEGATIVE_PROMPT,
+        fp32_components=("vae",),
+        vram_gib=34.0,
+        offload_vram_gib=22.0,
+        min_vram_gib=10.0,
+        source=(
+            "diffusers docs api/pipelines/wan.md (repo listed as Wan 2.2 TI2V 5B; VAE in float32; "
+            "frames 4k+1); tests/pipelines/wan/test_wan_22_image_to_video.py (16x VAE, patch 2 -> "
+            "H,W ÷32, expand_timesteps); Wan2.2 configs wan_ti2v_5B.py (24 fps, 121 frames, 50 "
+            "steps, guidance 5.0; 720P = 1280x704)"
+        ),
+    ),
+    "wan-14b": Preset(
+        name="wan-14b",
+        family="wan",
+        pipeline_class="WanImageToVideoPipeline",
+        repo_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+        label="Wan 2.2 I2V A14B (quality)",
+        area=480 * 832,
+        multiple=16,
+        fps=16,
+        frame_step=4,
+        default_frames=81,
+        min_frames=17,
+        max_frames=81,
+        steps=40,
+        guidance=3.5,
+        dtype="bfloat16",
+        durations=(2.0, 3.0, 5.0),
+        supports_end_image=True,
+        negative_prompt=WAN_NEGATIVE_PROMPT,
+        fp32_components=("vae",),
+        vram_gib=72.0,
+        offload_vram_gib=36.0,
+        min_vram_gib=16.0,
+        source=(
+            "diffusers docs api/pipelines/wan.md (Wan 2.2 I2V 14B = Wan-AI/Wan2.2-I2V-A14B-Diffusers; "
+            "VAE in float32; frames 4k+1; max_area 480*832 and mod = vae 8 x patch 2 = 16 in the "
+            "WanImageToVideoPipeline example); pipeline_wan_i2v.py (two experts, boundary_ratio; "
+            "last_image conditions the last frame when there is no CLIP image encoder); Wan2.2 "
+            "configs wan_i2v_A14B.py (40 steps, guidance 3.5/3.5) and shared_config.py (16 fps, 81 "
+            "frames); 720p (1280x720 area) via --size"
+        ),
+    ),
+    "svd": Preset(
+        name="svd",
+        family="svd",
+        pipeline_class="StableVideoDiffusionPipeline",
+        repo_id="stabilityai/stable-video-diffusion-img2vid-xt",
+        label="Stable Video Diffusion XT (no text prompt)",
+        buckets=((1024, 576), (576, 1024)),
+        multiple=64,
+        fps=7,
+        frame_step=1,
+        default_frames=25,
+        min_frames=14,
+        max_frames=25,
+        steps=25,
+        guidance=3.0,
+        dtype="float16",
+        durations=(2.0, 3.0),
+        supports_prompt=False,
+        variant="fp16",
+        call_defaults={"min_guidance_scale": 1.0, "decode_chunk_size": 8},
+        vram_gib=16.0,
+        offload_vram_gib=10.0,
+        min_vram_gib=8.0,
+        source=(
+            "diffusers docs using-diffusers/svd.md (svd-xt: 25 frames, 1024x576, fp16 variant, "
+            "decode_chunk_size 8, export fps 7, motion_bucket_id/noise_aug_strength micro-"
+            "conditioning, <8 GB with offload + chunking); pipeline defaults 25 steps, guidance 1->3"
+        ),
+    ),
+    "cogvideox": Preset(
+        name="cogvideox",
+        family="cogvideox",
+        pipeline_class="CogVideoXImageToVideoPipeline",
+        repo_id="THUDM/CogVideoX-5b-I2V",
+        label="CogVideoX 5B I2V",
+        buckets=((720, 480),),
+        multiple=16,
+        fps=8,
+        frame_step=4,
+        default_frames=49,
+        min_frames=49,
+        max_frames=49,
+        steps=50,
+        guidance=6.0,
+        dtype="bfloat16",
+        durations=(6.0,),
+        call_defaults={"use_dynamic_cfg": True},
+        vram_gib=30.0,
+        offload_vram_gib=18.0,
+        min_vram_gib=8.0,
+        source=(
+            "diffusers pipeline_cogvideox_image2video.py example (THUDM/CogVideoX-5b-I2V, bf16, "
+            "use_dynamic_cfg, export fps 8) and defaults (49 frames, 50 steps, guidance 6); learned "
+            "positional embeddings fix the size to 720x480 (models/embeddings.py)"
+        ),
+    ),
+}
+
+FAST_PRESET = "ltx"
+"""What `auto` picks when CUDA is available."""
+
+_FAMILY_DEFAULT = {"ltx": "ltx", "wan": "wan", "svd": "svd", "cogvideox": "cogvideox"}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`, or a ModelError listing the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ModelError(
+            f"Unknown model {name!r}; choose one of: {', '.join(['auto', 'camera', *PRESETS])}, "
+            "or pass a local diffusers model directory or a Hugging Face repo id."
+        ) from None
+
+
+def preset_for_family(family: str, model_index: Mapping[str, Any] | None = None) -> Preset:
+    """Family defaults for an arbitrary checkpoint, choosing among a family's presets from
+    what model_index.json says (Wan: a CLIP image encoder or two experts means 14B I2V)."""
+    if family == "wan" and model_index is not None:
+        has_image_encoder = _component_present(model_index, "image_encoder")
+        two_experts = _component_present(model_index, "transformer_2")
+        if (has_image_encoder or two_experts) and not model_index.get("expand_timesteps"):
+            return PRESETS["wan-14b"]
+        return PRESETS["wan"]
+    try:
+        return PRESETS[_FAMILY_DEFAULT[family]]
+    except KeyError:
+        raise ModelError(f"No defaults for model family {family!r}.") from None
+
+
+def _component_present(model_index: Mapping[str, Any], name: str) -> bool:
+    value = model_index.get(name)
+    return isinstance(value, (list, tuple)) and len(value) == 2 and all(value)
+
+
+# --- camera moves and motion strength -------------------------------------------------------
+
+CAMERA_PHRASES: dict[str, str] = {
+    "static": "the camera holds almost still, with a barely perceptible push-in",
+    "zoom_in": "the camera {adverb} zooms in",
+    "zoom_out": "the camera {adverb} zooms out",
+    "pan_left": "the camera {adverb} pans to the left",
+    "pan_right": "the camera {adverb} pans to the right",
+    "tilt_up": "the camera {adverb} tilts up",
+    "tilt_down": "the camera {adverb} tilts down",
+    "orbit": "the camera {adverb} orbits around the subject in a gentle arc with a slight turn",
+}
+assert set(CAMERA_PHRASES) == set(CAMERA_MOVES)
+
+_ADVERBS = (
+    "very slowly",
+    "very slowly",
+    "slowly",
+    "slowly",
+    "smoothly",
+    "smoothly",
+    "steadily",
+    "steadily",
+    "quickly",
+    "quickly",
+)
+_MOTION = (
+    "Barely any motion, almost a still photo.",
+    "Subtle, gentle motion.",
+    "Gentle, natural motion.",
+    "Soft, natural motion.",
+    "Natural motion.",
+    "Natural, fluid motion.",
+    "Lively motion.",
+    "Lively, expressive motion.",
+    "Energetic, dynamic motion.",
+    "Very energetic, dynamic motion.",
+)
+DEFAULT_SUBJECT = "The scene in the photo comes to life"
+
+
+def camera_phrase(camera: str, motion: int) -> str:
+    """A sentence describing the camera move at this motion strength (1-10)."""
+    strength = min(10, max(1, int(motion)))
+    template = CAMERA_PHRASES.get(camera, CAMERA_PHRASES["static"])
+    sentence = template.format(adverb=_ADVERBS[strength - 1])
+    return sentence[0].upper() + sentence[1:] + "."
+
+
+def motion_prompt(prompt: str, camera: str, motion: int) -> str:
+    """The member's prompt with the camera move and motion strength phrased after it.
+
+    Text-conditioned video models follow camera language in the prompt far better than any
+    numeric knob, so camera preset and motion strength become words.
+    """
+    base = " ".join(prompt.split()) or DEFAULT_SUBJECT
+    if base[-1] not in ".!?":
+        base += "."
+    strength = min(10, max(1, int(motion)))
+    return f"{base} {camera_phrase(camera, strength)} {_MOTION[strength - 1]}"
+
+
+def svd_conditioning(motion: int) -> dict[str, float | int]:
+    """SVD micro-conditioning from motion strength 1-10.
+
+    5 gives the pipeline defaults (motion_bucket_id 127, noise_aug_strength 0.02); 10 goes to
+    230 / 0.1 (the docs' "more motion" example uses 180 / 0.1); 1 gives 25 / 0.02.
+    """
+    m = min(10, max(1, int(motion)))
+    if m <= 5:
+        bucket = round(25 + (m - 1) * (127 - 25) / 4)
+        noise = 0.02
+    else:
+        bucket = round(127 + (m - 5) * (230 - 127) / 5)
+        noise = round(0.02 + (m - 5) * 0.016, 3)
+    return {"motion_bucket_id": int(bucket), "noise_aug_strength": float(noise)}
+
+
+def lcm(a: int, b: int) -> int:
+    return a * b // math.gcd(a, b) if a and b else max(a, b)

@@ -1,0 +1,449 @@
+"""Tiny random-weight image-to-video pipelines, built from configs and saved to disk.
+
+Why: the real checkpoints are tens of GB and the Hugging Face hub is out of reach in CI. These
+pipelines have the same classes, the same `model_index.json` layout and the same call
+signatures as the real ones (sizes as in diffusers' own `get_dummy_components`), so saving them
+with `save_pretrained` and loading them back through the production loader exercises the same
+code path a downloaded model takes. A CLI run on any of them takes a second or two on a CPU.
+
+No network: the T5-style tokenizer is a word-level `tokenizers` model built on the fly.
+
+Use the session fixtures (`tiny_ltx_dir`, `tiny_wan_dir`, `tiny_wan_a14b_dir`,
+`tiny_wan_ti2v_dir`, `tiny_svd_dir`, `tiny_cogvideox_dir`, `tiny_model_dirs`) or call
+:func:`build` directly. Each directory is built once per process (cached), even if several
+test modules import the fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Nothing in the tests may reach the hub; huggingface_hub reads this at import time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any
+
+import pytest  # noqa: E402
+
+KINDS: tuple[str, ...] = ("ltx", "wan", "wan_a14b", "wan_ti2v", "svd", "cogvideox")
+"""ltx: LTXConditionPipeline; wan: WanImageToVideoPipeline with a CLIP image encoder (Wan 2.1
+I2V 14B layout); wan_a14b: Wan 2.2 I2V A14B layout (two experts, boundary_ratio, no image
+encoder: first->last frame works); wan_ti2v: Wan 2.2 TI2V-5B layout (saved as WanPipeline with
+expand_timesteps, 16x VAE); svd: StableVideoDiffusionPipeline; cogvideox:
+CogVideoXImageToVideoPipeline with learned positional embeddings (fixed 32x32)."""
+
+_WORDS = (
+    "a an the and of in on with to at is are photo video scene person cat dog portrait face "
+    "camera slowly gently quickly smoothly steadily barely very zooms zoom pans pan tilts tilt "
+    "orbits orbit around left right up down push toward subject motion moves natural lively "
+    "subtle dynamic energetic cinematic still holds almost perceptible arc slight turn high "
+    "quality comes life wind water sky light hair smiles walks waves dance monkey"
+).split()
+
+
+def build_tokenizer(model_max_length: int = 512) -> Any:
+    """A T5-like fast tokenizer (pad id 0, `</s>` appended) trained on the fly, no download."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for word in _WORDS:
+        vocab.setdefault(word, len(vocab))
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=model_max_length,
+    )
+
+
+def build_text_encoder(d_model: int = 32, *, umt5: bool = False) -> Any:
+    """A two-layer T5 encoder: T5 for LTX/CogVideoX (T5-XXL), UMT5 for Wan (UMT5-XXL)."""
+    import torch
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(0)
+    config_class, model_class = (
+        (UMT5Config, UMT5EncoderModel) if umt5 else (T5Config, T5EncoderModel)
+    )
+    config = config_class(
+        vocab_size=128,
+        d_model=d_model,
+        d_ff=37,
+        d_kv=8,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    return model_class(config).eval()
+
+
+def _ltx() -> Any:
+    import torch
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXConditionPipeline,
+        LTXVideoTransformer3DModel,
+    )
+
+    torch.manual_seed(0)
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=4,
+        attention_head_dim=8,
+        cross_attention_dim=32,
+        num_layers=2,  # first-block cache needs a head and a tail block
+        caption_channels=32,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTXVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False),
+        decoder_inject_noise=(False, False, False, False, False),
+        upsample_residual=(False, False, False, False),
+        upsample_factor=(1, 1, 1, 1),
+        timestep_conditioning=False,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
+    return LTXConditionPipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=build_text_encoder(),
+        tokenizer=build_tokenizer(),
+    )
+
+
+def _wan_vae(**overrides: Any) -> Any:
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    config: dict[str, Any] = dict(
+        base_dim=3,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    )
+    config.update(overrides)
+    return AutoencoderKLWan(**config)
+
+
+def _wan_transformer(**overrides: Any) -> Any:
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    config: dict[str, Any] = dict(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=36,
+        out_channels=16,
+        text_dim=32,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    )
+    config.update(overrides)
+    return WanTransformer3DModel(**config)
+
+
+def _wan_scheduler() -> Any:
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
+    )
+
+
+def _wan() -> Any:
+    """Wan 2.1 I2V 14B layout: CLIP vision encoder feeding `image_dim` tokens."""
+    import torch
+    from diffusers import WanImageToVideoPipeline
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(0)
+    image_encoder = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=8,
+            projection_dim=8,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            intermediate_size=16,
+            patch_size=4,
+        )
+    ).eval()
+    return WanImageToVideoPipeline(
+        tokenizer=build_tokenizer(),
+        text_encoder=build_text_encoder(umt5=True),
+        vae=_wan_vae(),
+        scheduler=_wan_scheduler(),
+        image_processor=CLIPImageProcessor(crop_size=32, size=32),
+        image_encoder=image_encoder,
+        transformer=_wan_transformer(image_dim=8),
+    )
+
+
+def _wan_a14b() -> Any:
+    """Wan 2.2 I2V A14B layout: a high-noise and a low-noise expert switched at boundary_ratio,
+    no CLIP image encoder (the photo only enters through the conditioning latents)."""
+    from diffusers import WanImageToVideoPipeline
+
+    return WanImageToVideoPipeline(
+        tokenizer=build_tokenizer(),
+        text_encoder=build_text_encoder(umt5=True),
+        vae=_wan_vae(),
+        scheduler=_wan_scheduler(),
+        transformer=_wan_transformer(),
+        transformer_2=_wan_transformer(),
+        boundary_ratio=0.9,
+    )
+
+
+def _wan_ti2v() -> Any:
+    """Wan 2.2 TI2V-5B layout: 16x VAE with 48 latent channels, expand_timesteps, no image
+    encoder. Saved as `WanPipeline`, the class name the hub repo's model_index.json carries."""
+    from diffusers import WanPipeline
+
+    vae = _wan_vae(
+        z_dim=48,
+        in_channels=12,
+        out_channels=12,
+        is_residual=True,
+        patch_size=2,
+        latents_mean=[0.0] * 48,
+        latents_std=[1.0] * 48,
+        scale_factor_spatial=16,
+        scale_factor_temporal=4,
+    )
+    return WanPipeline(
+        tokenizer=build_tokenizer(),
+        text_encoder=build_text_encoder(umt5=True),
+        vae=vae,
+        scheduler=_wan_scheduler(),
+        transformer=_wan_transformer(in_channels=48, out_channels=48),
+        expand_timesteps=True,
+    )
+
+
+def _svd() -> Any:
+    import torch
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
+
+    torch.manual_seed(0)
+    unet = UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=8,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        cross_attention_dim=16,
+        num_attention_heads=2,
+        projection_class_embeddings_input_dim=48,
+        addition_time_embed_dim=16,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        interpolation_type="linear",
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        sigma_max=700.0,
+        sigma_min=0.002,
+        steps_offset=1,
+        timestep_spacing="leading",
+        timestep_type="continuous",
+        trained_betas=None,
+        use_karras_sigmas=True,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        latent_channels=4,
+        layers_per_block=1,
+    )
+    torch.manual_seed(0)
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=16,
+            projection_dim=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=224,  # SVD resizes its conditioning image to 224 itself
+            intermediate_size=16,
+            patch_size=28,
+        )
+    ).eval()
+    return StableVideoDiffusionPipeline(
+        vae=vae,
+        image_encoder=image_encoder,
+        unet=unet,
+        scheduler=scheduler,
+        feature_extractor=CLIPImageProcessor(crop_size=224, size=224),
+    )
+
+
+def _cogvideox() -> Any:
+    """CogVideoX-5B-I2V layout: learned positional embeddings, so one fixed size (32x32)."""
+    import torch
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDPMScheduler,
+        CogVideoXImageToVideoPipeline,
+        CogVideoXTransformer3DModel,
+    )
+
+    torch.manual_seed(0)
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=8,
+        out_channels=4,
+        time_embed_dim=2,
+        text_embed_dim=32,
+        num_layers=2,
+        sample_width=4,  # latent 4 -> 32 px
+        sample_height=4,
+        sample_frames=49,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=226,
+        use_rotary_positional_embeddings=True,
+        use_learned_positional_embeddings=True,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKLCogVideoX(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+    )
+    return CogVideoXImageToVideoPipeline(
+        tokenizer=build_tokenizer(model_max_length=226),
+        text_encoder=build_text_encoder(),
+        vae=vae,
+        transformer=transformer,
+        scheduler=CogVideoXDPMScheduler(
+            beta_schedule="scaled_linear",
+            prediction_type="v_prediction",
+            timestep_spacing="trailing",
+            rescale_betas_zero_snr=True,
+        ),
+    )
+
+
+BUILDERS: dict[str, Callable[[], Any]] = {
+    "ltx": _ltx,
+    "wan": _wan,
+    "wan_a14b": _wan_a14b,
+    "wan_ti2v": _wan_ti2v,
+    "svd": _svd,
+    "cogvideox": _cogvideox,
+}
+
+_BUILT: dict[str, Path] = {}
+
+
+def build(kind: str, directory: str | os.PathLike[str]) -> Path:
+    """Build the tiny `kind` pipeline and `save_pretrained` it into `directory`."""
+    directory = Path(directory)
+    pipe = BUILDERS[kind]()
+    pipe.save_pretrained(directory)
+    return directory
+
+
+def tiny_model_dir(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory of the tiny `kind` pipeline, built on first use in this process."""
+    if kind not in _BUILT or not (_BUILT[kind] / "model_index.json").is_file():
+        _BUILT[kind] = build(kind, tmp_path_factory.mktemp(f"tiny-{kind}"))
+    return _BUILT[kind]
+
+
+@pytest.fixture(scope="session")
+def tiny_ltx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model_dir("ltx", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model_dir("wan", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_a14b_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model_dir("wan_a14b", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_ti2v_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model_dir("wan_ti2v", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_svd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model_dir("svd", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_cogvideox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model_dir("cogvideox", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """All tiny pipelines by kind."""
+    return {kind: tiny_model_dir(kind, tmp_path_factory) for kind in KINDS}
