@@ -1,0 +1,273 @@
+"""Discord's limits on what a bot sends, enforced so bot tests fail where Discord would.
+
+discord.py checks few of these itself: a 2001-character message, a 101-character custom_id
+or a sixth action row is only refused by Discord (50035 Invalid Form Body). The loopback
+refuses them the same way instead of recording a message Discord would never have shown.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from . import components as comp
+from .errors import field_error, invalid_form_body, merge
+from .state import COMPONENTS_V2
+
+MAX_CONTENT = 2000
+MAX_EMBEDS = 10
+MAX_EMBED_TOTAL = 6000
+MAX_FILES = 10
+MAX_CUSTOM_ID = 100
+MAX_BUTTON_LABEL = 80
+COMMAND_NAME = re.compile(r"^[-_'\w]{1,32}$")
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.tree: dict[str, Any] = {}
+
+    def add(self, path: list[str | int], code: str, message: str) -> None:
+        merge(self.tree, field_error(path, code, message))
+
+    def raise_if_any(self) -> None:
+        if self.tree:
+            raise invalid_form_body(self.tree)
+
+
+def _max_length(errors: _Errors, path: list[str | int], value: Any, limit: int) -> None:
+    if isinstance(value, str) and len(value) > limit:
+        errors.add(path, "BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length.")
+
+
+def _embed_length(embed: dict[str, Any]) -> int:
+    total = len(embed.get("title") or "") + len(embed.get("description") or "")
+    total += len((embed.get("footer") or {}).get("text") or "")
+    total += len((embed.get("author") or {}).get("name") or "")
+    for f in embed.get("fields") or []:
+        total += len(f.get("name") or "") + len(f.get("value") or "")
+    return total
+
+
+def check_message(payload: dict[str, Any], *, file_count: int = 0) -> None:
+    """Raise 50035 for a message body Discord would reject (create or edit)."""
+    errors = _Errors()
+    _max_length(errors, ["content"], payload.get("content"), MAX_CONTENT)
+    embeds = payload.get("embeds") or []
+    if len(embeds) > MAX_EMBEDS:
+        errors.add(["embeds"], "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_EMBEDS} or fewer in length.")
+    for i, embed in enumerate(embeds):
+        _max_length(errors, ["embeds", i, "title"], embed.get("title"), 256)
+        _max_length(errors, ["embeds", i, "description"], embed.get("description"), 4096)
+        fields = embed.get("fields") or []
+        if len(fields) > 25:
+            errors.add(
+                ["embeds", i, "fields"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
+            )
+        for j, f in enumerate(fields):
+            _max_length(errors, ["embeds", i, "fields", j, "name"], f.get("name"), 256)
+            _max_length(errors, ["embeds", i, "fields", j, "value"], f.get("value"), 1024)
+    if sum(_embed_length(e) for e in embeds) > MAX_EMBED_TOTAL:
+        errors.add(["embeds"], "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000")
+    if file_count > MAX_FILES or len(payload.get("attachments") or []) > MAX_FILES:
+        errors.add(
+            ["attachments"], "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_FILES} or fewer in length."
+        )
+    _check_components(
+        errors,
+        payload.get("components") or [],
+        v2=bool((payload.get("flags") or 0) & COMPONENTS_V2),
+    )
+    if (payload.get("flags") or 0) & COMPONENTS_V2 and (
+        payload.get("content") or payload.get("embeds")
+    ):
+        errors.add(
+            ["content"],
+            "MESSAGE_CANNOT_USE_LEGACY_FIELDS_WITH_COMPONENTS_V2",
+            "The 'content' and 'embeds' fields cannot be used with MessageFlags.IS_COMPONENTS_V2",
+        )
+    errors.raise_if_any()
+
+
+def _check_components(errors: _Errors, rows: list[dict[str, Any]], *, v2: bool) -> None:
+    if not v2:
+        if len(rows) > 5:
+            errors.add(["components"], "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
+        for i, row in enumerate(rows):
+            if row.get("type") != comp.ACTION_ROW:
+                errors.add(
+                    ["components", i, "type"],
+                    "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
+                    "Top-level components must be action rows",
+                )
+                continue
+            children = row.get("components") or []
+            kinds = {c.get("type") for c in children}
+            if (
+                not children
+                or len(children) > 5
+                or (kinds & comp.SELECT_TYPES and len(children) > 1)
+            ):
+                errors.add(
+                    ["components", i, "components"],
+                    "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
+                    "The specified component exceeds the maximum width",
+                )
+    elif sum(1 for _ in comp.walk(rows)) > 40:
+        errors.add(["components"], "BASE_TYPE_MAX_LENGTH", "Must be 40 or fewer in length.")
+    seen: set[str] = set()
+    for c in comp.walk(rows):
+        custom_id = c.get("custom_id")
+        if c.get("type") == comp.BUTTON:
+            _max_length(errors, ["components", "label"], c.get("label"), MAX_BUTTON_LABEL)
+            if c.get("style") == comp.LINK_STYLE:
+                if not c.get("url") or custom_id:
+                    errors.add(
+                        ["components", "url"],
+                        "BUTTON_COMPONENT_URL_REQUIRED",
+                        "A link button needs a url and no custom_id",
+                    )
+                continue
+            if c.get("style") == comp.PREMIUM_STYLE:
+                continue
+        if c.get("type") in comp.SELECT_TYPES | {comp.BUTTON}:
+            if not custom_id:
+                errors.add(
+                    ["components", "custom_id"], "BASE_TYPE_REQUIRED", "This field is required"
+                )
+            elif len(custom_id) > MAX_CUSTOM_ID:
+                errors.add(
+                    ["components", "custom_id"],
+                    "BASE_TYPE_MAX_LENGTH",
+                    f"Must be {MAX_CUSTOM_ID} or fewer in length.",
+                )
+            elif custom_id in seen:
+                errors.add(
+                    ["components", "custom_id"],
+                    "COMPONENT_CUSTOM_ID_DUPLICATED",
+                    "Component custom id cannot be duplicated",
+                )
+            else:
+                seen.add(custom_id)
+        if c.get("type") == comp.STRING_SELECT and not 1 <= len(c.get("options") or []) <= 25:
+            errors.add(
+                ["components", "options"],
+                "BASE_TYPE_BAD_LENGTH",
+                "Must be between 1 and 25 in length.",
+            )
+
+
+def check_modal(data: dict[str, Any]) -> None:
+    errors = _Errors()
+    if not data.get("custom_id") or len(data["custom_id"]) > MAX_CUSTOM_ID:
+        errors.add(
+            ["data", "custom_id"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+        )
+    if not data.get("title") or len(data["title"]) > 45:
+        errors.add(["data", "title"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 45 in length.")
+    rows = data.get("components") or []
+    if not 1 <= len(rows) <= 5:
+        errors.add(
+            ["data", "components"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length."
+        )
+    for c in comp.walk(rows):
+        if c.get("type") == comp.TEXT_INPUT:
+            _max_length(errors, ["data", "components", "label"], c.get("label"), 45)
+            if not c.get("custom_id") or len(c["custom_id"]) > MAX_CUSTOM_ID:
+                errors.add(
+                    ["data", "components", "custom_id"],
+                    "BASE_TYPE_BAD_LENGTH",
+                    "Must be between 1 and 100 in length.",
+                )
+        if c.get("type") == comp.LABEL:
+            _max_length(errors, ["data", "components", "label"], c.get("label"), 45)
+    errors.raise_if_any()
+
+
+def check_choices(data: dict[str, Any]) -> None:
+    errors = _Errors()
+    choices = data.get("choices") or []
+    if len(choices) > 25:
+        errors.add(["data", "choices"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+    for i, choice in enumerate(choices):
+        if not 1 <= len(choice.get("name") or "") <= 100:
+            errors.add(
+                ["data", "choices", i, "name"],
+                "BASE_TYPE_BAD_LENGTH",
+                "Must be between 1 and 100 in length.",
+            )
+        _max_length(errors, ["data", "choices", i, "value"], choice.get("value"), 100)
+    errors.raise_if_any()
+
+
+def check_commands(commands: list[dict[str, Any]]) -> None:
+    """What Discord refuses in a bulk overwrite: names, descriptions, option order and counts."""
+    errors = _Errors()
+    if len(commands) > 100:
+        errors.add([], "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.")
+    seen: set[tuple[str, int]] = set()
+    for i, command in enumerate(commands):
+        kind = command.get("type", 1)
+        name = command.get("name") or ""
+        if (name, kind) in seen:
+            errors.add(
+                [i, "name"],
+                "APPLICATION_COMMANDS_DUPLICATE_NAME",
+                f"Application command names must be unique: {name}",
+            )
+        seen.add((name, kind))
+        if kind == 1:
+            _check_chat_input(errors, [i], command)
+        elif not 1 <= len(name) <= 32:
+            errors.add([i, "name"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length.")
+    errors.raise_if_any()
+
+
+def _check_chat_input(errors: _Errors, path: list[str | int], node: dict[str, Any]) -> None:
+    name = node.get("name") or ""
+    if not COMMAND_NAME.match(name) or name != name.lower():
+        errors.add(
+            [*path, "name"],
+            "APPLICATION_COMMAND_INVALID_NAME",
+            f"Command name is invalid: {name!r}",
+        )
+    if not 1 <= len(node.get("description") or "") <= 100:
+        errors.add(
+            [*path, "description"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+        )
+    options = node.get("options") or []
+    if len(options) > 25:
+        errors.add([*path, "options"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+    names = [o.get("name") for o in options]
+    if len(set(names)) != len(names):
+        errors.add(
+            [*path, "options"],
+            "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS",
+            "Option names must be unique",
+        )
+    optional_seen = False
+    for j, option in enumerate(options):
+        opath: list[str | int] = [*path, "options", j]
+        if option.get("type") in (1, 2):
+            _check_chat_input(errors, opath, option)
+            continue
+        _check_chat_input(errors, opath, {**option, "options": []})
+        if option.get("required"):
+            if optional_seen:
+                errors.add(
+                    opath,
+                    "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                    "Required options must be placed before non-required options",
+                )
+        else:
+            optional_seen = True
+        if len(option.get("choices") or []) > 25:
+            errors.add(
+                [*opath, "choices"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
+            )
+        if option.get("autocomplete") and option.get("choices"):
+            errors.add(
+                [*opath, "autocomplete"],
+                "APPLICATION_COMMAND_AUTOCOMPLETE_INVALID",
+                "Autocomplete cannot be set with choices",
+            )
