@@ -104,7 +104,10 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="credits per second for models not in MODEL_COSTS (≥ 0)"
     )
     ray_address: str | None = Field(
-        default=None, description="a Ray cluster address such as ray://head:10001 or auto (empty: local)"
+        default=None, description=(
+            "auto (this machine is a node of the Ray cluster, e.g. its head) or the head's "
+            "host:port such as 10.0.0.5:6379 (empty: a local Ray inside the bot)"
+        )
     )
     cpu_workers: int = Field(
         default=1, ge=1, le=64, description="how many CPU workers to run when there is no GPU (1–64)"

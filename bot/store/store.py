@@ -256,9 +256,16 @@ class Store:
         """queued/running → failed with its refund; None when it had already ended."""
         return await self._end(job_id, "failed", ACTIVE, reason)
 
-    async def cancel(self, job_id: int, reason: str = "cancelled") -> Job | None:
-        """queued → cancelled with its refund; None when it is no longer waiting."""
-        return await self._end(job_id, "cancelled", ("queued",), reason)
+    async def cancel(
+        self, job_id: int, reason: str = "cancelled", *, running: bool = False
+    ) -> Job | None:
+        """queued → cancelled with its refund; None when it is no longer waiting.
+
+        running=True also ends a running job (the dispatcher stops its worker): the member
+        cancelled it, so it is refunded and it is never finished after this.
+        """
+        allowed: tuple[JobStatus, ...] = ACTIVE if running else ("queued",)
+        return await self._end(job_id, "cancelled", allowed, reason)
 
     async def _end(
         self, job_id: int, status: JobStatus, allowed: Sequence[JobStatus], reason: str

@@ -1,0 +1,97 @@
+"""The cluster path: the bot joins Ray at RAY_ADDRESS and follows GPU machines joining.
+
+A real multi-node Ray cluster on this machine (``ray.cluster_utils.Cluster``: separate GCS and
+raylet processes per node). The head has no GPU, as in the README recipe; a node declaring
+two GPUs joins later. GPUs are declared resources here (this machine has none): Ray places
+the workers on them and sets their GPU ids exactly as on real hardware. The cluster lives in a
+private RAY_TMPDIR, so its address file and sessions never meet another Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from dispatch_support import Recorder, settings_for, sleep_factory, submit
+
+from bot.dispatch import Dispatcher
+from bot.store import CreditPolicy, Store
+from pipeline.contract import AnimateResult
+
+pytestmark = pytest.mark.asyncio
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from ray.cluster_utils import Cluster
+
+    assert not ray.is_initialized(), "another test module left Ray running in this process"
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live in it
+    monkeypatch.setenv("RAY_TMPDIR", temp)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # RAY_AUTH_MODE stays as it is: a local Ray started earlier in this process switched the
+    # process (and its cached config) to token auth, and the cluster's nodes, started from
+    # here, must agree with this driver.
+    head = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "gcs_server_port": free_port(), "include_dashboard": False},
+    )
+    try:
+        yield head
+    finally:
+        ray.shutdown()
+        head.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+async def test_joins_the_cluster_and_adds_a_worker_per_gpu_that_joins(
+    cluster: Any, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path, ray_address=cluster.address, cpu_workers=1)
+    log_dir = tmp_path / "renders"
+    log_dir.mkdir()
+    factory = sleep_factory(log_dir)
+    async with await Store.open(settings.database_path, CreditPolicy(welcome=20)) as store:
+        d = Dispatcher(settings, store, backend_factory=factory, tick=0.2, scale_interval=0.3)
+        await d.start()
+        try:
+            rec = Recorder()
+            d.subscribe(rec)
+            await until(lambda: len(d.workers) == 1)
+            # No GPU in the cluster yet: one CPU worker serves.
+            assert [w.device for w in d.workers] == ["cpu"]
+            head_node = d.workers[0].node_id
+            cluster.add_node(num_cpus=2, num_gpus=2)  # a GPU machine joins
+            await until(lambda: sorted(w.device for w in d.workers) == ["cuda", "cuda"], 60)
+            gpu_nodes = {w.node_id for w in d.workers}
+            assert len(gpu_nodes) == 1 and head_node not in gpu_nodes
+            assert all(w.name.startswith("gpu-") for w in d.workers)
+            await until(lambda: all(w.gpu for w in d.pool.workers))  # the CPU worker retired
+            jobs = [await submit(d, user, "step=0.3 steps=3") for user in (1, 2)]
+            await rec.finished(*(j.id for j in jobs))
+            assert all(isinstance(rec.final(j.id)[0], AnimateResult) for j in jobs)
+            ran_on = {(await store.get_job(j.id)).worker for j in jobs}
+            assert ran_on == {w.name for w in d.workers}  # one job on each GPU
+        finally:
+            await d.stop()
+    assert not ray.is_initialized()  # the dispatcher joined, so it disconnects again
+
+
+async def until(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
