@@ -8,7 +8,7 @@ from discord.ext import commands
 
 from bot.app import AnimateBot
 from bot.formatting import when
-from bot.pricing import format_prices, price_list
+from bot.catalog import format_prices, price_list
 
 KIND_LABELS = {
     "welcome": "welcome grant",

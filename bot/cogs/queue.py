@@ -1,0 +1,61 @@
+"""/queue for operators: what is rendering and waiting, and which workers serve it."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import AnimateBot
+from bot.cogs.credits import operators_only
+from bot.formatting import when
+
+LIST_LIMIT = 15
+
+
+class Queue(commands.Cog):
+    def __init__(self, bot: AnimateBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="queue", description="Operators: jobs rendering and waiting, and the workers.")
+    @app_commands.default_permissions()
+    @operators_only()
+    async def queue(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        store = self.bot.store
+        running = await store.jobs(statuses=("running",))
+        order = await store.queue_order()
+        waiting = {job.id: job for job in await store.jobs(statuses=("queued",))}
+        embed = discord.Embed(title="Queue", colour=discord.Colour.blurple())
+        embed.add_field(
+            name=f"Rendering ({len(running)})",
+            value="\n".join(
+                f"Job {j.id} · <@{j.user_id}> · `{j.model}` · {j.worker or '?'} · started {when(j.started_at or j.created_at)}"
+                for j in running[:LIST_LIMIT]
+            ) or "nothing",
+            inline=False,
+        )
+        embed.add_field(
+            name=f"Waiting ({len(order)})",
+            value="\n".join(
+                f"#{i} job {job_id} · <@{waiting[job_id].user_id}> · `{waiting[job_id].model}` · queued {when(waiting[job_id].created_at)}"
+                for i, job_id in enumerate(order[:LIST_LIMIT], 1)
+                if job_id in waiting
+            ) or "nothing",
+            inline=False,
+        )
+        workers = self.bot.dispatcher.workers if self.bot.dispatcher else []
+        embed.add_field(
+            name=f"Workers ({len(workers)})",
+            value="\n".join(
+                f"{w.name}: {', '.join(w.models)} on {w.label}"
+                + (f" — cannot load {', '.join(w.errors)}" if w.errors else "")
+                for w in workers
+            ) or "none ready yet",
+            inline=False,
+        )
+        await interaction.followup.send(embed=embed, ephemeral=True)
+
+
+async def setup(bot: AnimateBot) -> None:
+    await bot.add_cog(Queue(bot))

@@ -1,0 +1,143 @@
+"""The buttons on a finished video: Info, Edit (a modal), Extend — through the loopback.
+
+Whoever presses Edit or Extend pays for the new job; the modal comes prefilled with the
+job's settings and refuses bad values specifically; an extension is the previous clip plus
+the new frames, at the same size and frame rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from loopback import InteractionHandle, Message, Upload
+from photos import photo_bytes
+from world import (
+    all_jobs,
+    bot_world,
+    has_video,
+    ledger_kinds,
+    private_ray,
+    video_of,
+)
+
+from pipeline.encode import decode_frames, probe
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    with private_ray():
+        yield
+
+
+def text_inputs(modal: dict) -> Iterator[dict]:
+    """The modal's text inputs, whatever layout discord.py chose (rows or labels)."""
+    for component in modal.get("components", []):
+        if component.get("type") == 1:
+            yield from component.get("components", [])
+        elif component.get("type") == 18:
+            yield {**component["component"], "label": component.get("label")}
+
+
+async def private_text(run: InteractionHandle) -> str:
+    answer = await run.original(timeout=15)
+    assert answer.ephemeral, answer.content
+    return answer.text()
+
+
+def footer(message: Message) -> str:
+    return message.embeds[0]["footer"]["text"]
+
+
+async def test_info_edit_and_extend(tmp_path: Path) -> None:
+    async with bot_world(tmp_path) as w:
+        d = w.discord
+        alice, bob = d.member, d.add_member("bob")
+        run = await d.slash(
+            "animate",
+            {
+                "image": Upload(photo_bytes("chelsea"), "chelsea.png"),
+                "prompt": "the cat looks up",
+                "negative": "blur",
+                "camera": "zoom_in",
+                "motion": 7,
+                "duration": 2.0,
+                "seed": 1234,
+            },
+            user=alice,
+        )
+        clip = await run.message(has_video, timeout=60)
+        (original,) = await all_jobs(w.store, alice.id)
+        first = probe(video_of(clip))
+
+        # Info: every parameter, privately, to whoever asks.
+        info = await private_text(await d.click(clip, "Info", user=bob))
+        assert f"**Job {original.id}** (animate, delivered)" in info
+        assert "Prompt: the cat looks up" in info and "Avoid: blur" in info
+        assert "Model: `camera` · seed 1234" in info
+        assert "Camera: zoom in · motion 7/10 · 2 s" in info
+        assert f"Output: {first['width']}×{first['height']}, 48 frames at 24 fps" in info
+        assert f"Cost: {original.cost} credits" in info
+
+        # Edit: a modal prefilled with the job's prompt, negative prompt, camera and motion.
+        edit = await d.click(clip, "Edit", user=bob)
+        modal = await edit.modal()
+        prefilled = {f["label"]: f.get("value") for f in text_inputs(modal)}
+        assert prefilled == {
+            "Prompt": "the cat looks up",
+            "Avoid (negative prompt)": "blur",
+            "Camera": "zoom in",
+            "Motion strength (1-10)": "7",
+        }
+        bob_before = await w.store.balance(bob.id)
+
+        # Bad values are refused specifically, for free.
+        bad = await d.submit_modal(edit, {"Camera": "sideways"}, user=bob)
+        assert "“sideways” isn't a camera move; use one of: static, zoom in" in await private_text(bad)
+        edit = await d.click(clip, "Edit", user=bob)
+        bad = await d.submit_modal(edit, {"Motion strength (1-10)": "11"}, user=bob)
+        assert "Motion strength must be a whole number from 1 to 10." in await private_text(bad)
+        assert await w.store.balance(bob.id) == bob_before
+        assert await all_jobs(w.store, bob.id) == []
+
+        edit = await d.click(clip, "Edit", user=bob)
+        submitted = await d.submit_modal(
+            edit,
+            {"Prompt": "the cat yawns", "Avoid (negative prompt)": "", "Camera": "Pan-Left",
+             "Motion strength (1-10)": "3"},
+            user=bob,
+        )
+        edited_clip = await submitted.message(has_video, timeout=60)
+        (edited,) = await all_jobs(w.store, bob.id)
+        assert edited.action == "edit" and edited.parent_id == original.id
+        assert (edited.params["prompt"], edited.params["negative_prompt"]) == ("the cat yawns", "")
+        assert (edited.params["camera"], edited.params["motion"]) == ("pan_left", 3)
+        assert edited.params["duration"] == 2.0 and edited.params["seed"] is None
+        assert "camera: pan left · motion 3/10" in footer(edited_clip)
+        assert edited_clip.embeds[0]["description"] == "the cat yawns"
+        assert await w.store.balance(bob.id) == bob_before - edited.cost  # the editor paid
+        assert [k for k, _, _ in await ledger_kinds(w.store, alice.id)] == ["welcome", "debit"]
+
+        # Extend: pressed by Bob on Alice's clip; he pays; the clip grows by 2 s.
+        extend = await d.click(clip, "Extend", user=bob)
+        longer_clip = await extend.message(has_video, timeout=60)
+        extended = (await all_jobs(w.store, bob.id))[-1]
+        assert extended.action == "extend" and extended.parent_id == original.id
+        longer = probe(video_of(longer_clip))
+        assert (longer["width"], longer["height"], longer["fps"]) == (
+            first["width"], first["height"], first["fps"],
+        )
+        assert longer["frames"] == first["frames"] + 48
+        # Its first part is the previous clip (re-encoded: equal up to compression noise).
+        old_frames, _ = decode_frames(video_of(clip))
+        new_frames, _ = decode_frames(video_of(longer_clip))
+        diff = np.abs(old_frames.astype(np.int16) - new_frames[: len(old_frames)].astype(np.int16))
+        assert diff.mean() < 4.0, diff.mean()
+        # ... and then it moves on from the last frame rather than starting over.
+        assert np.abs(new_frames[-1].astype(np.int16) - old_frames[-1].astype(np.int16)).mean() > 1.0
+        assert await w.store.balance(bob.id) == bob_before - edited.cost - extended.cost
+        assert "Extend" in longer_clip.button_labels()

@@ -1,0 +1,219 @@
+"""Operators and owners: /credits grant|take|history, /queue, /balance, Cancel and Delete.
+
+Operators are ADMIN_USER_IDS plus the application's owner (or team); a guild administrator
+is not one. Every credit change lands in the ledger with the operator's id. Jobs are held
+"rendering" at the gate of `world.GatedCamera` so that others really wait in the queue.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from loopback import InteractionHandle, LoopbackDiscord, Message, Upload
+from world import (
+    Gate,
+    World,
+    all_jobs,
+    bot_world,
+    has_video,
+    ledger_kinds,
+    private_ray,
+    small_png,
+    wait_status,
+)
+
+pytestmark = pytest.mark.asyncio
+
+PHOTO = small_png()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    with private_ray():
+        yield
+
+
+async def private_text(run: InteractionHandle) -> str:
+    answer = await run.original(timeout=15)
+    assert answer.ephemeral, answer.content
+    return answer.text()
+
+
+def field(message: Message, name: str) -> str:
+    for embed in message.embeds:
+        for f in embed.get("fields", []):
+            if f["name"] == name:
+                return f["value"]
+    raise AssertionError(f"no field {name!r} in {message.embeds}")
+
+
+async def test_only_operators_change_credits_and_the_ledger_names_them(tmp_path: Path) -> None:
+    async with LoopbackDiscord() as discord_:
+        helper = discord_.add_member("helper")  # an operator by ADMIN_USER_IDS
+        async with bot_world(tmp_path, discord_=discord_, admin_user_ids=str(helper.id)) as w:
+            d = w.discord
+            alice = d.member
+            owner = d.add_member(d.app_owner)  # the application's owner, in this guild
+            mod = d.add_member("mod", admin=True)  # a guild administrator, not an operator
+            assert await w.store.balance(alice.id) == 20
+
+            run = await d.slash(
+                "credits grant", {"user": alice, "amount": 15, "reason": "contest prize"}, user=owner
+            )
+            assert f"Added 15 credits to <@{alice.id}>; they now have 35." in await private_text(run)
+            run = await d.slash("credits take", {"user": alice, "amount": 5, "reason": "spam"}, user=helper)
+            assert f"Removed 5 credits from <@{alice.id}>; they now have 30." in await private_text(run)
+            # Never below zero, with a clear answer and no ledger row.
+            run = await d.slash("credits take", {"user": alice, "amount": 31}, user=helper)
+            assert "only 30 credits; take at most 30" in await private_text(run)
+
+            # A guild administrator (and a plain member) is refused, and nothing changes.
+            for who in (mod, alice):
+                run = await d.slash("credits grant", {"user": alice, "amount": 100}, user=who)
+                assert "Only the bot's operators can change credits." in await private_text(run)
+                run = await d.slash("credits history", {"user": alice}, user=who)
+                assert "Only the bot's operators" in await private_text(run)
+                run = await d.slash("queue", user=who)
+                assert "Only the bot's operators" in await private_text(run)
+            assert await w.store.balance(alice.id) == 30
+
+            rows = await w.store.history(alice.id, limit=10)
+            assert [(e.kind, e.delta, e.operator_id, e.reason) for e in reversed(rows)] == [
+                ("welcome", 20, None, rows[-1].reason),
+                ("grant", 15, owner.id, "contest prize"),
+                ("take", -5, helper.id, "spam"),
+            ]
+
+            run = await d.slash("credits history", {"user": alice}, user=owner)
+            history = await private_text(run)
+            assert f"`+15` grant by <@{owner.id}> — contest prize" in history
+            assert f"`-5` take by <@{helper.id}> — spam" in history
+            assert "`+20` welcome" in history
+            answer = await run.original()
+            assert field(answer, "Balance") == "30"
+
+            run = await d.slash("queue", user=helper)
+            queue = await run.original(timeout=15)
+            assert queue.ephemeral and "cpu-0: camera on" in field(queue, "Workers (1)")
+
+    # A team application: every team developer is an operator too.
+    async with LoopbackDiscord(team=True) as discord_:
+        async with bot_world(tmp_path / "team", discord_=discord_) as w:
+            d = w.discord
+            developer = next(u for u in d.state.application.team_members if u is not d.app_owner)
+            dev = d.add_member(developer)
+            run = await d.slash("credits grant", {"user": d.member, "amount": 2}, user=dev)
+            assert "Added 2 credits" in await private_text(run)
+            assert (await w.store.history(d.member.id, limit=1))[0].operator_id == developer.id
+
+
+async def animate(w: World, member, **options) -> InteractionHandle:
+    values = {"image": Upload(PHOTO, "photo.png"), "duration": 2.0, **options}
+    return await w.discord.slash("animate", values, user=member)
+
+
+async def public_message(run: InteractionHandle) -> Message:
+    """The job's public message (the one that shows queue, progress and the clip)."""
+    return await run.message(lambda m: not m.ephemeral and bool(m.embeds), timeout=15)
+
+
+async def test_balance_cancel_and_delete(tmp_path: Path) -> None:
+    gate = Gate(tmp_path / "gate")
+    async with bot_world(
+        tmp_path, backend_factory=gate.factory, refill_amount=5, refill_period_hours=12, refill_cap=40
+    ) as w:
+        d = w.discord
+        alice, bob = d.member, d.add_member("bob")
+        owner = d.add_member(d.app_owner)
+        cost = w.settings.cost("camera", 2.0)
+
+        # Alice's first job renders (held at the gate); her next two wait.
+        first = await animate(w, alice)
+        first_message = await public_message(first)
+        second = await animate(w, alice, prompt="second")
+        second_message = await public_message(second)
+        third = await animate(w, alice, prompt="third")
+        third_message = await public_message(third)
+        a, b, c = await all_jobs(w.store, alice.id)
+        await gate.wait_started(a.id)
+        await wait_status(w.store, a.id, "running")
+        # A queued job's public message: position, a thumbnail of the photo, cost, Cancel.
+        assert field(third_message, "Status") == "#2 in the queue"
+        assert third_message.embeds[0]["thumbnail"]["url"] == f"attachment://photo-{c.id}.jpg"
+        assert any(x.filename == f"photo-{c.id}.jpg" for x in third_message.attachments)
+        assert third_message.embeds[0]["footer"]["text"] == f"Job {c.id} · {cost} credits"
+        assert third_message.button_labels() == ["Cancel"]
+
+        # /balance: balance, prices of every length, her jobs with positions, ledger, refill.
+        run = await d.slash("balance", user=alice)
+        answer = await run.original(timeout=15)
+        assert answer.ephemeral
+        assert field(answer, "Balance") == f"**{20 - 3 * cost}** credits"
+        prices = field(answer, "Prices (credits per clip)")
+        assert prices == "**camera** — " + " · ".join(
+            f"{s:g} s: {w.settings.cost('camera', s)}" for s in (2.0, 3.0, 5.0, 8.0)
+        )
+        jobs = field(answer, "Your videos in progress").splitlines()
+        assert jobs == [
+            f"Job {a.id} (camera): rendering",
+            f"Job {b.id} (camera): #1 in the queue",
+            f"Job {c.id} (camera): #2 in the queue",
+        ]
+        activity = field(answer, "Recent activity")
+        assert f"-{cost} video (job {c.id})" in activity and "+20 welcome grant" in activity
+        # Refills are on, but she is below the cap only after spending: the next one is shown.
+        assert field(answer, "Next free refill").startswith("+5 <t:")
+
+        # Someone else cannot cancel her job.
+        run = await d.click(second_message, "Cancel", user=bob)
+        assert "Only the member who made this video (or a bot operator) can cancel it." in await private_text(run)
+        assert (await w.store.get_job(b.id)).status == "queued"
+
+        # She cancels the waiting job twice in a row (a double click): one refund.
+        run1 = await d.click(second_message, "Cancel", user=alice)
+        run2 = await d.click(second_message, "Cancel", user=alice)
+        answers = sorted([await private_text(run1), await private_text(run2)])
+        assert any(f"Cancelled. {cost} credits were refunded." in t for t in answers), answers
+        assert "This job was already cancelled (its credits were refunded once)." in answers, answers
+        job_b = await w.store.get_job(b.id)
+        assert job_b.status == "cancelled"
+        kinds = [k for k in await ledger_kinds(w.store, alice.id) if k[2] == b.id]
+        assert kinds == [("debit", -cost, b.id), ("refund", cost, b.id)]
+        # Her message says so and has no Cancel button any more.
+        cancelled = await d.wait_for(
+            lambda: (m := d.state.messages[second_message.id]).embeds
+            and "couldn't be made" in m.embeds[0].get("title", "") and m,
+            timeout=10, what="the cancelled job's message",
+        )
+        assert "Cancelled by request." in cancelled.text() and "refunded" in cancelled.text()
+        assert cancelled.button_labels() == []
+
+        # Cancel while rendering: the worker stops and the credits come back too.
+        running_message = d.state.messages[first_message.id]
+        assert "Cancel" in running_message.button_labels()
+        run = await d.click(running_message, "Cancel", user=alice)
+        assert f"{cost} credits were refunded" in await private_text(run)
+        assert (await w.store.get_job(a.id)).status == "cancelled"
+
+        # The third one now renders and is delivered; the cancelled ones never run or deliver.
+        gate.open()
+        await wait_status(w.store, c.id, "delivered")
+        clip = await third.message(has_video, timeout=30)
+        assert not gate.started(b.id)
+        assert not has_video(d.state.messages[first_message.id])
+        assert await w.store.balance(alice.id) == 20 - cost
+
+        # Delete: refused for someone else, allowed for the owner of the video or an operator.
+        run = await d.click(clip, "Delete", user=bob)
+        assert "Only the member who made this video (or a bot operator) can delete it." in await private_text(run)
+        assert not d.state.messages[clip.id].deleted
+        run = await d.click(clip, "Delete", user=owner)
+        assert "Deleted." in await private_text(run)
+        assert d.state.messages[clip.id].deleted
+
+        fourth = await animate(w, alice)
+        clip = await fourth.message(has_video, timeout=30)
+        run = await d.click(clip, "Delete", user=alice)
+        assert "Deleted." in await private_text(run)
+        assert d.state.messages[clip.id].deleted
