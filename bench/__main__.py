@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench import Figure, machine
 
-BENCHMARKS = ("camera",)
+BENCHMARKS = ("ack", "camera")
 RESULTS = Path(__file__).parent / "results"
 
 

@@ -508,6 +508,42 @@ class LoopbackDiscord:
         options take bytes, an `Upload` or an `Attachment` from `upload()`; user options a
         User or Member. Guild channels send `member`, DM channels `user`.
         """
+        record = await self._prepare_slash(
+            command, options, user=user, channel=channel, locale=locale,
+            attachment_size_limit=attachment_size_limit, timeout=timeout,
+        )
+        return await self._deliver(record)
+
+    async def slash_burst(
+        self,
+        command: str,
+        calls: list[tuple[User | Member, Mapping[str, Any]]],
+        *,
+        channel: Channel | None = None,
+        timeout: float = 10.0,
+    ) -> list[InteractionHandle]:
+        """Many users type `command` at the same moment (benchmarks of acknowledgement).
+
+        Every payload is built first and then all are dispatched back to back, so a measured
+        latency is the bot's and not the time the driver spent preparing later interactions.
+        """
+        records = [
+            await self._prepare_slash(command, options, user=who, channel=channel, timeout=timeout)
+            for who, options in calls
+        ]
+        return [await self._deliver(record) for record in records]
+
+    async def _prepare_slash(
+        self,
+        command: str,
+        options: Mapping[str, Any] | None,
+        *,
+        user: User | Member | None = None,
+        channel: Channel | None = None,
+        locale: str | None = None,
+        attachment_size_limit: int | None = None,
+        timeout: float = 10.0,
+    ) -> Interaction:
         name, *path = command.lstrip("/").split()
         target_user, target_channel = self._who_where(user, channel)
         await self.wait_until_connected(timeout)
@@ -522,7 +558,7 @@ class LoopbackDiscord:
             data["resolved"] = resolved
         if record.get("guild_id"):
             data["guild_id"] = record["guild_id"]
-        return await self._send(
+        return self._build(
             APPLICATION_COMMAND,
             data,
             target_user,
@@ -879,7 +915,24 @@ class LoopbackDiscord:
         locale: str | None = None,
         attachment_size_limit: int | None = None,
     ) -> InteractionHandle:
-        record = interaction_payload(
+        record = self._build(
+            kind, data, user, channel, message=message, locale=locale,
+            attachment_size_limit=attachment_size_limit,
+        )
+        return await self._deliver(record)
+
+    def _build(
+        self,
+        kind: int,
+        data: dict[str, Any],
+        user: User,
+        channel: Channel,
+        *,
+        message: Message | None = None,
+        locale: str | None = None,
+        attachment_size_limit: int | None = None,
+    ) -> Interaction:
+        return interaction_payload(
             self.state,
             self.server.cdn,
             kind=kind,
@@ -890,6 +943,8 @@ class LoopbackDiscord:
             locale=locale,
             attachment_size_limit=attachment_size_limit,
         )
+
+    async def _deliver(self, record: Interaction) -> InteractionHandle:
         self.state.add_interaction(record)
         delivered = await self.gateway.dispatch(
             "INTERACTION_CREATE", record.payload, guild_id=record.guild_id
