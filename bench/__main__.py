@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench import Figure, machine
 
-BENCHMARKS = ("ack", "camera")
+BENCHMARKS = ("ack", "overhead", "duty", "camera")
 RESULTS = Path(__file__).parent / "results"
 
 

@@ -48,6 +48,9 @@ UNKNOWN_CHANNEL = 10003
 UNKNOWN_MESSAGE = 10008
 INVALID_TOKEN = 50027
 TOO_LARGE = 40005
+MAX_SHRINKS = 3
+GUARANTEED_UPLOAD_BYTES = 10 * 2**20 - 64 * 1024
+"""Discord's per-file limit without boosts, less room for the multipart envelope."""
 GONE = (UNKNOWN_MESSAGE, UNKNOWN_CHANNEL)
 RETRY_DELAYS = (10.0, 60.0, 300.0, 900.0)
 
@@ -256,16 +259,23 @@ class Delivery:
     async def _upload(
         self, job: Job, data: bytes, *, content: str, embed: discord.Embed, view: discord.ui.View
     ) -> dict[str, Any] | None:
-        """Try the original message, then a channel message, then a DM; shrink once on 40005."""
-        shrunk = False
+        """Try the original message, then a channel message, then a DM.
+
+        On 40005 (the guild's limit dropped since the job was priced, e.g. a lost boost) the
+        clip is re-encoded under Discord's guaranteed limit, then smaller, up to MAX_SHRINKS.
+        """
+        shrinks = 0
         while True:
             file = discord.File(io.BytesIO(data), filename=video_name(job))
             try:
                 return await self._send_somewhere(job, content=content, embed=embed, view=view, file=file)
             except discord.HTTPException as exc:
-                if exc.code == TOO_LARGE and not shrunk:
-                    data = await asyncio.to_thread(_shrink, data)
-                    shrunk = True
+                if exc.code == TOO_LARGE and shrinks < MAX_SHRINKS:
+                    target = int(len(data) * 0.75)
+                    if shrinks == 0:
+                        target = min(target, GUARANTEED_UPLOAD_BYTES)
+                    data = await asyncio.to_thread(_shrink, data, target)
+                    shrinks += 1
                     log.info("job %d: upload too large, re-encoded to %d bytes", job.id, len(data))
                     continue
                 raise
@@ -428,9 +438,9 @@ def _rewind(file: discord.File | None) -> None:
         file.reset()
 
 
-def _shrink(data: bytes) -> bytes:
-    """Re-encode a clip to three quarters of its size (after Discord said 40005)."""
+def _shrink(data: bytes, max_bytes: int) -> bytes:
+    """Re-encode a clip under `max_bytes` (after Discord said 40005)."""
     from pipeline.encode import decode_frames, encode_mp4
 
     frames, fps = decode_frames(data)
-    return encode_mp4(frames, fps, max_bytes=int(len(data) * 0.75)).data
+    return encode_mp4(frames, fps, max_bytes=max_bytes).data

@@ -172,15 +172,17 @@ class Dispatcher:
         self._loop_task = asyncio.create_task(self._loop(), name="dispatcher")
         return recovery
 
-    async def stop(self) -> None:
+    async def stop(self, *, release: bool = True) -> None:
         """Stop scheduling, drop the streams and the workers; shut Ray down if we started it.
 
-        Jobs still rendering stay ``running`` in the store, exactly as if the bot had died:
-        the next ``start()`` queues them again. Nothing is delivered after this returns.
+        release=True (a shutdown): jobs still rendering go back to the queue without using up
+        one of their attempts. release=False leaves them ``running``, exactly as if the bot
+        had died: the next ``start()`` recovers them. Nothing is delivered after this returns.
         """
         if not self._started:
             return
         self._started = False
+        interrupted = [job_id for job_id, r in self._running.items() if not r.abandoned]
         tasks = [r.task for r in self._running.values() if r.task is not None]
         tasks += self._background
         if self._loop_task is not None:
@@ -193,6 +195,9 @@ class Dispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._running.clear()
         await self.pool.close()
+        if release:
+            for job_id in interrupted:
+                await self.store.requeue(job_id, reason="The bot restarted.", count_attempt=False)
         await self._shutdown_ray()
 
     async def _shutdown_ray(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import discord
 
+from bot.formatting import credits
 from bot.progress import describe
 from bot.store import Job
 from pipeline.contract import Progress
@@ -62,7 +63,7 @@ def queued(job: Job, position: int | None, *, thumbnail: str | None = None) -> d
     embed.add_field(name="Settings", value=settings_line(job), inline=False)
     if thumbnail:
         embed.set_thumbnail(url=f"attachment://{thumbnail}")
-    embed.set_footer(text=f"Job {job.id} · {job.cost} credits")
+    embed.set_footer(text=f"Job {job.id} · {credits(job.cost)}")
     return embed
 
 
@@ -82,7 +83,7 @@ def progress(job: Job, event: Progress, eta: float | None, *, picture: str | Non
         embed.set_image(url=f"attachment://{picture}")
     elif picture:
         embed.set_thumbnail(url=f"attachment://{picture}")
-    embed.set_footer(text=f"Job {job.id} · {job.cost} credits")
+    embed.set_footer(text=f"Job {job.id} · {credits(job.cost)}")
     return embed
 
 
@@ -96,7 +97,7 @@ def finished(job: Job, *, seconds: float | None) -> discord.Embed:
         embed.add_field(name="Length", value=f"{frames / fps:.1f} s · {fps:g} fps", inline=True)
     if seconds is not None:
         embed.add_field(name="Took", value=f"{seconds:.0f} s", inline=True)
-    embed.add_field(name="Cost", value=f"{job.cost} credits", inline=True)
+    embed.add_field(name="Cost", value=credits(job.cost), inline=True)
     if job.params.get("negative_prompt"):
         embed.add_field(name="Avoid", value=job.params["negative_prompt"][:PROMPT_LIMIT], inline=False)
     warnings = result.get("warnings") or []
@@ -116,7 +117,7 @@ def moved(job: Job, where: dict[str, Any]) -> discord.Embed:
         text = "Your video is ready; it is in a new message below."
     embed = discord.Embed(title="Your video is ready", description=text, colour=GREEN)
     embed.add_field(name="Settings", value=settings_line(job), inline=False)
-    embed.set_footer(text=f"Job {job.id} · {job.cost} credits")
+    embed.set_footer(text=f"Job {job.id} · {credits(job.cost)}")
     return embed
 
 
@@ -145,5 +146,5 @@ def info(job: Job) -> str:
         )
     if job.parent_id:
         lines.append(f"Made from job {job.parent_id}")
-    lines.append(f"Cost: {job.cost} credits")
+    lines.append(f"Cost: {credits(job.cost)}")
     return "\n".join(lines)[:2000]

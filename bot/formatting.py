@@ -11,3 +11,9 @@ def when(timestamp: float, style: str = "R") -> str:
     """A Discord timestamp tag: each member sees it in their own time zone and language."""
     moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
     return discord.utils.format_dt(moment, style)  # type: ignore[arg-type]
+
+
+def credits(n: int, *, bold: bool = False) -> str:
+    """'1 credit', '3 credits' (optionally with the number in bold)."""
+    number = f"**{n}**" if bold else str(n)
+    return f"{number} credit" + ("" if n == 1 else "s")

@@ -111,7 +111,7 @@ async def test_animate_each_sample_photo_then_reroll(world: World) -> None:
         assert pictures[0].startswith("photo-") and pictures[-1].startswith("preview-"), pictures
         # The member's private acknowledgement names the cost and what is left.
         ack_message = await run.original()
-        assert ack_message.ephemeral and "credits" in ack_message.content
+        assert ack_message.ephemeral and "credit" in ack_message.content
 
     assert len(await debits(world, alice.id)) == 3
     assert await world.store.balance(alice.id) == 20 - 3 * world.settings.cost("camera", 2.0)

@@ -15,6 +15,7 @@ import pytest
 from loopback import InteractionHandle, Message, Upload
 from photos import photo_bytes
 from world import (
+    n_credits,
     all_jobs,
     bot_world,
     has_video,
@@ -81,7 +82,7 @@ async def test_info_edit_and_extend(tmp_path: Path) -> None:
         assert "Model: `camera` · seed 1234" in info
         assert "Camera: zoom in · motion 7/10 · 2 s" in info
         assert f"Output: {first['width']}×{first['height']}, 48 frames at 24 fps" in info
-        assert f"Cost: {original.cost} credits" in info
+        assert f"Cost: {n_credits(original.cost)}" in info
 
         # Edit: a modal prefilled with the job's prompt, negative prompt, camera and motion.
         edit = await d.click(clip, "Edit", user=bob)

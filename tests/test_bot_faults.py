@@ -141,6 +141,16 @@ async def test_upload_too_large_is_reencoded_smaller(world: World, gate: Gate) -
     assert info["frames"] == frames and info["codec"] == "h264"
     assert clip.id == held.message.id and delivery["delivered_via"] == "interaction"
 
+    # Far less than announced: one shrink is not enough, the bot keeps shrinking until it fits.
+    held = await held_job(world, gate)
+    held.run.record.attachment_size_limit = int(size * 0.5)
+    clip, delivery = await delivered(world, gate, held)
+    too_large = [r for r in d.requests(message_path(held)) if r.status == 413]
+    assert len(too_large) >= 2  # one shrink (to 0.75 of the size) was not enough
+    assert len(video_of(clip)) <= int(size * 0.5)
+    assert probe(video_of(clip))["frames"] == frames
+    assert clip.id == held.message.id and delivery["delivered_via"] == "interaction"
+
 
 async def test_deleted_progress_message_gets_a_new_message(world: World, gate: Gate) -> None:
     d = world.discord

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from loopback import InteractionHandle, LoopbackDiscord, Message, Upload
 from world import (
+    n_credits,
     Gate,
     World,
     all_jobs,
@@ -142,7 +143,7 @@ async def test_balance_cancel_and_delete(tmp_path: Path) -> None:
         assert field(third_message, "Status") == "#2 in the queue"
         assert third_message.embeds[0]["thumbnail"]["url"] == f"attachment://photo-{c.id}.jpg"
         assert any(x.filename == f"photo-{c.id}.jpg" for x in third_message.attachments)
-        assert third_message.embeds[0]["footer"]["text"] == f"Job {c.id} · {cost} credits"
+        assert third_message.embeds[0]["footer"]["text"] == f"Job {c.id} · {n_credits(cost)}"
         assert third_message.button_labels() == ["Cancel"]
 
         # /balance: balance, prices of every length, her jobs with positions, ledger, refill.
@@ -174,7 +175,7 @@ async def test_balance_cancel_and_delete(tmp_path: Path) -> None:
         run1 = await d.click(second_message, "Cancel", user=alice)
         run2 = await d.click(second_message, "Cancel", user=alice)
         answers = sorted([await private_text(run1), await private_text(run2)])
-        assert any(f"Cancelled. {cost} credits were refunded." in t for t in answers), answers
+        assert any(f"Cancelled. {n_credits(cost)} {'was' if cost == 1 else 'were'} refunded." in t for t in answers), answers
         assert "This job was already cancelled (its credits were refunded once)." in answers, answers
         job_b = await w.store.get_job(b.id)
         assert job_b.status == "cancelled"
@@ -193,7 +194,7 @@ async def test_balance_cancel_and_delete(tmp_path: Path) -> None:
         running_message = d.state.messages[first_message.id]
         assert "Cancel" in running_message.button_labels()
         run = await d.click(running_message, "Cancel", user=alice)
-        assert f"{cost} credits were refunded" in await private_text(run)
+        assert f"{n_credits(cost)} {'was' if cost == 1 else 'were'} refunded" in await private_text(run)
         assert (await w.store.get_job(a.id)).status == "cancelled"
 
         # The third one now renders and is delivered; the cancelled ones never run or deliver.

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from loopback import InteractionHandle, LoopbackDiscord, Member, Upload
 from world import (
+    n_credits,
     Gate,
     World,
     all_jobs,
@@ -92,7 +93,7 @@ async def test_bad_photos_and_options_are_refused_for_free(tmp_path: Path) -> No
         assert models[0]["name"] == "camera — Camera move (no AI) · 0.2 credits/s"
         lengths = await d.autocomplete("animate", "duration", {"duration": ""}, user=alice)
         assert [(c["name"], c["value"]) for c in lengths] == [
-            (f"{s:g} s — {w.settings.cost('camera', s)} credits", s) for s in (2.0, 3.0, 5.0, 8.0)
+            (f"{s:g} s — {n_credits(w.settings.cost('camera', s))}", s) for s in (2.0, 3.0, 5.0, 8.0)
         ]
 
         for options, expected in cases:
@@ -176,7 +177,7 @@ async def test_not_enough_credits_shows_balance_cost_and_next_refill(tmp_path: P
         account = await w.store.account(alice.id)
         assert account.balance == 1 and account.next_refill_at is not None
         run = await animate(w, alice, {"duration": 8.0})
-        text = await refused(w, run, f"costs **{cost}** credits and you have **1**",
+        text = await refused(w, run, f"costs **{cost}** credit{'' if cost == 1 else 's'} and you have **1**",
                              "Nothing was charged")
         assert f"<t:{int(account.next_refill_at)}:R>" in text  # when the next free credits come
         await unchanged(w, alice, 1)

@@ -61,9 +61,11 @@ async def test_restart_mid_render_delivers_each_job_once_on_its_own_message(tmp_
             await gate.wait_started(rendering.id)
             _, waiting_message, waiting = await post_job(w, bob)
             assert (await w.store.get_job(waiting.id)).status == "queued"
-        # The bot is gone; SQLite says one job was rendering and one waiting.
+        # The bot was shut down: the job it was rendering went back to the queue with its
+        # attempt given back (a shutdown is not the job's fault); the other still waits.
         async with await Store.open(tmp_path / "bot.sqlite3") as store:
-            assert (await store.get_job(rendering.id)).status == "running"
+            interrupted = await store.get_job(rendering.id)
+            assert (interrupted.status, interrupted.attempts) == ("queued", 0)
             assert (await store.get_job(waiting.id)).status == "queued"
 
         gate.open()
@@ -73,7 +75,7 @@ async def test_restart_mid_render_delivers_each_job_once_on_its_own_message(tmp_
                 (clip,) = clips_of(discord_, job.id)
                 assert clip.id == message.id and has_video(clip)  # updated, not duplicated
                 assert done.delivery["delivered_via"] == "interaction"
-            assert (await w.store.get_job(rendering.id)).attempts == 2  # ran again after the restart
+            assert (await w.store.get_job(rendering.id)).attempts == 1  # the shutdown cost nothing
             for member, job in ((alice, rendering), (bob, waiting)):
                 assert [k for k in await ledger_kinds(w.store, member.id) if k[2] == job.id] == [
                     ("debit", -job.cost, job.id)

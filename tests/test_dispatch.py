@@ -70,6 +70,7 @@ async def dispatcher(
     *,
     workers: int,
     stop_grace: float = 30.0,
+    release: bool = True,
 ) -> AsyncIterator[tuple[Dispatcher, Recorder]]:
     factory = None if log_dir is None else sleep_factory(log_dir)
     d = Dispatcher(settings, store, backend_factory=factory, tick=0.2, stop_grace=stop_grace)
@@ -83,7 +84,7 @@ async def dispatcher(
             await asyncio.sleep(0.05)
         yield d, recorder
     finally:
-        await d.stop()
+        await d.stop(release=release)
 
 
 @pytest.fixture
@@ -201,7 +202,7 @@ async def test_a_job_that_keeps_crashing_its_worker_is_refunded(
 async def test_stop_mid_job_and_restart_runs_it_exactly_once(tmp_path: Path, log_dir: Path) -> None:
     settings = settings_for(tmp_path)
     async with await Store.open(settings.database_path, CreditPolicy(welcome=WELCOME)) as store:
-        async with dispatcher(settings, store, log_dir, workers=1) as (d, first):
+        async with dispatcher(settings, store, log_dir, workers=1, release=False) as (d, first):
             job = await submit(d, 1, "step=0.3 steps=6")
             await first.wait(lambda: first.rendering(job.id))
         assert (await store.get_job(job.id)).status == "running"  # as if the bot had died
@@ -336,3 +337,18 @@ async def test_unreachable_ray_address_is_one_line_and_fast(tmp_path: Path, stor
         assert time.monotonic() - started < 5
         message = str(info.value)
         assert expect in message and address in message and "\n" not in message
+
+
+async def test_a_shutdown_mid_job_gives_the_attempt_back(tmp_path: Path, log_dir: Path) -> None:
+    settings = settings_for(tmp_path)
+    async with await Store.open(settings.database_path, CreditPolicy(welcome=WELCOME)) as store:
+        async with dispatcher(settings, store, log_dir, workers=1) as (d, first):
+            job = await submit(d, 1, "step=0.3 steps=6")
+            await first.wait(lambda: first.rendering(job.id))
+        stopped = await store.get_job(job.id)
+        assert (stopped.status, stopped.attempts) == ("queued", 0)
+        async with dispatcher(settings, store, log_dir, workers=1) as (_, second):
+            await second.finished(job.id)
+        done = await store.get_job(job.id)
+        assert done.status == "done" and done.attempts == 1  # the shutdown cost no attempt
+        assert await ledger(store, 1) == sorted([("welcome", None), ("debit", job.id)])

@@ -232,3 +232,20 @@ async def test_reopen_keeps_data_and_meta(tmp_path: Path) -> None:
     async with await Store.open(path) as store:
         assert await store.get_meta("commands") == "abc"
         assert await store.balance(1) == 25
+
+
+async def test_cancelled_while_beginning_leaves_no_open_transaction(store: Store) -> None:
+    """A task cancelled while its BEGIN is in flight must not leave the connection in a
+    transaction: the next caller on the same connection would fail."""
+    import asyncio
+
+    await store.balance(1)
+    for _ in range(20):
+        task = asyncio.ensure_future(store.balance(1))
+        await asyncio.sleep(0)  # let it reach the BEGIN, then cancel it mid-flight
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        assert await store.balance(1) == 10  # the connection still works

@@ -240,3 +240,8 @@ async def wait_status(store: Store, job_id: int, *statuses: str, timeout: float 
             return job
         assert time.monotonic() < deadline, f"job {job_id} is {job.status}, not {statuses}"
         await asyncio.sleep(0.05)
+
+
+def n_credits(n: int) -> str:
+    """How members should read an amount: '1 credit', '3 credits'."""
+    return f"{n} credit" if n == 1 else f"{n} credits"

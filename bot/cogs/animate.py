@@ -21,7 +21,7 @@ from bot import embeds
 from bot.app import AnimateBot
 from bot.attachments import AttachmentRefused, check_photo, fetch, thumbnail
 from bot.catalog import durations, traits, working_size
-from bot.formatting import when
+from bot.formatting import credits, when
 from bot.rules import place_refusal, prompt_refusal
 from bot.store import InsufficientCredits, QueueFull, StoreError, TooManyQueued
 from bot.views import job_view
@@ -173,7 +173,7 @@ class Animate(commands.Cog):
         if model not in self.bot.enabled_models():
             model = self.bot.enabled_models()[0]
         return [
-            app_commands.Choice(name=f"{seconds:g} s — {self.bot.settings.cost(model, seconds)} credits", value=seconds)
+            app_commands.Choice(name=f"{seconds:g} s — {credits(self.bot.settings.cost(model, seconds))}", value=seconds)
             for seconds in durations(model)
         ]
 
@@ -241,7 +241,7 @@ class Animate(commands.Cog):
                 parent_id=parent_id, delivery=delivery,
             )
         except InsufficientCredits as refusal:
-            text = f"This video costs **{refusal.cost}** credits and you have **{refusal.balance}**."
+            text = f"This video costs {credits(refusal.cost, bold=True)} and you have **{refusal.balance}**."
             if refusal.next_refill_at is not None:
                 text += f" Your next free credits arrive {when(refusal.next_refill_at)}."
             raise Refusal(text + " Nothing was charged.") from None
@@ -251,7 +251,7 @@ class Animate(commands.Cog):
             raise Refusal(f"{refusal.message} Nothing was charged.") from None
 
         balance = await self.bot.store.balance(interaction.user.id)
-        ack = f"Queued as job {job.id} for **{job.cost}** credits; you have **{balance}** left."
+        ack = f"Queued as job {job.id} for {credits(job.cost, bold=True)}; you have **{balance}** left."
         if notes:
             ack += "\n" + "\n".join(f"⚠️ {note}" for note in notes)
         # Resolve the ephemeral "thinking" first: the follow-up below is then a new, public message.
@@ -305,7 +305,9 @@ class Animate(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         if action == "cancel":
             if await self.bot.dispatcher.cancel(job.id, "Cancelled by request."):
-                text = "Cancelled." + (f" {job.cost} credits were refunded." if job.cost else "")
+                text = "Cancelled." + (
+                    f" {credits(job.cost)} {'was' if job.cost == 1 else 'were'} refunded." if job.cost else ""
+                )
             else:
                 text = _nothing_to_cancel((await self.bot.store.get_job(job.id)).status)
             await interaction.edit_original_response(content=text)

@@ -7,7 +7,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import AnimateBot
-from bot.formatting import when
+from bot.formatting import credits, when
 from bot.catalog import format_prices, price_list
 
 KIND_LABELS = {
@@ -31,7 +31,7 @@ class Balance(commands.Cog):
         user_id = interaction.user.id
         account = await store.account(user_id)
         embed = discord.Embed(title="Your credits", colour=discord.Colour.blurple())
-        embed.add_field(name="Balance", value=f"**{account.balance}** credits", inline=True)
+        embed.add_field(name="Balance", value=credits(account.balance, bold=True), inline=True)
         if account.next_refill_at is not None:
             embed.add_field(
                 name="Next free refill",

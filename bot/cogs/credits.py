@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import AnimateBot
-from bot.formatting import when
+from bot.formatting import credits, when
 from bot.store import StoreError
 
 
@@ -52,7 +52,7 @@ class Credits(commands.GroupCog, group_name="credits", group_description="Operat
             user.id, amount, operator_id=interaction.user.id, reason=reason
         )
         await interaction.followup.send(
-            f"Added {amount} credits to {user.mention}; they now have {balance}.", ephemeral=True
+            f"Added {credits(amount)} to {user.mention}; they now have {balance}.", ephemeral=True
         )
 
     @app_commands.command(name="take", description="Remove credits from a member.")
@@ -74,7 +74,7 @@ class Credits(commands.GroupCog, group_name="credits", group_description="Operat
             await interaction.followup.send(str(refusal), ephemeral=True)
             return
         await interaction.followup.send(
-            f"Removed {amount} credits from {user.mention}; they now have {balance}.", ephemeral=True
+            f"Removed {credits(amount)} from {user.mention}; they now have {balance}.", ephemeral=True
         )
 
     @app_commands.command(name="history", description="A member's recent credit history.")

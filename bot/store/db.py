@@ -101,9 +101,7 @@ class Database:
         after bookkeeping worth keeping (a welcome grant) and before any write of their own.
         """
         async with self._lock:
-            async for attempt in self._retrying():
-                with attempt:
-                    await self._conn.execute("BEGIN IMMEDIATE")
+            await self._begin("BEGIN IMMEDIATE")
             tx = _Tx(self._conn)
             try:
                 yield tx
@@ -116,6 +114,23 @@ class Database:
             else:
                 await self._commit()
 
+    async def _begin(self, statement: str) -> None:
+        """Start a transaction; if the caller is cancelled meanwhile, end it again.
+
+        aiosqlite runs the statement in its thread even when the awaiting task is cancelled,
+        so without the rollback the connection would stay inside a transaction nobody owns.
+        """
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    await self._conn.execute(statement)
+        except BaseException:
+            try:
+                await self._conn.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                pass  # the BEGIN itself had failed: there is nothing to roll back
+            raise
+
     async def _commit(self) -> None:
         async for attempt in self._retrying():
             with attempt:
@@ -125,9 +140,7 @@ class Database:
     async def read(self) -> AsyncIterator[_Tx]:
         """A read transaction: one consistent snapshot for several statements."""
         async with self._lock:
-            async for attempt in self._retrying():
-                with attempt:
-                    await self._conn.execute("BEGIN DEFERRED")
+            await self._begin("BEGIN DEFERRED")
             try:
                 yield _Tx(self._conn)
             finally:

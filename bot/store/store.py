@@ -107,7 +107,8 @@ class Store:
             current = await ledger.balance(tx, user_id)
             if amount > current:
                 raise InvalidAmount(
-                    f"That member has only {current} credits; take at most {current}."
+                    f"That member has only {current} credit{'' if current == 1 else 's'}; "
+                    f"take at most {current}."
                 )
             await ledger.append(
                 tx, user_id, -amount, "take", now, operator_id=operator_id, reason=reason
@@ -292,13 +293,21 @@ class Store:
         )
         return job
 
-    async def requeue(self, job_id: int, *, low_memory: bool = False, reason: str = "") -> Job | None:
-        """running → queued, for a retry on a fresh worker (optionally in low-memory mode)."""
+    async def requeue(
+        self, job_id: int, *, low_memory: bool = False, reason: str = "", count_attempt: bool = True
+    ) -> Job | None:
+        """running → queued, for a retry on a fresh worker (optionally in low-memory mode).
+
+        `count_attempt=False` gives the attempt back: the job did nothing wrong (the bot was
+        shut down under it), so it should not move closer to failing.
+        """
         async with self.db.write() as tx:
             cursor = await tx.execute(
                 "UPDATE jobs SET status = 'queued', worker = NULL, started_at = NULL,"
-                " low_memory = MAX(low_memory, ?), error = ? WHERE id = ? AND status = 'running'",
-                (int(low_memory), reason or None, job_id),
+                " low_memory = MAX(low_memory, ?), error = ?,"
+                " attempts = CASE WHEN ? THEN attempts ELSE MAX(attempts - 1, 0) END"
+                " WHERE id = ? AND status = 'running'",
+                (int(low_memory), reason or None, int(count_attempt), job_id),
             )
             return await self._job(tx, job_id) if cursor.rowcount else None
 
