@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,18 +31,6 @@ class Figure:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "met": self.met}
-
-
-def median_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> tuple[float, list[float]]:
-    """Median wall seconds of `fn` over `repeats` runs after `warmup` unmeasured runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
 
 
 def machine() -> dict[str, Any]:

@@ -315,8 +315,7 @@ class Delivery:
                 return {"delivered_via": "interaction", "result_message_id": message.id}
             except discord.HTTPException as exc:
                 if exc.code == UNKNOWN_MESSAGE:
-                    await self.bot.store.set_delivery(job.id, progress_gone=True)
-                    job = await self.bot.store.get_job(job.id)
+                    job = await self.bot.store.set_delivery(job.id, progress_gone=True)
                     _rewind(file)
                     return await self._send_somewhere(
                         job, content=content, embed=embed, view=view, file=file, ready=ready
@@ -324,8 +323,7 @@ class Delivery:
                 if exc.code != INVALID_TOKEN:
                     raise
                 log.info("job %d: interaction token expired; delivering through the channel", job.id)
-                await self.bot.store.set_delivery(job.id, token_expired=True)
-                job = await self.bot.store.get_job(job.id)
+                job = await self.bot.store.set_delivery(job.id, token_expired=True)
                 _rewind(file)
         return await self._send_to_channel(
             job, content=content, embed=embed, view=view, file=file, ready=ready
@@ -391,8 +389,7 @@ class Delivery:
             except discord.NotFound as exc:
                 if exc.code not in GONE:
                     raise
-                await self.bot.store.set_delivery(job.id, progress_gone=True)
-                job = await self.bot.store.get_job(job.id)
+                job = await self.bot.store.set_delivery(job.id, progress_gone=True)
         if not job.delivery.get("channel_id") and not job.delivery.get("token"):
             return  # never had a message (e.g. refused before posting): nothing to tell
         await self._send_somewhere(

@@ -310,10 +310,6 @@ class Dispatcher:
             return True
         return False
 
-    async def positions(self) -> dict[int, int]:
-        """Queue position (1 = next) of every waiting job."""
-        return {job_id: i for i, job_id in enumerate(await self.store.queue_order(), 1)}
-
     async def position(self, job_id: int) -> int | None:
         return await self.store.queue_position(job_id)
 

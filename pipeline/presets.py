@@ -18,8 +18,6 @@ from typing import Any
 
 from pipeline.contract import CAMERA_MOVES, ModelError
 
-FAMILIES: tuple[str, ...] = ("ltx", "wan", "svd", "cogvideox")
-
 # Pipeline class in model_index.json -> family. Text-to-video classes are listed because the
 # same checkpoints are loaded with the family's image-to-video class (see I2V_CLASS).
 FAMILY_OF_CLASS: dict[str, str] = {

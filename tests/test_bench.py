@@ -1,0 +1,38 @@
+"""A small run of the benchmark runner, so the benchmarks cannot rot unnoticed.
+
+The duty-cycle benchmark goes through the real dispatcher, Ray worker and encoder; here with a
+3-job backlog instead of 20. The figures themselves are not asserted against their targets
+(that is the benchmark's job on a quiet machine), only that they are measured and saved.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import bench.duty
+from bench.__main__ import main
+
+
+def test_runner_measures_and_saves_the_duty_cycle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(bench.duty, "JOBS", 3)
+    out = tmp_path / "result.json"
+    main(["duty", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["machine"]["cores"] and saved["machine"]["torch"]
+    figures = {f["name"]: f for f in saved["figures"]["duty"]}
+    duty = figures["model_duty_cycle"]
+    assert 0 < duty["value"] <= 100 and duty["target"] == 97.0 and duty["unit"] == "%"
+    assert figures["max_gap_between_renders"]["value"] >= figures["median_gap_between_renders"]["value"]
+    assert "model_duty_cycle" in capsys.readouterr().out  # the printed table
+
+
+def test_unknown_benchmark_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["warp-speed"])
+    assert exit_info.value.code == 2
+    assert "unknown benchmark warp-speed" in capsys.readouterr().err
