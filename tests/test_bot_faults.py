@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from loopback import InteractionHandle, Message, Upload
+from loopback import InteractionHandle, Message, RecordedRequest, Upload
 from world import (
     Gate,
     World,
@@ -86,6 +86,10 @@ async def delivered(w: World, gate: Gate, held: Held) -> tuple[Message, dict]:
     (clip,) = clips_of(w, held.job_id)
     assert not clip.deleted and has_video(clip)
     return clip, job.delivery
+
+
+def carries_video(request: RecordedRequest) -> bool:
+    return any(f.filename.endswith(".mp4") for f in request.files)
 
 
 def message_path(held: Held) -> str:
@@ -266,10 +270,21 @@ async def test_a_refused_upload_is_tried_again_later(world: World, gate: Gate) -
     d = world.discord
     world.bot.delivery.retry_delays = (0.5,)
     held = await held_job(world, gate)
-    ban = d.faults.rate_limit(message_path(held), count=1, via=False)
-    clip, delivery = await delivered(world, gate, held)
-    assert ban.hits == 1 and clip.id == held.message.id
-    assert delivery["delivered_via"] == "interaction"
-    refused = next(r for r in d.requests(message_path(held)) if r.fault)
-    accepted = [r for r in d.requests(message_path(held)) if r.monotonic > refused.monotonic]
-    assert accepted[0].status == 200 and accepted[0].monotonic - refused.monotonic >= 0.4
+    # Banned until the upload itself (the edit carrying the MP4) has been refused: progress
+    # edits may be refused before it, and they are only skipped, never retried.
+    ban = d.faults.rate_limit(message_path(held), count=None, via=False)
+    gate.open(held.job_id)
+    await d.wait_for(
+        lambda: any(r.fault and carries_video(r) for r in d.requests(message_path(held))),
+        timeout=60,
+        what="the refused upload",
+    )
+    ban.remaining = 0  # the ban is lifted
+    job = await wait_status(world.store, held.job_id, "delivered", "failed", timeout=60)
+    assert job.status == "delivered" and job.delivery["delivered_via"] == "interaction"
+    (clip,) = clips_of(world, held.job_id)
+    assert clip.id == held.message.id and has_video(clip)
+    uploads = [r for r in d.requests(message_path(held)) if carries_video(r)]
+    refused, accepted = uploads[0], uploads[-1]
+    assert refused.fault == "rate_limit" and accepted.status == 200 and not accepted.fault
+    assert accepted.monotonic - refused.monotonic >= 0.4  # tried again later, not at once
