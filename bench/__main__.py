@@ -12,8 +12,19 @@ from pathlib import Path
 
 from bench import Figure, machine
 
-BENCHMARKS = ("ack", "overhead", "duty", "camera")
+BENCHMARKS = ("ack", "overhead", "duty", "camera", "gpu")
 RESULTS = Path(__file__).parent / "results"
+
+
+def default_benchmarks() -> list[str]:
+    """All of them; `gpu` only where there is a CUDA GPU (it measures nothing elsewhere)."""
+    import torch
+
+    return [name for name in BENCHMARKS if name != "gpu" or torch.cuda.is_available()]
+
+
+def result_path(stamp: datetime.datetime, suffix: str = "") -> Path:
+    return RESULTS / f"{stamp:%Y-%m-%d}-{socket.gethostname()}{suffix}.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: bench/results/DATE-HOST.json)")
     args = parser.parse_args(argv)
-    names = args.names or list(BENCHMARKS)
+    names = args.names or default_benchmarks()
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
@@ -31,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {name} …", file=sys.stderr, flush=True)
         figures[name] = importlib.import_module(f"bench.{name}").run()
 
+    return report(figures, args.out)
+
+
+def report(figures: dict[str, list[Figure]], out: Path | None = None, *, suffix: str = "") -> int:
+    """Print the table, save the JSON (default bench/results/DATE-HOST{suffix}.json); the exit
+    status is 1 when a figure misses its target."""
     rows = [("benchmark", "figure", "value", "target", "met")]
     for name, items in figures.items():
         for f in items:
@@ -42,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
 
     stamp = datetime.datetime.now(datetime.timezone.utc)
-    out = args.out or RESULTS / f"{stamp:%Y-%m-%d}-{socket.gethostname()}.json"
+    out = out or result_path(stamp, suffix)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(

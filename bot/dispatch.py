@@ -127,7 +127,10 @@ class Dispatcher:
         self.stop_grace = stop_grace
         self.output_dir = Path(settings.output_dir)
         options = BackendOptions(
-            offload=settings.offload, compile=settings.compile, cache=settings.cache
+            offload=settings.offload,
+            compile=settings.compile,
+            cache=settings.cache,
+            attention=settings.attention_backend,
         )
         self.pool = WorkerPool(
             settings.models,

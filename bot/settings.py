@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     )
     compile: bool = Field(default=False, description="true or false: torch.compile the transformer")
     cache: bool = Field(default=False, description="true or false: diffusers first-block cache")
+    attention_backend: str = Field(
+        default="auto",
+        pattern=r"^[A-Za-z0-9_]+$",
+        description=(
+            "auto (FlashAttention 3 or 2 when installed, else PyTorch SDPA), native, or a "
+            "diffusers attention backend name such as _native_cudnn or sage"
+        ),
+    )
 
     # Credits and limits
     welcome_credits: int = Field(default=20, ge=0, description="a whole number ≥ 0")

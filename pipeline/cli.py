@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument(
         "--cache", action="store_true", help="first-block cache (faster, slightly softer)"
     )
+    speed.add_argument(
+        "--attention",
+        default="auto",
+        help="attention kernel: auto (FlashAttention when installed, else SDPA), native, or a "
+        "diffusers backend name such as _native_cudnn",
+    )
     speed.add_argument("--low-memory", action="store_true", help="force offload and VAE tiling")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
@@ -212,6 +218,7 @@ def _animate(args: argparse.Namespace) -> int:
             offload=args.offload,
             compile=args.compile,
             cache=args.cache,
+            attention=args.attention,
             low_memory=args.low_memory,
         )
     except UsageError as exc:

@@ -454,6 +454,79 @@ def test_cache_option_applies_first_block_cache(tiny_wan_ti2v_dir: Path) -> None
     backend.close()
 
 
+def _attention_backends(module) -> dict[str, str | None]:
+    """Attention module name -> the backend its processor dispatches to (None: the default)."""
+    found = {}
+    for name, sub in module.named_modules():
+        processor = getattr(sub, "processor", None)
+        if processor is not None and hasattr(processor, "_attention_backend"):
+            backend = processor._attention_backend
+            found[name] = getattr(backend, "value", backend)
+    return found
+
+
+def test_attention_backend_applies_to_self_attention_only(tiny_ltx_dir: Path) -> None:
+    """LTX's cross-attention carries a text padding mask that fused kernels refuse: it must
+    stay on SDPA while self-attention takes the chosen kernel, and the render must work."""
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    backend = DiffusionBackend(str(tiny_ltx_dir), options=BackendOptions(attention="_native_math"))
+    backends = _attention_backends(backend.pipe.transformer)
+    self_attention = {n: b for n, b in backends.items() if n.endswith("attn1")}
+    cross_attention = {n: b for n, b in backends.items() if n.endswith("attn2")}
+    assert len(self_attention) == 2 and len(cross_attention) == 2
+    assert set(self_attention.values()) == {"_native_math"}
+    assert set(cross_attention.values()) == {"native"}
+    assert backend.attention == "_native_math"
+    plan = backend.plan(request(steps=2), (64, 64))
+    assert backend.render(photo(64, 64), plan, request(steps=2)).shape == (9, 64, 64, 3)
+    backend.close()
+
+
+def test_unavailable_attention_kernel_falls_back_to_sdpa(tiny_wan_ti2v_dir: Path, caplog) -> None:
+    """flash-attn is not installed here: the job must still render, on SDPA, with a warning."""
+    from pipeline.backends.diffusion import DiffusionBackend, choose_attention
+
+    import torch
+
+    assert choose_attention("auto", torch.device("cpu")) is None
+    assert choose_attention("native", torch.device("cuda")) is None
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        backend = DiffusionBackend(str(tiny_wan_ti2v_dir), options=BackendOptions(attention="flash"))
+    assert "Attention backend 'flash' not used" in caplog.text
+    assert backend.attention == "native"
+    assert set(_attention_backends(backend.pipe.transformer).values()) == {None}
+    plan = backend.plan(request(steps=2), (64, 64))
+    assert backend.render(photo(64, 64), plan, request(steps=2)).shape == (17, 64, 64, 3)
+    backend.close()
+    with pytest.raises(ValueError, match="attention must be"):
+        BackendOptions(attention="flash; rm -rf")
+
+
+def test_a_pipeline_built_in_memory_renders_like_a_loaded_one(tiny_ltx_dir: Path) -> None:
+    """from_pipeline (used by the GPU benchmark for full-size models built from configs) gives
+    the same plan and the same frames as loading the same pipeline from disk."""
+    import diffusers
+
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    loaded = DiffusionBackend(str(tiny_ltx_dir))
+    pipe = diffusers.DiffusionPipeline.from_pretrained(str(tiny_ltx_dir))
+    adopted = DiffusionBackend.from_pipeline(pipe, preset="ltx", name="tiny-ltx")
+    assert adopted.source.family == "ltx" and adopted.preset.name == "ltx"
+    assert adopted.info.name == "tiny-ltx" and adopted.info.supports_end_image
+    ask = request(steps=2, seed=3)
+    plan_a, plan_b = loaded.plan(ask, (64, 64)), adopted.plan(ask, (64, 64))
+    assert plan_a == plan_b
+    frames_a = loaded.render(photo(64, 64), plan_a, ask)
+    frames_b = adopted.render(photo(64, 64), plan_b, ask)
+    assert np.array_equal(frames_a, frames_b)
+    with pytest.raises(ModelError, match="for wan models, not ltx"):
+        DiffusionBackend.from_pipeline(pipe, preset="wan")
+    loaded.close()
+    adopted.close()
+
+
 def test_low_memory(tiny_svd_dir: Path, tiny_ltx_dir: Path) -> None:
     from pipeline.backends.diffusion import DiffusionBackend
 

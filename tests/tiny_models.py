@@ -6,7 +6,8 @@ signatures as the real ones (sizes as in diffusers' own `get_dummy_components`),
 with `save_pretrained` and loading them back through the production loader exercises the same
 code path a downloaded model takes. A CLI run on any of them takes a second or two on a CPU.
 
-No network: the T5-style tokenizer is a word-level `tokenizers` model built on the fly.
+No network: the T5-style tokenizer is a word-level `tokenizers` model built on the fly
+(:func:`bench.random_weights.word_tokenizer`).
 
 Use the session fixtures (`tiny_ltx_dir`, `tiny_wan_dir`, `tiny_wan_a14b_dir`,
 `tiny_wan_ti2v_dir`, `tiny_svd_dir`, `tiny_cogvideox_dir`, `tiny_model_dirs`) or call
@@ -28,43 +29,14 @@ from typing import Any
 
 import pytest  # noqa: E402
 
+from bench.random_weights import word_tokenizer  # noqa: E402
+
 KINDS: tuple[str, ...] = ("ltx", "wan", "wan_a14b", "wan_ti2v", "svd", "cogvideox")
 """ltx: LTXConditionPipeline; wan: WanImageToVideoPipeline with a CLIP image encoder (Wan 2.1
 I2V 14B layout); wan_a14b: Wan 2.2 I2V A14B layout (two experts, boundary_ratio, no image
 encoder: first->last frame works); wan_ti2v: Wan 2.2 TI2V-5B layout (saved as WanPipeline with
 expand_timesteps, 16x VAE); svd: StableVideoDiffusionPipeline; cogvideox:
 CogVideoXImageToVideoPipeline with learned positional embeddings (fixed 32x32)."""
-
-_WORDS = (
-    "a an the and of in on with to at is are photo video scene person cat dog portrait face "
-    "camera slowly gently quickly smoothly steadily barely very zooms zoom pans pan tilts tilt "
-    "orbits orbit around left right up down push toward subject motion moves natural lively "
-    "subtle dynamic energetic cinematic still holds almost perceptible arc slight turn high "
-    "quality comes life wind water sky light hair smiles walks waves dance monkey"
-).split()
-
-
-def build_tokenizer(model_max_length: int = 512) -> Any:
-    """A T5-like fast tokenizer (pad id 0, `</s>` appended) trained on the fly, no download."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    for word in _WORDS:
-        vocab.setdefault(word, len(vocab))
-    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="$A </s>", special_tokens=[("</s>", 1)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        pad_token="<pad>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        model_max_length=model_max_length,
-    )
 
 
 def build_text_encoder(d_model: int = 32, *, umt5: bool = False) -> Any:
@@ -137,7 +109,7 @@ def _ltx() -> Any:
         vae=vae,
         scheduler=FlowMatchEulerDiscreteScheduler(),
         text_encoder=build_text_encoder(),
-        tokenizer=build_tokenizer(),
+        tokenizer=word_tokenizer(),
     )
 
 
@@ -207,7 +179,7 @@ def _wan() -> Any:
         )
     ).eval()
     return WanImageToVideoPipeline(
-        tokenizer=build_tokenizer(),
+        tokenizer=word_tokenizer(),
         text_encoder=build_text_encoder(umt5=True),
         vae=_wan_vae(),
         scheduler=_wan_scheduler(),
@@ -223,7 +195,7 @@ def _wan_a14b() -> Any:
     from diffusers import WanImageToVideoPipeline
 
     return WanImageToVideoPipeline(
-        tokenizer=build_tokenizer(),
+        tokenizer=word_tokenizer(),
         text_encoder=build_text_encoder(umt5=True),
         vae=_wan_vae(),
         scheduler=_wan_scheduler(),
@@ -250,7 +222,7 @@ def _wan_ti2v() -> Any:
         scale_factor_temporal=4,
     )
     return WanPipeline(
-        tokenizer=build_tokenizer(),
+        tokenizer=word_tokenizer(),
         text_encoder=build_text_encoder(umt5=True),
         vae=vae,
         scheduler=_wan_scheduler(),
@@ -373,7 +345,7 @@ def _cogvideox() -> Any:
         temporal_compression_ratio=4,
     )
     return CogVideoXImageToVideoPipeline(
-        tokenizer=build_tokenizer(model_max_length=226),
+        tokenizer=word_tokenizer(model_max_length=226),
         text_encoder=build_text_encoder(),
         vae=vae,
         transformer=transformer,

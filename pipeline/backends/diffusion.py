@@ -15,15 +15,18 @@ import logging
 import secrets
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pipeline.backends import families
 from pipeline.backends.base import BackendInfo, Emit, RenderPlan, ShouldStop
 from pipeline.backends.loader import (
     ModelSource,
+    _first_line,
     component_parameters,
     load_pipeline,
     resolve,
+    source_for_pipeline,
 )
 from pipeline.backends.options import BackendOptions
 from pipeline.contract import (
@@ -86,6 +89,8 @@ class DiffusionBackend:
         self._pipe: Any = None
         self._rules: families.Constraints | None = None
         self._device: torch.device | None = None
+        self.attention = "native"
+        """The attention backend the denoiser's self-attention runs on."""
         preset = self.preset
         if self.source.name == preset.name:
             label = preset.label
@@ -118,18 +123,55 @@ class DiffusionBackend:
         assert self._rules is not None
         return self._rules
 
+    @classmethod
+    def from_pipeline(
+        cls,
+        pipe: Any,
+        *,
+        preset: str | None = None,
+        name: str | None = None,
+        options: BackendOptions | None = None,
+    ) -> DiffusionBackend:
+        """Adopt a pipeline built in memory (the GPU benchmark builds full-size models from their
+        configs, too big to save and load back), placed and sped up as a loaded one would be."""
+        backend = cls(source_for_pipeline(pipe, preset=preset, name=name), options=options, load=False)
+        started = time.perf_counter()
+        device = backend._choose_device()
+        backend._install(lambda: pipe, device)
+        backend.load_seconds = time.perf_counter() - started
+        return backend
+
     def load(self) -> Any:
         """Load the weights and place them on the device; a no-op once loaded."""
         if self._pipe is not None:
             return self._pipe
-        import torch
-
         _quiet_libraries()
         started = time.perf_counter()
         device = self._choose_device()
         dtype = self._choose_dtype(device)
+        pipe = self._install(
+            lambda: load_pipeline(self.source, self._dtype_argument(device, dtype)), device
+        )
+        self.load_seconds = time.perf_counter() - started
+        logger.info(
+            "Loaded %s (%s, %s) on %s as %s, offload %s, attention %s, in %.1f s",
+            self.source.name,
+            type(pipe).__name__,
+            self.source.family,
+            device,
+            str(dtype).removeprefix("torch."),
+            self.offload,
+            self.attention,
+            self.load_seconds,
+        )
+        return pipe
+
+    def _install(self, load: Callable[[], Any], device: torch.device) -> Any:
+        """Load (or take) the pipeline, read its rules, place it and apply the speed-ups."""
+        import torch
+
         try:
-            pipe = load_pipeline(self.source, self._dtype_argument(device, dtype))
+            pipe = load()
             pipe.set_progress_bar_config(disable=True)
             self._rules = families.constraints(
                 self.source.family, self.source.load_class, pipe, self.preset
@@ -143,21 +185,10 @@ class DiffusionBackend:
                 "use a smaller model."
             ) from None
         self._pipe, self._device = pipe, device
-        self.load_seconds = time.perf_counter() - started
         self.info = dataclasses.replace(
             self.info,
             device=str(device),
             supports_end_image=self._rules.supports_end_image,
-        )
-        logger.info(
-            "Loaded %s (%s, %s) on %s as %s, offload %s, in %.1f s",
-            self.source.name,
-            type(pipe).__name__,
-            self.source.family,
-            device,
-            str(dtype).removeprefix("torch."),
-            self.offload,
-            self.load_seconds,
         )
         return pipe
 
@@ -238,6 +269,22 @@ class DiffusionBackend:
         """First-block cache and regional torch.compile, when switched on and supported."""
         denoisers = [getattr(pipe, name, None) for name in ("transformer", "transformer_2", "unet")]
         denoisers = [d for d in denoisers if d is not None]
+        backend = choose_attention(self.options.attention, device)
+        if backend is not None:
+            try:
+                for module in denoisers:
+                    set_self_attention_backend(module, backend)
+                self.attention = backend
+            except Exception as exc:  # noqa: BLE001 - a missing kernel must never stop a job
+                for module in denoisers:
+                    if hasattr(module, "reset_attention_backend"):
+                        module.reset_attention_backend()
+                logger.warning(
+                    "Attention backend %r not used (%s: %s); PyTorch SDPA instead",
+                    backend,
+                    exc.__class__.__name__,
+                    _first_line(exc),
+                )
         if self.options.cache:
             from diffusers import FirstBlockCacheConfig
 
@@ -499,6 +546,46 @@ def choose_offload(
     if free_gib >= offloaded_gib:
         return "model"
     return "group"
+
+
+def choose_attention(wanted: str, device: torch.device) -> str | None:
+    """The attention backend to set, or None to keep PyTorch SDPA.
+
+    "auto" takes FlashAttention 3 (Hopper) or 2 when the package is installed on a CUDA machine;
+    elsewhere SDPA already picks a fused kernel itself.
+    """
+    if wanted == "native":
+        return None
+    if wanted != "auto":
+        return wanted
+    if device.type != "cuda":
+        return None
+    try:
+        from diffusers.models import attention_dispatch as dispatch
+    except ImportError:
+        return None
+    if getattr(dispatch, "_CAN_USE_FLASH_ATTN_3", False):
+        return "_flash_3"
+    if getattr(dispatch, "_CAN_USE_FLASH_ATTN", False):
+        return "flash"
+    return None
+
+
+def set_self_attention_backend(module: Any, backend: str) -> None:
+    """`set_attention_backend` for self-attention only.
+
+    Cross-attention to the text carries a padding mask (LTX) that fused kernels such as
+    flash-attn refuse, and it is a small share of the work, so it stays on SDPA.
+    """
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    module.set_attention_backend(backend)
+    for name, sub in module.named_modules():
+        processor = getattr(sub, "processor", None)
+        if processor is None or not hasattr(processor, "_attention_backend"):
+            continue
+        if getattr(sub, "is_cross_attention", False) or name.rsplit(".", 1)[-1] == "attn2":
+            processor._attention_backend = AttentionBackendName.NATIVE
 
 
 def to_uint8(frames: Any) -> np.ndarray:

@@ -272,6 +272,32 @@ def _resolve_hub(name: str, repo_id: str, preset: Preset | None) -> ModelSource:
     )
 
 
+def source_for_pipeline(
+    pipe: Any, *, preset: str | None = None, name: str | None = None
+) -> ModelSource:
+    """A :class:`ModelSource` for a pipeline that exists only in memory (built from configs).
+
+    Its config plays model_index.json's part; `preset` names the settings to render with
+    (default: the family's), `name` what logs and metadata call it.
+    """
+    model_index = {"_class_name": type(pipe).__name__, **dict(pipe.config)}
+    label = name or preset or type(pipe).__name__
+    family, load_class = classify(model_index, label)
+    chosen = get_preset(preset) if preset else preset_for_family(family, model_index)
+    if chosen.family != family:
+        raise ModelError(f"Preset {chosen.name!r} is for {chosen.family} models, not {family}.")
+    return ModelSource(
+        name=label,
+        location=label,
+        is_local=True,
+        model_index=model_index,
+        class_name=model_index["_class_name"],
+        family=family,
+        load_class=type(pipe).__name__,
+        preset=chosen,
+    )
+
+
 # --- loading -----------------------------------------------------------------------------------
 
 

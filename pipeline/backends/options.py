@@ -26,6 +26,11 @@ class BackendOptions:
     "group": enable_group_offload (leaf level, streamed), the least VRAM."""
     compile: bool = False
     """Regional torch.compile of the denoiser's repeated blocks (CUDA only; slow first call)."""
+    attention: str = "auto"
+    """diffusers attention backend for the denoiser: "auto" picks the fastest kernel installed
+    on CUDA (FlashAttention 3, then FlashAttention 2, else PyTorch SDPA); "native" keeps SDPA;
+    any other name (e.g. "flash", "_flash_3", "sage", "_native_cudnn") is passed to
+    `set_attention_backend` and falls back to SDPA with a warning when unavailable."""
     cache: bool = False
     """First-block cache on the transformer (faster, slightly lower quality)."""
     cache_threshold: float = 0.05
@@ -36,6 +41,8 @@ class BackendOptions:
     def __post_init__(self) -> None:
         if self.offload not in ("auto", "none", "model", "group"):
             raise ValueError(f"offload must be auto, none, model or group, not {self.offload!r}")
+        if not self.attention or not self.attention.replace("_", "").isalnum():
+            raise ValueError(f"attention must be auto, native or a diffusers backend name, not {self.attention!r}")
         if self.dtype is not None and self.dtype not in ("bfloat16", "float16", "float32"):
             raise ValueError(f"dtype must be bfloat16, float16 or float32, not {self.dtype!r}")
 
