@@ -90,6 +90,10 @@ class _Running:
     started: float = field(default_factory=time.monotonic)
     leaving_model: bool = False
     """In its last denoise step or past it: the worker may take its next job."""
+    in_model: bool = False
+    """Has reached the model stage (a denoise or decode event), not only intake."""
+    bystander: bool = False
+    """Was waiting for the model when its worker died under another job's render."""
     abandoned: bool = False
     """Cancelled or timed out: already ended in the store, the worker was told to stop."""
     task: asyncio.Task[None] | None = None
@@ -412,10 +416,19 @@ class Dispatcher:
             await self._end(running, final)
         except _CRASH as exc:
             oom = isinstance(exc, RayOutOfMemoryError)
-            log.warning("job %d: worker %s died: %s", job.id, worker.name, type(exc).__name__)
+            bystander = self._bystander(running)
+            log.warning(
+                "job %d: worker %s died: %s%s",
+                job.id, worker.name, type(exc).__name__,
+                " while it waited for the model (attempt not counted)" if bystander else "",
+            )
             self.pool.crashed(worker)
             kind = "oom" if oom else "crash"
-            await self._end(running, Failed("The renderer stopped.", kind=kind, retryable=True))
+            await self._end(
+                running,
+                Failed("The renderer stopped.", kind=kind, retryable=True),
+                count_attempt=not bystander,
+            )
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - e.g. a request Ray could not deliver
@@ -429,14 +442,31 @@ class Dispatcher:
                 del self._running[job.id]
             self.wake()
 
+    @staticmethod
+    def _bystander(running: _Running) -> bool:
+        """Whether a job on a dead worker had only done intake while another job was in the
+        model: the second slot's job did not cause the crash, so it keeps its attempt.
+
+        The jobs on one worker see the death in any order, so the one in the model marks the
+        waiting ones, and a waiting one also checks for a job in the model itself.
+        """
+        others = [r for r in running.worker.jobs.values() if r is not running]
+        if running.in_model:
+            for other in others:
+                other.bystander = other.bystander or not other.in_model
+            return False
+        return running.bystander or any(other.in_model for other in others)
+
     async def _progress(self, running: _Running, event: Progress) -> None:
+        if event.stage in ("denoise", "decode"):
+            running.in_model = True
         if not running.leaving_model and model_stage_ending(event):
             running.leaving_model = True
             self.wake()
         if not running.abandoned:
             await self._emit(running.job, event)
 
-    async def _end(self, running: _Running, final: Event) -> None:
+    async def _end(self, running: _Running, final: Event, *, count_attempt: bool = True) -> None:
         """Record a job's outcome. The store arbitrates races (cancel vs finish): only the
         transition that succeeds is announced, so listeners get exactly one final event."""
         job = running.job
@@ -444,9 +474,12 @@ class Dispatcher:
             await self._deliver(job, final)
             return
         assert isinstance(final, Failed)
-        if final.retryable and job.attempts < self.settings.max_attempts:
+        if final.retryable and (job.attempts < self.settings.max_attempts or not count_attempt):
             back = await self.store.requeue(
-                job.id, low_memory=final.kind == "oom", reason=final.reason
+                job.id,
+                low_memory=final.kind == "oom" and count_attempt,
+                reason=final.reason,
+                count_attempt=count_attempt,
             )
             if back is not None:
                 log.warning(

@@ -43,7 +43,8 @@ class SleepBackend:
     The member's prompt carries test directives: "step=0.2 steps=5" timing, "stubborn"
     (ignores should_stop), "crash" (kill -9 of its own process), "oom" (runs out of memory
     unless loaded in low-memory mode), "size=640x352 frames=49" a bigger clip (a panning
-    photo, so encoding costs what a real clip of that size costs).
+    photo, so encoding costs what a real clip of that size costs), "decode=2" two seconds of
+    VAE decode after the last step (still in the model stage, the next job already prefetched).
     """
 
     def __init__(self, model: str, options: BackendOptions, log_dir: str) -> None:
@@ -104,6 +105,11 @@ class SleepBackend:
                     raise Cancelled()
                 time.sleep(0.01)
             emit(Progress("denoise", i + 1, plan.steps))
+        if "decode" in d:
+            emit(Progress("decode", 0, 1, message="Decoding frames"))
+            deadline = time.monotonic() + float(d["decode"])
+            while time.monotonic() < deadline and not should_stop():
+                time.sleep(0.01)
         frame = np.asarray(image.convert("RGB").resize((plan.width, plan.height)))
         frames = np.stack([np.roll(frame, 4 * i, axis=1) for i in range(plan.num_frames)])
         self._log(request, "end")

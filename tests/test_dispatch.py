@@ -173,6 +173,34 @@ async def test_kill_9_mid_job_retries_on_a_fresh_worker(
         assert pid != killed and pid == d.workers[0].pid
 
 
+async def test_a_prefetched_job_keeps_its_attempt_when_the_worker_dies_under_another(
+    tmp_path: Path, store: Store, log_dir: Path
+) -> None:
+    """The second slot's job had only read its photo, waiting for the model, when the job in
+    the model killed the worker: it did nothing wrong, so the retry must not cost it an
+    attempt (with MAX_ATTEMPTS=1 it would otherwise fail and be refunded instead of running)."""
+    async with dispatcher(settings_for(tmp_path, max_attempts=1), store, log_dir, workers=1) as (d, rec):
+        first = await submit(d, 1, "steps=2 step=0.1 decode=30")
+        second = await submit(d, 2, "steps=2 step=0.1")
+        await rec.wait(lambda: any(isinstance(e, Progress) and e.stage == "decode" for e in rec.of(first.id)))
+        await rec.wait(lambda: any(isinstance(e, Progress) and e.stage == "intake" for e in rec.of(second.id)))
+        assert (await store.get_job(second.id)).status == "running" and not rec.rendering(second.id)
+        os.kill(d.workers[0].pid, signal.SIGKILL)
+        await rec.finished(first.id, timeout=45)
+        await rec.finished(second.id, timeout=45)
+        # The job in the model used its only attempt: failed and refunded.
+        [failed] = rec.final(first.id)
+        assert isinstance(failed, Failed) and failed.kind == "crash"
+        assert await store.balance(1) == WELCOME
+        # The one waiting for the model ran again, with its attempt given back.
+        [done] = rec.final(second.id)
+        assert isinstance(done, AnimateResult)
+        job = await store.get_job(second.id)
+        assert job.status == "done" and job.attempts == 1 and not job.low_memory
+        assert [what for what, *_ in render_log(log_dir, second.id)] == ["start", "end"]
+        assert await store.balance(2) == WELCOME - COST
+
+
 async def test_a_job_that_keeps_crashing_its_worker_is_refunded(
     tmp_path: Path, store: Store, log_dir: Path
 ) -> None:
