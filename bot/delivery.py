@@ -7,8 +7,8 @@ Where the clip goes, in order of preference:
    replies to the progress message (an edit would not notify them);
 3. the channel is gone or closed to the bot: a DM to the member.
 When the clip lands in a new message, the old progress message is edited to point at it, so
-it never stays at "95 % · Cancel". A failure is told the same way: on the job's message, or
-in a new message when that is gone.
+it never stays at "95 % · Cancel". A failure is told the same way: on the job's message while
+the token lives, else in a new message that mentions the member.
 
 Delivery is recorded in the store only after the upload succeeded, and `mark_delivered` is
 guarded by status, so a delivered job is never delivered again. An upload that may have
@@ -379,13 +379,16 @@ class Delivery:
 
     async def _failed(self, job: Job, event: Failed) -> None:
         """Tell the member why (the reason says the credits were refunded): on the job's
-        message, or in a new message that mentions them when that message is gone."""
+        message while its token lives, else in a new message that mentions them (an edit
+        never notifies, and a job that outlived the token has usually lost their attention);
+        the old message is then settled so it never stays at "Rendering · Cancel"."""
         embed = embeds.failed(job, event.reason)
         content = f"<@{job.user_id}>"
         if job.delivery.get("message_id") and not job.delivery.get("progress_gone"):
             try:
-                await self._edit(job, content=content, embed=embed, view=None, attachments=[])
-                return
+                if await self._edit(job, content=content, embed=embed, view=None, attachments=[]):
+                    return
+                job = await self.bot.store.get_job(job.id)  # _edit may have marked the token expired
             except discord.NotFound as exc:
                 if exc.code not in GONE:
                     raise
@@ -409,15 +412,16 @@ class Delivery:
             int(job.delivery["application_id"]), job.delivery["token"], client=self.bot
         )
 
-    async def _edit(self, job: Job, **kwargs: Any) -> None:
-        """Edit the progress message: by webhook while the token lives, else as the bot."""
+    async def _edit(self, job: Job, **kwargs: Any) -> bool:
+        """Edit the progress message: by webhook while the token lives (True), else as the bot
+        (False: the member cannot be reached through the interaction any more)."""
         message_id = job.delivery.get("message_id")
         if not message_id:
-            return
+            return False
         if self._token_valid(job):
             try:
                 await self._webhook(job).edit_message(message_id, **kwargs)
-                return
+                return True
             except discord.HTTPException as exc:
                 if exc.code != INVALID_TOKEN:
                     raise
@@ -428,6 +432,7 @@ class Delivery:
             await channel.get_partial_message(message_id).edit(**kwargs)
         except discord.Forbidden:
             log.info("job %d: cannot edit its message without the token", job.id)
+        return False
 
 
 def _rewind(file: discord.File | None) -> None:

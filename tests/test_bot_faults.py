@@ -261,6 +261,20 @@ async def test_a_failure_is_explained_and_refunded_once(tmp_path: Path, gate: Ga
         )
         assert notice.id != held.message.id and alice.id in notice.mentions
         assert "refunded" in notice.text() and not notice.ephemeral
+
+        # It failed after its token expired: an edit would not notify, so a new message that
+        # mentions the member replies to the job's message, which shows the failure too.
+        held = await held_job(w, gate)
+        d.clock.advance(16 * 60)
+        await wait_status(w.store, held.job_id, "failed", timeout=30)
+        notice = await d.wait_for_message(
+            lambda m: m.id != held.message.id and f"Job {held.job_id}" in m.text(), timeout=10
+        )
+        assert alice.id in notice.mentions and "refunded" in notice.text()
+        assert notice.via == "channel"
+        assert str(notice.message_reference["message_id"]) == str(held.message.id)
+        old = d.state.messages[held.message.id]
+        assert "couldn't be made" in old.text() and old.button_labels() == []
         assert await w.store.balance(alice.id) == 20
 
 
