@@ -439,24 +439,30 @@ def run(
             print(f"gpu: {name} does not fit in {free:.0f} GiB free; skipped", file=sys.stderr)
             continue
         started = time.perf_counter()
-        pipe = build_pipeline(
-            case.configs, device="cuda", fp32_components=get_preset(case.preset).fp32_components
-        )
-        _sync()
-        print(f"gpu: built {name} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        figures += measure_case(
-            case,
-            pipe,
-            device="cuda",
-            repeats=repeats,
-            steps=steps,
-            cache=cache,
-            compile=compile,
-            log=lambda line: print(f"gpu: {line}", file=sys.stderr, flush=True),
-        )
-        del pipe
-        torch.cuda.empty_cache()
-        torch._dynamo.reset()
+        pipe = None
+        try:
+            pipe = build_pipeline(
+                case.configs, device="cuda", fp32_components=get_preset(case.preset).fp32_components
+            )
+            _sync()
+            print(f"gpu: built {name} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+            figures += measure_case(
+                case,
+                pipe,
+                device="cuda",
+                repeats=repeats,
+                steps=steps,
+                cache=cache,
+                compile=compile,
+                log=lambda line: print(f"gpu: {line}", file=sys.stderr, flush=True),
+            )
+        except Exception as exc:  # noqa: BLE001 - one model's failure must not lose the others
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            print(f"gpu: {name} failed: {type(exc).__name__}: {first}", file=sys.stderr)
+        finally:
+            del pipe
+            torch.cuda.empty_cache()
+            torch._dynamo.reset()
     return figures
 
 
