@@ -14,8 +14,8 @@ import io
 import logging
 import secrets
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.backends import families
