@@ -286,8 +286,9 @@ def measure_case(
         name=case.name,
         options=BackendOptions(device=device, offload="none", attention="native"),
     )
-    plan = plain_backend.plan(request, load_photo(photo).image.size)
-    image = fit(load_photo(photo).image, plan.width, plan.height)
+    start = load_photo(photo).image
+    plan = plain_backend.plan(request, start.size)
+    image = fit(start, plan.width, plan.height)
     kwargs = families.supported_kwargs(
         pipe, families.call_kwargs(plain_backend.source.family, plain_backend.source.load_class, plan, image)
     )

@@ -159,8 +159,11 @@ def test_clock_counts_only_denoiser_forwards(tiny_wan_a14b_dir: Path) -> None:
 
 
 def test_gpu_benchmark_on_a_machine_without_cuda_measures_nothing(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also true on a GPU machine
     out = tmp_path / "gpu.json"
     assert bench.gpu.main(["--models", "ltx-2b", "--out", str(out)]) == 0
     assert "no CUDA GPU" in capsys.readouterr().err
