@@ -260,8 +260,8 @@ def measure_case(
     from pipeline.animate import animate
     from pipeline.backends import families
     from pipeline.backends.diffusion import DiffusionBackend, to_uint8
-    from pipeline.backends.options import BackendOptions
-    from pipeline.contract import AnimateRequest
+    from contract import BackendOptions
+    from contract import AnimateRequest
     from pipeline.encode import encode_mp4, nvenc_available
     from pipeline.intake import fit, load_photo
 

@@ -26,7 +26,7 @@ from PIL import Image
 
 from bench import Figure
 from pipeline.backends.base import BackendInfo, RenderPlan
-from pipeline.contract import AnimateRequest, Progress
+from contract import AnimateRequest, Progress
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 WIDTH, HEIGHT, FPS, SECONDS = 1280, 720, 24, 5

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import discord
 
-from pipeline.contract import InputError
+from contract import InputError
 from pipeline.intake import Photo, load_photo
 
 DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})

@@ -34,7 +34,7 @@ from bot.catalog import supports_extend
 from bot.progress import Tracker
 from bot.store import Job
 from bot.views import job_view, result_actions
-from pipeline.contract import AnimateResult, Event, Failed, Progress
+from contract import AnimateResult, Event, Failed, Progress
 
 if TYPE_CHECKING:
     from bot.app import AnimateBot

@@ -50,8 +50,8 @@ from ray.exceptions import RayActorError, WorkerCrashedError
 from bot.settings import Settings
 from bot.store import Job, Recovery, Store, UnknownJob
 from bot.workers import RayUnavailable, Worker, WorkerPool, connect_ray
-from pipeline.backends.options import BackendOptions
-from pipeline.contract import (
+from contract import BackendOptions
+from contract import (
     AnimateRequest,
     AnimateResult,
     Event,
@@ -60,7 +60,8 @@ from pipeline.contract import (
     PipelineError,
     Progress,
 )
-from pipeline.worker import BackendFactory, WorkerInfo, model_stage_ending
+from contract import WorkerInfo
+from pipeline.worker import BackendFactory
 
 log = logging.getLogger("bot.dispatch")
 
@@ -460,7 +461,7 @@ class Dispatcher:
     async def _progress(self, running: _Running, event: Progress) -> None:
         if event.stage in ("denoise", "decode"):
             running.in_model = True
-        if not running.leaving_model and model_stage_ending(event):
+        if not running.leaving_model and event.leaving_model:
             running.leaving_model = True
             self.wake()
         if not running.abandoned:

@@ -13,7 +13,7 @@ import discord
 from bot.formatting import credits
 from bot.progress import describe
 from bot.store import Job
-from pipeline.contract import Progress
+from contract import Progress
 
 CAMERA_LABELS = {
     "static": "static",

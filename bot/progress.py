@@ -11,7 +11,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
-from pipeline.contract import Progress
+from contract import Progress
 
 STAGE_LABELS: dict[str, str] = {
     "queued": "Waiting in the queue",

@@ -23,8 +23,9 @@ from typing import Any, Literal
 import ray
 from ray.exceptions import ActorDiedError, RayActorError
 
-from pipeline.backends.options import BackendOptions
-from pipeline.worker import SLOTS, BackendFactory, WorkerInfo, create_worker
+from contract import BackendOptions
+from contract import SLOTS, WorkerInfo
+from pipeline.worker import BackendFactory, create_worker
 
 log = logging.getLogger("bot.workers")
 

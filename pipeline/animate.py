@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.backends.base import Backend, RenderPlan
-from pipeline.contract import (
+from contract import (
     AnimateRequest,
     AnimateResult,
     Cancelled,

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.contract import (
+from contract import (
     CAMERA_MOVES,
     AnimateRequest,
     AnimateResult,

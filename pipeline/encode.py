@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.contract import InputError, PipelineError
+from contract import InputError, PipelineError
 
 log = logging.getLogger(__name__)
 

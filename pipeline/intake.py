@@ -3,7 +3,7 @@
 Members upload anything: renamed text files, half-downloaded JPEGs, 16-bit scans, animated
 GIFs, crafted "decompression bombs". Everything is judged from the bytes (never the file name
 or the declared content type), checked against cheap limits before any pixel is decoded, and
-every refusal is an :class:`~pipeline.contract.InputError` with one sentence a member can act
+every refusal is an :class:`~contract.InputError` with one sentence a member can act
 on. The fitting helpers then map the photo onto what a model renders (buckets or a pixel
 budget) without letterboxing.
 """
@@ -13,13 +13,24 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.contract import InputError
+from contract import InputError
+from contract.sizes import choose_size, low_resolution_warning, size_for_area
+
+__all__ = [
+    "Photo",
+    "choose_size",
+    "fit",
+    "load_photo",
+    "low_resolution_warning",
+    "size_for_area",
+    "to_rgb",
+]
+
 
 log = logging.getLogger(__name__)
 
@@ -165,60 +176,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
         ) from None
 
 
-def choose_size(aspect: float, buckets: Sequence[tuple[int, int]]) -> tuple[int, int]:
-    """The bucket closest to `aspect` (width/height) in log-ratio; a tie goes to the larger area.
-
-    Log-ratios make 2:1 and 1:2 equally far from 1:1, which plain ratio differences do not.
-    """
-    if not buckets:
-        raise ValueError("choose_size needs at least one bucket")
-    target = math.log(aspect)
-
-    def key(bucket: tuple[int, int]) -> tuple[float, int]:
-        w, h = bucket
-        return (round(abs(math.log(w / h) - target), 9), -w * h)
-
-    return min(buckets, key=key)
-
-
-def size_for_area(
-    aspect: float, area: int, multiple: int, max_side: int | None = None
-) -> tuple[int, int]:
-    """A width×height near `area` pixels, both multiples of `multiple`, aspect as close as possible.
-
-    For families with a pixel budget rather than fixed buckets. The ideal real-valued size is
-    rounded both ways on each side and the candidate closest in aspect wins (closer area breaks
-    a tie), so a 451×300 photo at a 720p budget gives 1184×784, not a squashed 1168×784.
-    """
-    if aspect <= 0 or area <= 0 or multiple <= 0:
-        raise ValueError("aspect, area and multiple must be positive")
-    width = math.sqrt(area * aspect)
-    height = math.sqrt(area / aspect)
-    if max_side is not None and max(width, height) > max_side:
-        shrink = max_side / max(width, height)
-        width, height = width * shrink, height * shrink
-
-    def options(value: float) -> set[int]:
-        low = max(multiple, math.floor(value / multiple) * multiple)
-        high = max(multiple, math.ceil(value / multiple) * multiple)
-        return {low, high}
-
-    candidates = [
-        (w, h)
-        for w in options(width)
-        for h in options(height)
-        if max_side is None or max(w, h) <= max(max_side, multiple)
-    ] or [(max(multiple, w), max(multiple, h)) for w in options(width) for h in options(height)]
-    target = math.log(aspect)
-    return min(
-        candidates,
-        key=lambda s: (
-            round(abs(math.log(s[0] / s[1]) - target), 9),
-            abs(s[0] * s[1] - area),
-        ),
-    )
-
-
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     """Resize and centre-crop minimally to exactly width×height (cover, never letterbox).
 
@@ -239,19 +196,6 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     # reducing_gap=3 pre-shrinks big photos by whole factors first: "indistinguishable"
     # from plain LANCZOS per Pillow's docs and several times faster for 12 MP phone photos.
     return image.resize((width, height), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
-
-
-def low_resolution_warning(
-    original_size: tuple[int, int], target_size: tuple[int, int]
-) -> str | None:
-    """A sentence for the member when the photo was upscaled (shorter sides compared)."""
-    if min(original_size) >= min(target_size):
-        return None
-    (ow, oh), (tw, th) = original_size, target_size
-    return (
-        f"Your photo is {ow}×{oh}; the model works at {tw}×{th}, so it was upscaled and the "
-        "video may look soft. A larger photo gives a sharper result."
-    )
 
 
 def _upright(image: Image.Image) -> Image.Image:

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.contract import CAMERA_MOVES, ModelError
+from contract import CAMERA_MOVES, ModelError
+from contract.sizes import snap_size
 
 # Pipeline class in model_index.json -> family. Text-to-video classes are listed because the
 # same checkpoints are loaded with the family's image-to-video class (see I2V_CLASS).
@@ -135,12 +136,6 @@ def _snap_up(n: int, step: int) -> int:
 
 def _snap_down(n: int, step: int) -> int:
     return ((n - 1) // step) * step + 1 if n > 1 else 1
-
-
-def snap_size(width: int, height: int, multiple: int) -> tuple[int, int]:
-    """Round a requested size to the nearest multiples (at least one multiple each)."""
-    m = max(1, int(multiple))
-    return max(m, round(width / m) * m), max(m, round(height / m) * m)
 
 
 PRESETS: dict[str, Preset] = {

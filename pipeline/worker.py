@@ -8,7 +8,7 @@ One actor serves up to :data:`SLOTS` jobs at once, and only the model stage is e
 job's intake (decode, orient, fit the photo) and encode run on the actor's thread pool beside
 the render of another job, and ``render`` holds :attr:`PipelineWorker._model_lock`. The
 dispatcher hands a worker its second job when the first one reaches its last denoise step
-(see :func:`model_stage_ending`), so the next photo is read while the last step and the
+(the worker marks that event ``leaving_model``), so the next photo is read while the last step and the
 decode run, and the finished clip is encoded while the next one renders: the accelerator
 does not wait on CPU work that can overlap.
 
@@ -38,16 +38,19 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from pipeline.backends.options import BackendOptions
-from pipeline.contract import (
+from contract import (
+    SLOTS,
     AnimateRequest,
     AnimateResult,
+    BackendOptions,
     Cancelled,
     Event,
     Failed,
     ModelError,
     PipelineError,
     Progress,
+    WorkerInfo,
+    is_out_of_memory,
 )
 
 if TYPE_CHECKING:
@@ -57,51 +60,22 @@ log = logging.getLogger("pipeline.worker")
 
 BackendFactory = Callable[[str, BackendOptions], "Backend"]
 
-SLOTS = 2
-"""Jobs in flight per worker: one on the model, one in intake or encode beside it."""
-
 OOM_REASON = "The renderer ran out of memory."
 INTERNAL_REASON = "Something went wrong while rendering this video."
 CAMERA = "camera"
 """The one backend that holds no model: it never needs another one unloaded."""
 
 
-def model_stage_ending(progress: Progress) -> bool:
+def _leaving_model(progress: Progress) -> bool:
     """True once a job is in its last denoise step, or past the denoise loop (decode, encode).
 
-    The dispatcher gives the worker its next job at this point: that photo's intake (and the
-    request's trip to the worker) then happen while this job finishes on the model, so the
-    next render starts the moment the model lock is free.
+    The job layer gives the worker its next job at this point (it reads the event's
+    ``leaving_model`` flag): that photo's intake then happens while this job finishes on the
+    model, so the next render starts the moment the model lock is free.
     """
     if progress.stage in ("decode", "encode"):
         return True
     return progress.stage == "denoise" and progress.total > 0 and progress.step >= progress.total - 1
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    """What a worker tells the bot about itself (plain data)."""
-
-    name: str
-    models: tuple[str, ...]
-    """Models it serves, resolved ("auto" appears as what it means here, e.g. "camera")."""
-    aliases: dict[str, str]
-    """Configured name → served name, e.g. {"auto": "camera"}; jobs may use either."""
-    label: str
-    """For operators: "NVIDIA H100 80GB HBM3 on 10.0.0.7"."""
-    device: str
-    """"cuda" or "cpu"."""
-    device_name: str
-    node: str
-    """The node's IP address."""
-    node_id: str
-    pid: int
-    loaded: tuple[str, ...] = ()
-    errors: dict[str, str] = field(default_factory=dict)
-    """Model → why it could not be loaded at start (jobs for it fail with that message)."""
-
-    def serves(self, model: str) -> bool:
-        return model in self.models or model in self.aliases
 
 
 class PipelineWorker:
@@ -214,6 +188,8 @@ class PipelineWorker:
                     if preview_sent:
                         item = dataclasses.replace(item, preview=None)
                     preview_sent = True
+                if _leaving_model(item):
+                    item = dataclasses.replace(item, leaving_model=True)
                 yield item
             yield future.result()
         finally:
@@ -247,7 +223,7 @@ class PipelineWorker:
             oom = exc.kind == "oom"
             return exc.to_event()
         except BaseException as exc:  # noqa: BLE001 - a job's failure must not kill the actor
-            if _is_oom(exc):
+            if is_out_of_memory(exc):
                 oom = True
                 return Failed(OOM_REASON, kind="oom", retryable=True)
             log.exception("worker %s: job %s failed", self.name, request.job_id)
@@ -437,14 +413,6 @@ def _node_ip() -> str:
         return socket.gethostname()
 
 
-def _is_oom(exc: BaseException) -> bool:
-    """torch.cuda.OutOfMemoryError (without importing torch), or host memory exhaustion."""
-    if isinstance(exc, MemoryError):
-        return True
-    kind = type(exc)
-    return kind.__name__ == "OutOfMemoryError" and kind.__module__.startswith("torch")
-
-
 def _message(exc: BaseException) -> str:
     return exc.message if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
 
@@ -472,5 +440,4 @@ __all__ = [
     "PipelineWorker",
     "WorkerInfo",
     "create_worker",
-    "model_stage_ending",
 ]

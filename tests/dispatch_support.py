@@ -23,8 +23,8 @@ from bot.dispatch import Dispatcher
 from bot.settings import Settings
 from bot.store import Job, Recovery, Store
 from pipeline.backends.base import BackendInfo, RenderPlan
-from pipeline.backends.options import BackendOptions
-from pipeline.contract import AnimateRequest, Cancelled, Event, PipelineError, Progress
+from contract import BackendOptions
+from contract import AnimateRequest, Cancelled, Event, PipelineError, Progress
 
 WELCOME = 50
 COST = 3

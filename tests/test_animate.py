@@ -18,7 +18,7 @@ from photos import photo_bytes, photos_dir
 from pipeline.animate import END_IMAGE_IGNORED, PROMPT_IGNORED, animate
 from pipeline.backends.base import BackendInfo, RenderPlan
 from pipeline.backends.camera import CameraBackend
-from pipeline.contract import AnimateRequest, Cancelled, InputError, PipelineError, Progress
+from contract import AnimateRequest, Cancelled, InputError, PipelineError, Progress
 from pipeline.encode import decode_frames, encode_mp4, probe
 
 
@@ -240,7 +240,7 @@ def test_camera_path_never_imports_torch(tmp_path: Path) -> None:
         from pathlib import Path
         from pipeline.animate import animate
         from pipeline.backends.camera import CameraBackend
-        from pipeline.contract import AnimateRequest
+        from contract import AnimateRequest
         data = (Path({os.fspath(photos_dir())!r}) / "coffee.png").read_bytes()
         animate(AnimateRequest(image=data, duration=0.5, width=160, height=96), CameraBackend())
         assert "torch" not in sys.modules, "torch was imported"

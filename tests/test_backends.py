@@ -35,8 +35,8 @@ from tiny_models import (  # noqa: E402,F401  (session fixtures; see tiny_models
     tiny_wan_ti2v_dir,
 )
 
-from pipeline.backends.options import BackendOptions  # noqa: E402
-from pipeline.contract import AnimateRequest, Cancelled, ModelError, Progress  # noqa: E402
+from contract import BackendOptions  # noqa: E402
+from contract import AnimateRequest, Cancelled, ModelError, Progress  # noqa: E402
 from pipeline.presets import (  # noqa: E402
     FAMILY_OF_CLASS,
     I2V_CLASS,
@@ -91,7 +91,7 @@ def backends(tiny_model_dirs: dict[str, Path]):
 
 def test_importing_pipeline_data_modules_does_not_import_torch() -> None:
     code = (
-        "import sys, pipeline, pipeline.presets, pipeline.backends, pipeline.backends.options, "
+        "import sys, pipeline, pipeline.presets, pipeline.backends, contract, "
         "pipeline.backends.loader, pipeline.backends.families, pipeline.cli; "
         "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
         "assert not heavy, heavy"

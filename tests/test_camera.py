@@ -12,7 +12,7 @@ from PIL import Image
 from photos import NAMES, photo_bytes
 from pipeline.backends.base import Backend, RenderPlan
 from pipeline.backends.camera import CameraBackend, View, camera_path, draw_view, ease
-from pipeline.contract import CAMERA_MOVES, AnimateRequest, Cancelled, Progress
+from contract import CAMERA_MOVES, AnimateRequest, Cancelled, Progress
 from pipeline.intake import fit, load_photo
 
 WIDTH, HEIGHT = 320, 192

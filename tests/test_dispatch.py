@@ -41,7 +41,7 @@ from bot.dispatch import Dispatcher
 from bot.settings import Settings
 from bot.store import CreditPolicy, Store
 from bot.workers import RayUnavailable
-from pipeline.contract import AnimateResult, Failed, PipelineError, Progress
+from contract import AnimateResult, Failed, PipelineError, Progress
 from pipeline.encode import probe
 
 pytestmark = pytest.mark.asyncio

@@ -23,7 +23,7 @@ from dispatch_support import Recorder, settings_for, sleep_factory, submit
 
 from bot.dispatch import Dispatcher
 from bot.store import CreditPolicy, Store
-from pipeline.contract import AnimateResult
+from contract import AnimateResult
 
 pytestmark = pytest.mark.asyncio
 

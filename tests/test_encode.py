@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pipeline.encode as encode_module
-from pipeline.contract import PipelineError
+from contract import PipelineError
 from pipeline.encode import decode_frames, encode_mp4, probe
 
 
@@ -206,7 +206,7 @@ def test_probe_detects_moov_after_mdat(tmp_path: Path) -> None:
 
 
 def test_decode_frames_rejects_non_video() -> None:
-    from pipeline.contract import InputError
+    from contract import InputError
 
     with pytest.raises(InputError) as caught:
         decode_frames(b"definitely not an mp4" * 10)
@@ -214,7 +214,7 @@ def test_decode_frames_rejects_non_video() -> None:
 
 
 def test_decode_frames_refuses_clips_too_big_to_hold() -> None:
-    from pipeline.contract import InputError
+    from contract import InputError
 
     mp4 = encode_mp4(moving(12), 12).data
     frames, _ = decode_frames(mp4, max_memory=12 * 320 * 192 * 3)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from photos import NAMES, photo_bytes
-from pipeline.contract import InputError
+from contract import InputError
 from pipeline.intake import (
     BACKGROUND,
     choose_size,

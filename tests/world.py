@@ -25,7 +25,7 @@ from bot.dispatch import Dispatcher
 from bot.settings import Settings
 from bot.store import Store
 from pipeline.backends.camera import CameraBackend
-from pipeline.contract import Cancelled, Progress
+from contract import Cancelled, Progress
 
 
 @contextlib.contextmanager

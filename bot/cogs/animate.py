@@ -25,7 +25,7 @@ from bot.formatting import credits, when
 from bot.rules import place_refusal, prompt_refusal
 from bot.store import InsufficientCredits, QueueFull, StoreError, TooManyQueued
 from bot.views import job_view
-from pipeline.contract import CAMERA_MOVES, InputError
+from contract import CAMERA_MOVES, InputError
 from pipeline.intake import low_resolution_warning
 
 log = logging.getLogger("bot.animate")

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from pipeline.backends.base import Backend, BackendInfo, RenderPlan
-from pipeline.backends.options import BackendOptions
+from contract import BackendOptions
 from pipeline.presets import FAST_PRESET, PRESETS
 
 __all__ = [

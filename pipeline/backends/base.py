@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-from pipeline.contract import AnimateRequest, Progress
+from contract import AnimateRequest, Progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,7 +75,7 @@ class Backend(Protocol):
         """Return uint8 frames shaped (num_frames, height, width, 3); frame 0 is `image`.
 
         Reports Progress("denoise", step, total) per step (and a preview when it has one) and
-        raises :class:`pipeline.contract.Cancelled` soon after `should_stop()` turns true.
+        raises :class:`contract.Cancelled` soon after `should_stop()` turns true.
         """
         ...
 

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.backends.base import BackendInfo, Emit, RenderPlan, ShouldStop
-from pipeline.contract import AnimateRequest, Cancelled, Progress
+from contract import AnimateRequest, Cancelled, Progress
 from pipeline.intake import fit, size_for_area
 
 DEFAULT_FPS = 24

@@ -28,11 +28,12 @@ from pipeline.backends.loader import (
     resolve,
     source_for_pipeline,
 )
-from pipeline.backends.options import BackendOptions
-from pipeline.contract import (
+from contract import BackendOptions
+from contract import (
     AnimateRequest,
     Cancelled,
     ModelError,
+    OutOfMemory,
     PipelineError,
     Progress,
 )
@@ -56,12 +57,6 @@ TILING_PIXELS = 1024 * 576
 ACTIVATION_GIB = 6.0
 """Headroom for activations and the VAE decode on top of the weights, for video sizes."""
 PREVIEW_SIDE = 256
-
-
-class OutOfMemory(PipelineError):
-    """The GPU (or host) ran out of memory; retrying with ``low_memory=True`` may work."""
-
-    kind = "oom"
 
 
 class DiffusionBackend:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pipeline.contract import ModelError
+from contract import ModelError
 from pipeline.presets import (
     FAMILY_OF_CLASS,
     I2V_CLASS,

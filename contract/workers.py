@@ -1,17 +1,19 @@
-"""How a diffusion backend should use the machine. Plain data: settings and the bot build it
-without importing torch."""
+"""What the job layer and the workers tell each other about a worker: plain data."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Offload = Literal["auto", "none", "model", "group"]
 
+SLOTS = 2
+"""Jobs in flight per worker: one on the model, one in intake or encode beside it."""
+
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """Device, precision and speed/memory levers for :class:`DiffusionBackend`.
+    """Device, precision and speed/memory levers for a diffusion backend.
 
     Defaults pick everything from the machine: CUDA when present (the preset's dtype), else CPU
     float32; offload chosen from free VRAM against the preset's need.
@@ -42,9 +44,46 @@ class BackendOptions:
         if self.offload not in ("auto", "none", "model", "group"):
             raise ValueError(f"offload must be auto, none, model or group, not {self.offload!r}")
         if not self.attention or not self.attention.replace("_", "").isalnum():
-            raise ValueError(f"attention must be auto, native or a diffusers backend name, not {self.attention!r}")
+            raise ValueError(
+                f"attention must be auto, native or a diffusers backend name, not {self.attention!r}"
+            )
         if self.dtype is not None and self.dtype not in ("bfloat16", "float16", "float32"):
             raise ValueError(f"dtype must be bfloat16, float16 or float32, not {self.dtype!r}")
 
     def replace(self, **changes: Any) -> BackendOptions:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What a worker tells the job layer about itself."""
+
+    name: str
+    models: tuple[str, ...]
+    """Models it serves, resolved ("auto" appears as what it means here, e.g. "camera")."""
+    aliases: dict[str, str]
+    """Configured name → served name, e.g. {"auto": "camera"}; jobs may use either."""
+    label: str
+    """For operators: "NVIDIA H100 80GB HBM3 on 10.0.0.7"."""
+    device: str
+    """"cuda" or "cpu"."""
+    device_name: str
+    node: str
+    """The node's IP address."""
+    node_id: str
+    pid: int
+    loaded: tuple[str, ...] = ()
+    errors: dict[str, str] = field(default_factory=dict)
+    """Model → why it could not be loaded at start (jobs for it fail with that message)."""
+
+    def serves(self, model: str) -> bool:
+        return model in self.models or model in self.aliases
+
+    def claim_models(self) -> set[str]:
+        """Every name a job for this worker may carry: served models and their aliases."""
+        return set(self.models) | set(self.aliases)
+
+    def same_model(self, model: str) -> set[str]:
+        """Names that mean the same loaded model as `model` here (for the overlap slot)."""
+        resolved = self.aliases.get(model, model)
+        return {resolved} | {k for k, v in self.aliases.items() if v == resolved}

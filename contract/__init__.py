@@ -1,0 +1,48 @@
+"""The plain data that the bot, the job layer and the pipeline share, and nothing else.
+
+Everything here is picklable and free of torch, PIL, sqlite and discord: it crosses Ray's
+process boundary and is stored in SQLite.
+"""
+
+from contract.errors import (
+    Cancelled,
+    FailureKind,
+    InputError,
+    ModelError,
+    OutOfMemory,
+    PipelineError,
+    is_out_of_memory,
+    one_line,
+)
+from contract.events import AnimateResult, Event, Failed, Progress, Stage
+from contract.models import AUTO, CAMERA, CARDS, ModelCard, card_for
+from contract.request import CAMERA_LABELS, CAMERA_MOVES, AnimateRequest, JobSpec
+from contract.workers import SLOTS, BackendOptions, WorkerInfo
+
+__all__ = [
+    "AUTO",
+    "CAMERA",
+    "CAMERA_LABELS",
+    "CAMERA_MOVES",
+    "CARDS",
+    "SLOTS",
+    "AnimateRequest",
+    "AnimateResult",
+    "BackendOptions",
+    "Cancelled",
+    "Event",
+    "Failed",
+    "FailureKind",
+    "InputError",
+    "JobSpec",
+    "ModelCard",
+    "ModelError",
+    "OutOfMemory",
+    "PipelineError",
+    "Progress",
+    "Stage",
+    "WorkerInfo",
+    "card_for",
+    "is_out_of_memory",
+    "one_line",
+]

@@ -1,0 +1,65 @@
+"""The event stream of one job: any number of Progress, then one AnimateResult or Failed.
+
+Plain, picklable data: it crosses Ray's process boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+from contract.errors import FailureKind
+
+Stage = Literal["queued", "intake", "load", "denoise", "decode", "encode", "upload"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of work. `total` is 0 when a stage has no meaningful count."""
+
+    stage: Stage
+    step: int = 0
+    total: int = 0
+    preview: bytes | None = None
+    """A small JPEG of the first decoded frame, when the backend has one."""
+    message: str = ""
+    leaving_model: bool = False
+    """Set by the worker once the job is in its last denoise step or past it: the model will
+    be free soon, so the scheduler may hand this worker its next job now (its intake then
+    overlaps this job's decode and encode). The scheduler reads only this flag, never the
+    stage semantics."""
+
+
+@dataclass(frozen=True)
+class AnimateResult:
+    """A finished clip. `video` holds the MP4 bytes; `path` is set when it was written to disk."""
+
+    video: bytes
+    width: int
+    height: int
+    frames: int
+    fps: float
+    seed: int
+    model: str
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage (intake, load, denoise, decode, encode, total)."""
+    warnings: tuple[str, ...] = ()
+    """Sentences for the member, e.g. "Your photo is small (451×300); expect a soft video."."""
+    path: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps if self.fps else 0.0
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The job did not produce a clip. `reason` is written for the member, not a traceback."""
+
+    reason: str
+    kind: FailureKind = "internal"
+    retryable: bool = False
+
+
+Event = Union[Progress, AnimateResult, Failed]
+"""The event stream: any number of Progress, then exactly one AnimateResult or Failed."""

@@ -1,0 +1,112 @@
+"""One :class:`ModelCard` per model: what members are told and may choose, in one place.
+
+The bot's catalog (labels, lengths, refusals, the low-resolution warning before paying) and
+the backends' self-descriptions are both read from these cards, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contract.sizes import choose_size, size_for_area, snap_size
+
+CAMERA = "camera"
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A model as members see it, and the size rule its workers render by."""
+
+    name: str
+    label: str
+    durations: tuple[float, ...] = (2.0, 3.0, 5.0)
+    """Clip lengths (seconds) members may choose."""
+    supports_prompt: bool = True
+    supports_end_image: bool = False
+    supports_extend: bool = True
+    supports_audio: bool = False
+    is_ai: bool = True
+    area: int | None = None
+    """Pixel budget: width×height near this, aspect from the photo (else `buckets`)."""
+    buckets: tuple[tuple[int, int], ...] = ()
+    """Supported (width, height) pairs; the photo picks the closest aspect ratio."""
+    multiple: int = 16
+    """Width and height are multiples of this."""
+    max_side: int | None = None
+
+    @property
+    def default_duration(self) -> float:
+        return self.durations[min(1, len(self.durations) - 1)]
+
+    def allows_duration(self, seconds: float) -> bool:
+        return any(abs(seconds - d) < 1e-6 for d in self.durations)
+
+    def working_size(self, aspect: float) -> tuple[int, int] | None:
+        """The width×height a photo of this aspect renders at; None when the card has no rule
+        (a model known only to the workers: a local directory or repo id)."""
+        if self.area:
+            return size_for_area(aspect, self.area, self.multiple, max_side=self.max_side)
+        if self.buckets:
+            return snap_size(*choose_size(aspect, self.buckets), self.multiple)
+        return None
+
+
+CARDS: dict[str, ModelCard] = {
+    card.name: card
+    for card in (
+        ModelCard(
+            name=CAMERA,
+            label="Camera move (no AI)",
+            durations=(2.0, 3.0, 5.0, 8.0),
+            supports_prompt=False,
+            is_ai=False,
+            area=1280 * 720,
+            multiple=16,
+            max_side=1920,
+        ),
+        ModelCard(
+            name="ltx",
+            label="LTX-Video 0.9.8 13B distilled (fast)",
+            durations=(2.0, 3.0, 5.0, 8.0),
+            supports_end_image=True,
+            area=832 * 480,
+            multiple=32,
+        ),
+        ModelCard(
+            name="wan",
+            label="Wan 2.2 TI2V 5B (balanced)",
+            # expand_timesteps pipelines ignore last_image
+            area=1280 * 704,
+            multiple=32,
+        ),
+        ModelCard(
+            name="wan-14b",
+            label="Wan 2.2 I2V A14B (quality)",
+            supports_end_image=True,
+            area=480 * 832,
+            multiple=16,
+        ),
+        ModelCard(
+            name="svd",
+            label="Stable Video Diffusion XT (no text prompt)",
+            durations=(2.0, 3.0),
+            supports_prompt=False,
+            buckets=((1024, 576), (576, 1024)),
+            multiple=64,
+        ),
+        ModelCard(
+            name="cogvideox",
+            label="CogVideoX 5B I2V",
+            durations=(6.0,),
+            buckets=((720, 480),),
+            multiple=16,
+        ),
+    )
+}
+
+
+def card_for(name: str) -> ModelCard:
+    """The card of a preset, or a plain card for a model only the workers know (a directory
+    or repo id): its family's rules apply there, and members see its name."""
+    return CARDS.get(name) or ModelCard(name=name, label=name)

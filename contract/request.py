@@ -1,0 +1,135 @@
+"""What a member asks for: a typed, validated :class:`JobSpec`, and the request a worker gets.
+
+A JobSpec is validated once, where it is made (the cog, the CLI, a button): every later
+holder (the job row, the scheduler, the worker) receives the validated object. It is plain
+data so the bot stores it in SQLite and Ray pickles it to the workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from contract.errors import InputError
+
+CAMERA_MOVES: tuple[str, ...] = (
+    "static",
+    "zoom_in",
+    "zoom_out",
+    "pan_left",
+    "pan_right",
+    "tilt_up",
+    "tilt_down",
+    "orbit",
+)
+"""Camera presets a member can pick; `static` means a barely perceptible push-in."""
+
+CAMERA_LABELS: dict[str, str] = {move: move.replace("_", " ") for move in CAMERA_MOVES}
+"""How members read and type each move ("zoom in")."""
+
+PROMPT_MAX = 1000
+SEED_MAX = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything about one video except the binary inputs. Unset optional fields mean "the
+    model's default". Invalid values raise InputError with a sentence for the member."""
+
+    model: str = "auto"
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int | None = None
+    camera: str = "static"
+    motion: int = 5
+    """Motion strength, 1 (barely moves) to 10 (a lot)."""
+    duration: float = 3.0
+    """Seconds of new video; the backend rounds to its frame-count rule."""
+    fps: int | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    loop: bool = False
+    """Ping-pong the clip so it loops seamlessly."""
+    max_bytes: int | None = None
+    """The MP4 is never larger than this (Discord's per-file upload limit)."""
+
+    def __post_init__(self) -> None:
+        if self.camera not in CAMERA_MOVES:
+            raise InputError(
+                f"Unknown camera move {self.camera!r}; choose one of: {', '.join(CAMERA_MOVES)}."
+            )
+        if not 1 <= int(self.motion) <= 10:
+            raise InputError("Motion strength must be between 1 and 10.")
+        if not 0 < float(self.duration) <= 60:
+            raise InputError("Duration must be more than 0 and at most 60 seconds.")
+        if self.fps is not None and not 1 <= self.fps <= 60:
+            raise InputError("Frame rate must be between 1 and 60 fps.")
+        if self.steps is not None and not 1 <= self.steps <= 200:
+            raise InputError("Steps must be between 1 and 200.")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None and not 16 <= value <= 4096:
+                raise InputError(f"{name.capitalize()} must be between 16 and 4096 pixels.")
+        if self.max_bytes is not None and self.max_bytes < 16 * 1024:
+            raise InputError("The output byte limit must be at least 16 KiB.")
+        if len(self.prompt) > PROMPT_MAX or len(self.negative_prompt) > PROMPT_MAX:
+            raise InputError(f"Prompts can be at most {PROMPT_MAX} characters.")
+        if self.seed is not None and not 0 <= int(self.seed) <= SEED_MAX:
+            raise InputError(f"The seed must be a whole number from 0 to {SEED_MAX}.")
+
+    def replace(self, **changes: Any) -> JobSpec:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def spec(self) -> JobSpec:
+        """Just the JobSpec fields (drops a request's binary inputs)."""
+        names = {f.name for f in dataclasses.fields(JobSpec)}
+        return JobSpec(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+
+    # ---- (de)serialisation: the only place that knows the stored keys ----------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(JobSpec)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
+        """Read a stored spec; keys this version does not know (older rows) are ignored."""
+        names = {f.name for f in dataclasses.fields(JobSpec)}
+        return JobSpec(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnimateRequest(JobSpec):
+    """What a worker renders: a JobSpec plus the photo and optional extra inputs."""
+
+    image: bytes
+    end_image: bytes | None = None
+    """Optional last frame (first→last frame interpolation where the model supports it)."""
+    previous_clip: bytes | None = None
+    """An MP4 to extend: the new clip starts from its last frame and is appended to it."""
+    job_id: str | None = None
+    """Set by the job layer for logs and output names; the pipeline does not need it."""
+
+    def replace(self, **changes: Any) -> AnimateRequest:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def of(
+        cls,
+        spec: JobSpec,
+        *,
+        image: bytes,
+        end_image: bytes | None = None,
+        previous_clip: bytes | None = None,
+        job_id: str | None = None,
+    ) -> AnimateRequest:
+        return cls(
+            **spec.to_dict(),
+            image=image,
+            end_image=end_image,
+            previous_clip=previous_clip,
+            job_id=job_id,
+        )
