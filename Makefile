@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run    set up and run the bot (python -m bot)
-#   make test   set up and pass the test suite (CPU only, no Discord, no hub)
+#   make test   set up, check the import contracts and pass the test suite (CPU only, no
+#               Discord, no hub)
 # Both create ./.venv on first use and reinstall only when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -31,6 +32,7 @@ run: $(VENV)/.run-installed
 	$(BIN)/python -m bot
 
 test: $(VENV)/.test-installed
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
 
 bench: $(VENV)/.test-installed

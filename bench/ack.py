@@ -40,7 +40,7 @@ async def _measure(tmp: Path) -> list[Figure]:
     from loopback import LoopbackDiscord  # noqa: PLC0415 - the loopback lives with the tests
     from photos import photo_path  # noqa: PLC0415
 
-    from bot.store import CreditPolicy, Store  # noqa: PLC0415
+    from jobs import CreditPolicy, Store  # noqa: PLC0415
 
     database = tmp / "bot.sqlite3"
     async with LoopbackDiscord() as d:

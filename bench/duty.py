@@ -27,24 +27,22 @@ TARGET = 97.0
 
 async def _measure(tmp: Path) -> list[Figure]:
     sys.path.insert(0, str(TESTS))
-    from dispatch_support import PHOTO, settings_for, sleep_factory  # noqa: PLC0415
+    from dispatch_support import make_dispatcher, settings_for, submit  # noqa: PLC0415
 
-    from bot.dispatch import Dispatcher  # noqa: PLC0415
-    from bot.store import CreditPolicy, Store  # noqa: PLC0415
+    from jobs import CreditPolicy, Store  # noqa: PLC0415
 
     log_dir = tmp / "renders"
     log_dir.mkdir()
     settings = settings_for(tmp, max_queued_per_user=JOBS, max_queue=JOBS)
     prompt = f"step={MODEL_SECONDS / 4} steps=4 size=832x480 frames=49"
     async with await Store.open(settings.database_path, CreditPolicy(welcome=1000)) as store:
-        dispatcher = Dispatcher(settings, store, backend_factory=sleep_factory(log_dir), tick=0.2)
+        dispatcher = make_dispatcher(settings.jobs_config(), store, log_dir, tick=0.2)
         await dispatcher.start()
         try:
             while not dispatcher.workers:
                 await asyncio.sleep(0.05)
             jobs = [
-                await dispatcher.submit(user_id=1 + i % 4, image=PHOTO, cost=1, params={"prompt": prompt})
-                for i in range(JOBS)
+                await submit(dispatcher, 1 + i % 4, prompt) for i in range(JOBS)
             ]
             deadline = time.monotonic() + 300
             while True:

@@ -78,7 +78,7 @@ async def _measure(tmp: Path) -> list[Figure]:
             await run.message(has_video, timeout=120)
             total = time.perf_counter() - started
             job = (await world.store.jobs(statuses=("delivered",)))[-1]
-            timings = job.result["timings"]
+            timings = job.clip.timings if job.clip else {}
             rows.append(
                 {
                     "total": total,

@@ -5,19 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
-from discord import app_commands
 from discord.ext import commands
 
-from bot.delivery import Delivery
-from bot.dispatch import Dispatcher, RayUnavailable
+from bot.buttons import BUTTONS
+from bot.delivery.events import Delivery
 from bot.endpoints import apply_endpoints
+from bot.errors import answer_error
 from bot.settings import Settings
-from bot.store import CreditPolicy, Job, Store
-from bot.views import JobButton
+from jobs import Dispatcher, Job, JobService, RayUnavailable, Store
 
 log = logging.getLogger("bot")
 
@@ -34,15 +32,6 @@ class StartupError(Exception):
     """Start-up cannot go on; the message is one line for the operator."""
 
 
-def credit_policy(settings: Settings) -> CreditPolicy:
-    return CreditPolicy(
-        welcome=settings.welcome_credits,
-        refill_amount=settings.refill_amount,
-        refill_period=settings.refill_period_seconds,
-        refill_cap=settings.refill_cap,
-    )
-
-
 class AnimateBot(commands.Bot):
     """Holds what every cog needs; knows nothing about models or GPUs itself."""
 
@@ -50,8 +39,8 @@ class AnimateBot(commands.Bot):
         self,
         settings: Settings,
         store: Store,
+        jobs: JobService,
         *,
-        dispatcher: Dispatcher | None = None,
         undelivered: list[Job] | None = None,
         **options: Any,
     ) -> None:
@@ -65,18 +54,16 @@ class AnimateBot(commands.Bot):
         )
         self.settings = settings
         self.store = store
-        self.dispatcher = dispatcher
-        self.delivery = Delivery(self)
-        self.job_button_handler: Callable[[discord.Interaction, str, int], Awaitable[None]] | None = None
+        self.jobs = jobs
+        self.delivery = Delivery(self, store, fit=jobs.dispatcher.fit_upload)
         self._undelivered = list(undelivered or [])
 
     async def setup_hook(self) -> None:
-        self.tree.on_error = self.on_app_command_error
-        self.add_dynamic_items(JobButton)
+        self.tree.on_error = answer_error  # every command error becomes one sentence here
+        self.add_dynamic_items(*BUTTONS)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        if self.dispatcher is not None:
-            self.dispatcher.subscribe(self.delivery.on_event)
+        self.jobs.dispatcher.subscribe(self.delivery.on_event)
         await self.sync_commands()
         if self._undelivered:
             self.deliver_recovered(self._undelivered)
@@ -96,11 +83,6 @@ class AnimateBot(commands.Bot):
     async def close(self) -> None:
         await self.delivery.close()
         await super().close()
-
-    def enabled_models(self) -> list[str]:
-        """Models members can pick: what the workers actually loaded, else the settings."""
-        loaded = getattr(self.dispatcher, "models", None)
-        return list(loaded) if loaded else self.settings.models
 
     async def is_operator(self, user: discord.abc.User) -> bool:
         """Bot operators: ADMIN_USER_IDS plus the application's owner or team.
@@ -135,29 +117,6 @@ class AnimateBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("logged in as %s (%s) in %d guilds", self.user, self.user.id if self.user else "?", len(self.guilds))
 
-    async def on_app_command_error(
-        self, interaction: discord.Interaction, error: app_commands.AppCommandError
-    ) -> None:
-        """One place that turns any command error into a clear, private answer."""
-        original = getattr(error, "original", error)
-        if isinstance(error, app_commands.CheckFailure):
-            message = str(error) or "You can't use this command here."
-        else:
-            log.error("command %s failed", interaction.command and interaction.command.qualified_name, exc_info=original)
-            message = "Something went wrong on our side; nothing was charged. Please try again."
-        await reply_private(interaction, message)
-
-
-async def reply_private(interaction: discord.Interaction, message: str, **kwargs: Any) -> None:
-    """Answer ephemerally whether or not the interaction was already acknowledged."""
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True, **kwargs)
-        else:
-            await interaction.response.send_message(message, ephemeral=True, **kwargs)
-    except discord.HTTPException:
-        log.warning("could not deliver an error message for interaction %s", interaction.id)
-
 
 async def run(settings: Settings, token: str) -> None:
     """Open the store, log in, start the workers (recovering what a previous run left in
@@ -168,12 +127,18 @@ async def run(settings: Settings, token: str) -> None:
     """
     apply_endpoints(settings.discord_api_base, settings.discord_gateway_url)
     try:
-        store = await Store.open(settings.database_path, credit_policy(settings))
+        store = await Store.open(settings.database_path, settings.credit_policy())
     except Exception as exc:  # noqa: BLE001 - any failure here is a start-up failure
         raise StartupError(f"Cannot open the database at {settings.database_path}: {exc}") from None
-    dispatcher = Dispatcher(settings, store)
+    from pipeline.worker import (
+        create_worker,  # the one place the bot reaches the workers' code
+    )
+
+    config = settings.jobs_config()
+    dispatcher = Dispatcher(config, store, spawn=create_worker)
+    jobs = JobService(store, dispatcher, config)
     try:
-        bot = AnimateBot(settings, store, dispatcher=dispatcher)
+        bot = AnimateBot(settings, store, jobs)
         async with bot:
             try:
                 await bot.login(token)  # also runs setup_hook: cogs, buttons, command sync
@@ -183,7 +148,7 @@ async def run(settings: Settings, token: str) -> None:
                     "developer portal and put the new one in .env."
                 ) from None
             try:
-                recovery = await dispatcher.start()
+                recovery = await jobs.start()
             except RayUnavailable as exc:
                 raise StartupError(str(exc)) from None
             if recovery.requeued or recovery.failed or recovery.undelivered:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import discord
 
+from bot.errors import Refusal
 from contract import InputError
 from pipeline.intake import Photo, load_photo
 
@@ -20,7 +21,7 @@ DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 THUMBNAIL_SIDE = 320
 
 
-class AttachmentRefused(Exception):
+class AttachmentRefused(Refusal):
     """The attachment cannot be used; the message is for the member."""
 
 

@@ -6,25 +6,18 @@ shown (the original response, a channel fallback, a DM).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
 
 from bot.formatting import credits
-from bot.progress import describe
-from bot.store import Job
-from contract import Progress
+from bot.progress_bar import describe
+from contract import CAMERA_LABELS, JobSpec, Progress
+from jobs import Job
 
-CAMERA_LABELS = {
-    "static": "static",
-    "zoom_in": "zoom in",
-    "zoom_out": "zoom out",
-    "pan_left": "pan left",
-    "pan_right": "pan right",
-    "tilt_up": "tilt up",
-    "tilt_down": "tilt down",
-    "orbit": "orbit",
-}
+if TYPE_CHECKING:
+    from bot.delivery.routes import Posted
+
 ACTION_TITLES = {
     "animate": "Animating your photo",
     "reroll": "Rerolling",
@@ -37,26 +30,26 @@ RED = discord.Colour.red()
 PROMPT_LIMIT = 300
 
 
-def _prompt(params: dict[str, Any]) -> str:
-    prompt = (params.get("prompt") or "").strip()
+def _prompt(spec: JobSpec) -> str:
+    prompt = spec.prompt.strip()
     if not prompt:
         return "*no prompt*"
     return prompt if len(prompt) <= PROMPT_LIMIT else prompt[: PROMPT_LIMIT - 1] + "…"
 
 
 def settings_line(job: Job) -> str:
-    p = job.params
-    parts = [f"`{job.model}`", f"{p.get('duration', 3):g} s"]
-    parts.append(f"camera: {CAMERA_LABELS.get(p.get('camera', 'static'), p.get('camera'))}")
-    parts.append(f"motion {p.get('motion', 5)}/10")
-    if p.get("loop"):
+    spec = job.spec
+    parts = [f"`{job.model}`", f"{spec.duration:g} s"]
+    parts.append(f"camera: {CAMERA_LABELS[spec.camera]}")
+    parts.append(f"motion {spec.motion}/10")
+    if spec.loop:
         parts.append("loop")
     return " · ".join(parts)
 
 
 def queued(job: Job, position: int | None, *, thumbnail: str | None = None) -> discord.Embed:
     embed = discord.Embed(
-        title=ACTION_TITLES.get(job.action, "Animating"), description=_prompt(job.params), colour=BLURPLE
+        title=ACTION_TITLES.get(job.action, "Animating"), description=_prompt(job.spec), colour=BLURPLE
     )
     status = f"#{position} in the queue" if position else "starting…"
     embed.add_field(name="Status", value=status, inline=True)
@@ -71,7 +64,7 @@ def progress(job: Job, event: Progress, eta: float | None, *, picture: str | Non
     """`picture`: the file on the message to show: the photo's thumbnail (`photo-…`) while
     queued, the worker's preview frame (`preview-…`, as the big image) once it came."""
     embed = discord.Embed(
-        title=ACTION_TITLES.get(job.action, "Animating"), description=_prompt(job.params), colour=BLURPLE
+        title=ACTION_TITLES.get(job.action, "Animating"), description=_prompt(job.spec), colour=BLURPLE
     )
     if event.stage == "queued":
         status = f"#{event.step} in the queue" if event.step else "starting…"
@@ -87,32 +80,31 @@ def progress(job: Job, event: Progress, eta: float | None, *, picture: str | Non
     return embed
 
 
-def finished(job: Job, *, seconds: float | None) -> discord.Embed:
-    result = job.result or {}
-    embed = discord.Embed(title="Your video is ready", description=_prompt(job.params), colour=GREEN)
-    embed.add_field(name="Model", value=f"`{result.get('model', job.model)}`", inline=True)
-    embed.add_field(name="Seed", value=str(result.get("seed", job.params.get("seed", "?"))), inline=True)
-    frames, fps = result.get("frames"), result.get("fps")
-    if frames and fps:
-        embed.add_field(name="Length", value=f"{frames / fps:.1f} s · {fps:g} fps", inline=True)
-    if seconds is not None:
+def finished(job: Job) -> discord.Embed:
+    clip = job.clip
+    embed = discord.Embed(title="Your video is ready", description=_prompt(job.spec), colour=GREEN)
+    embed.add_field(name="Model", value=f"`{clip.model if clip else job.model}`", inline=True)
+    seed = clip.seed if clip else job.spec.seed
+    embed.add_field(name="Seed", value=str(seed if seed is not None else "?"), inline=True)
+    if clip and clip.frames and clip.fps:
+        embed.add_field(name="Length", value=f"{clip.duration:.1f} s · {clip.fps:g} fps", inline=True)
+    if (seconds := job.seconds_to_make) is not None:
         embed.add_field(name="Took", value=f"{seconds:.0f} s", inline=True)
     embed.add_field(name="Cost", value=credits(job.cost), inline=True)
-    if job.params.get("negative_prompt"):
-        embed.add_field(name="Avoid", value=job.params["negative_prompt"][:PROMPT_LIMIT], inline=False)
-    warnings = result.get("warnings") or []
-    if warnings:
-        embed.add_field(name="Note", value="\n".join(warnings)[:1000], inline=False)
+    if job.spec.negative_prompt:
+        embed.add_field(name="Avoid", value=job.spec.negative_prompt[:PROMPT_LIMIT], inline=False)
+    if clip and clip.warnings:
+        embed.add_field(name="Note", value="\n".join(clip.warnings)[:1000], inline=False)
     embed.set_footer(text=f"Job {job.id} · {settings_line(job).replace('`', '')}")
     return embed
 
 
-def moved(job: Job, where: dict[str, Any]) -> discord.Embed:
+def moved(job: Job, posted: Posted) -> discord.Embed:
     """What the old progress message says once the clip went to a new message."""
-    if where.get("delivered_via") == "dm":
+    if posted.via == "dm":
         text = "Your video is ready; I sent it to you in a direct message."
-    elif where.get("result_url"):
-        text = f"Your video is ready: [see it here]({where['result_url']})."
+    elif posted.url:
+        text = f"Your video is ready: [see it here]({posted.url})."
     else:
         text = "Your video is ready; it is in a new message below."
     embed = discord.Embed(title="Your video is ready", description=text, colour=GREEN)
@@ -123,27 +115,25 @@ def moved(job: Job, where: dict[str, Any]) -> discord.Embed:
 
 def failed(job: Job, reason: str) -> discord.Embed:
     embed = discord.Embed(title="This video couldn't be made", description=reason[:4000], colour=RED)
-    embed.add_field(name="Prompt", value=_prompt(job.params), inline=False)
+    embed.add_field(name="Prompt", value=_prompt(job.spec), inline=False)
     embed.set_footer(text=f"Job {job.id}")
     return embed
 
 
 def info(job: Job) -> str:
     """Every parameter of a job, for the Info button (ephemeral)."""
-    p = job.params
+    spec, clip = job.spec, job.clip
+    seed = clip.seed if clip else spec.seed
     lines = [
         f"**Job {job.id}** ({job.action}, {job.status})",
-        f"Prompt: {p.get('prompt') or '—'}",
-        f"Avoid: {p.get('negative_prompt') or '—'}",
-        f"Model: `{job.model}` · seed {(job.result or {}).get('seed', p.get('seed', 'random'))}",
-        f"Camera: {CAMERA_LABELS.get(p.get('camera', 'static'))} · motion {p.get('motion', 5)}/10 · "
-        f"{p.get('duration', 3):g} s" + (" · loop" if p.get("loop") else ""),
+        f"Prompt: {spec.prompt or '—'}",
+        f"Avoid: {spec.negative_prompt or '—'}",
+        f"Model: `{job.model}` · seed {seed if seed is not None else 'random'}",
+        f"Camera: {CAMERA_LABELS[spec.camera]} · motion {spec.motion}/10 · "
+        f"{spec.duration:g} s" + (" · loop" if spec.loop else ""),
     ]
-    result = job.result or {}
-    if result.get("width"):
-        lines.append(
-            f"Output: {result['width']}×{result['height']}, {result['frames']} frames at {result['fps']:g} fps"
-        )
+    if clip:
+        lines.append(f"Output: {clip.width}×{clip.height}, {clip.frames} frames at {clip.fps:g} fps")
     if job.parent_id:
         lines.append(f"Made from job {job.parent_id}")
     lines.append(f"Cost: {credits(job.cost)}")

@@ -14,6 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from contract import BackendOptions
+from jobs import CreditPolicy, JobsConfig, Pricing
+
 TOKEN_HELP = (
     "DISCORD_TOKEN is not set: create an application at https://discord.com/developers/applications, "
     "open its Bot page, press Reset Token, and put the token in a file named .env next to README.md "
@@ -233,10 +236,40 @@ class Settings(BaseSettings):
     def refill_period_seconds(self) -> float:
         return self.refill_period_hours * 3600.0
 
+    def pricing(self) -> Pricing:
+        return Pricing(per_second=dict(self.model_costs), default_per_second=self.default_cost_per_second)
+
     def cost(self, model: str, duration: float) -> int:
         """Credits for a clip: per-second rate × length, rounded up, at least 1."""
-        rate = self.model_costs.get(model, self.default_cost_per_second)
-        return max(1, math.ceil(rate * duration - 1e-9))
+        return self.pricing().cost(model, duration)
+
+    def credit_policy(self) -> CreditPolicy:
+        return CreditPolicy(
+            welcome=self.welcome_credits,
+            refill_amount=self.refill_amount,
+            refill_period=self.refill_period_seconds,
+            refill_cap=self.refill_cap,
+        )
+
+    def jobs_config(self) -> JobsConfig:
+        """What the job layer needs, as plain data."""
+        return JobsConfig(
+            models=tuple(self.models),
+            output_dir=self.output_dir,
+            ray_address=self.ray_address,
+            cpu_workers=self.cpu_workers,
+            backend=BackendOptions(
+                offload=self.offload,
+                compile=self.compile,
+                cache=self.cache,
+                attention=self.attention_backend,
+            ),
+            pricing=self.pricing(),
+            max_queued_per_user=self.max_queued_per_user,
+            max_queue=self.max_queue,
+            max_attempts=self.max_attempts,
+            job_timeout_seconds=self.job_timeout_seconds,
+        )
 
     def token(self) -> str:
         if self.discord_token is None or not self.discord_token.get_secret_value().strip():

@@ -16,7 +16,14 @@ from contract.errors import (
 )
 from contract.events import AnimateResult, Event, Failed, Progress, Stage
 from contract.models import AUTO, CAMERA, CARDS, ModelCard, card_for
-from contract.request import CAMERA_LABELS, CAMERA_MOVES, AnimateRequest, JobSpec
+from contract.request import (
+    CAMERA_LABELS,
+    CAMERA_MOVES,
+    PROMPT_MAX,
+    SEED_MAX,
+    AnimateRequest,
+    JobSpec,
+)
 from contract.workers import SLOTS, BackendOptions, WorkerInfo
 
 __all__ = [
@@ -25,6 +32,8 @@ __all__ = [
     "CAMERA_LABELS",
     "CAMERA_MOVES",
     "CARDS",
+    "PROMPT_MAX",
+    "SEED_MAX",
     "SLOTS",
     "AnimateRequest",
     "AnimateResult",

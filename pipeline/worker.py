@@ -6,10 +6,10 @@ is imported only inside the actor process, by the backend.
 
 One actor serves up to :data:`SLOTS` jobs at once, and only the model stage is exclusive: a
 job's intake (decode, orient, fit the photo) and encode run on the actor's thread pool beside
-the render of another job, and ``render`` holds :attr:`PipelineWorker._model_lock`. The
+the render of another job, and ``render`` holds the model lock of :mod:`pipeline.resident`. The
 dispatcher hands a worker its second job when the first one reaches its last denoise step
-(the worker marks that event ``leaving_model``), so the next photo is read while the last step and the
-decode run, and the finished clip is encoded while the next one renders: the accelerator
+(the worker marks that event ``leaving_model``), so the next photo is read while the last
+step and the decode run, and the finished clip is encoded while the next one renders: the accelerator
 does not wait on CPU work that can overlap.
 
 Each job is one call of :meth:`PipelineWorker.run`, an async generator that Ray streams to
@@ -30,10 +30,9 @@ import logging
 import os
 import socket
 import threading
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -43,7 +42,6 @@ from contract import (
     AnimateRequest,
     AnimateResult,
     BackendOptions,
-    Cancelled,
     Event,
     Failed,
     ModelError,
@@ -52,6 +50,7 @@ from contract import (
     WorkerInfo,
     is_out_of_memory,
 )
+from pipeline.resident import ResidentModels
 
 if TYPE_CHECKING:
     from pipeline.backends.base import Backend
@@ -62,8 +61,6 @@ BackendFactory = Callable[[str, BackendOptions], "Backend"]
 
 OOM_REASON = "The renderer ran out of memory."
 INTERNAL_REASON = "Something went wrong while rendering this video."
-CAMERA = "camera"
-"""The one backend that holds no model: it never needs another one unloaded."""
 
 
 def _leaving_model(progress: Progress) -> bool:
@@ -101,11 +98,7 @@ class PipelineWorker:
         self.options = options
         self._factory = backend_factory
         self._pool = ThreadPoolExecutor(max_workers=SLOTS + 1, thread_name_prefix="job")
-        self._model_lock = threading.Lock()
-        self._state = threading.Condition()
-        self._backends: dict[tuple[str, bool], Backend] = {}
-        self._users: Counter[tuple[str, bool]] = Counter()
-        self._loading = False
+        self._models = ResidentModels(name, options, self._load)
         self._stops: dict[str, threading.Event] = {}
         self._early_cancels: deque[str] = deque(maxlen=64)
         self.aliases = {model: self._resolve(model) for model in models}
@@ -116,8 +109,8 @@ class PipelineWorker:
         # model that cannot load is reported at start, not on a member's job.
         key = (self.models[0], False)
         try:
-            self._acquire(key, None)
-            self._release(key)
+            self._models.acquire(key, None)
+            self._models.release(key)
         except Exception as exc:  # noqa: BLE001 - reported through info() and each job
             self.errors[self.models[0]] = _message(exc)
             log.error("worker %s: cannot load %s: %s", name, self.models[0], _message(exc))
@@ -125,8 +118,7 @@ class PipelineWorker:
     # ---- remote API --------------------------------------------------------------------------
 
     async def info(self) -> WorkerInfo:
-        with self._state:
-            loaded = tuple(name for name, _ in self._backends)
+        loaded = self._models.loaded()
         node_id = ""
         node = _node_ip()
         if ray.is_initialized():
@@ -157,6 +149,13 @@ class PipelineWorker:
             return False
         stop.set()
         return True
+
+    async def fit_upload(self, video: bytes, max_bytes: int) -> bytes:
+        """Re-encode a finished clip under `max_bytes` (Discord refused the upload as too
+        large, e.g. the guild lost a boost): decoding and encoding video is worker work,
+        never the bot process's."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, _fit_upload, video, max_bytes)
 
     async def run(
         self, job_id: str, request: AnimateRequest, low_memory: bool = False
@@ -215,9 +214,10 @@ class PipelineWorker:
         acquired = False
         oom = False
         try:
-            backend = self._acquire(key, emit, should_stop)
+            backend = self._models.acquire(key, emit, should_stop)
             acquired = True
-            stage = _ModelStage(backend, self._model_lock, should_stop)
+            self.errors.pop(model, None)
+            stage = self._models.stage(backend, should_stop)
             return animate(request, stage, emit=emit, should_stop=should_stop)
         except PipelineError as exc:
             oom = exc.kind == "oom"
@@ -230,78 +230,7 @@ class PipelineWorker:
             return Failed(INTERNAL_REASON, kind="internal")
         finally:
             if acquired:
-                self._release(key, drop=oom)
-
-    # ---- backends: loaded once, switched only when no job uses them -------------------------
-
-    def _acquire(
-        self,
-        key: tuple[str, bool],
-        emit: Callable[[Progress], None] | None,
-        should_stop: Callable[[], bool] = lambda: False,
-    ) -> Backend:
-        """The loaded backend for (model, low_memory), loading it if needed.
-
-        At most one model (besides the camera move) is resident: loading another waits until
-        no job uses the resident one, then unloads it. Loading holds the model lock, so it
-        never competes with a render for the accelerator.
-        """
-        model, low_memory = key
-        with self._state:
-            while True:
-                if should_stop():
-                    raise Cancelled()
-                if self._loading:
-                    self._state.wait(0.2)
-                    continue
-                backend = self._backends.get(key)
-                if backend is not None:
-                    self._users[key] += 1
-                    return backend
-                evict = [k for k in self._backends if k[0] != CAMERA] if model != CAMERA else []
-                if any(self._users[k] for k in evict):
-                    self._state.wait(0.2)
-                    continue
-                self._loading = True
-                victims = [(k, self._backends.pop(k)) for k in evict]
-                break
-        loaded: Backend | None = None
-        try:
-            with self._model_lock:
-                for k, victim in victims:
-                    log.info("worker %s: unloading %s", self.name, k[0])
-                    _close(victim)
-                if emit is not None:
-                    emit(Progress("load", message=f"Loading the {model} model"))
-                options = self.options.replace(low_memory=True) if low_memory else self.options
-                loaded = self._load(model, options)
-            return loaded
-        finally:
-            with self._state:
-                self._loading = False
-                if loaded is not None:
-                    self._backends[key] = loaded
-                    self._users[key] += 1
-                    self.errors.pop(model, None)
-                self._state.notify_all()
-
-    def _release(self, key: tuple[str, bool], *, drop: bool = False) -> None:
-        """A job is done with its backend; after running out of memory, free every model
-        nobody uses so the retry (in low-memory mode) starts from an empty device."""
-        with self._state:
-            self._users[key] -= 1
-            victims = []
-            if drop:
-                victims = [
-                    (k, self._backends.pop(k))
-                    for k in list(self._backends)
-                    if k[0] != CAMERA and not self._users[k]
-                ]
-            self._state.notify_all()
-        for _, victim in victims:
-            _close(victim)
-        if drop:
-            _empty_cuda_cache()
+                self._models.release(key, drop=oom)
 
     def _load(self, model: str, options: BackendOptions) -> Backend:
         if self._factory is not None:
@@ -317,35 +246,6 @@ class PipelineWorker:
         from pipeline.backends import resolve_auto
 
         return resolve_auto(self.options)
-
-
-class _ModelStage:
-    """The backend as animate() sees it: only render() takes the worker's model lock, so
-    intake, planning and encoding of other jobs run beside it. Waiting for the lock stays
-    cancellable."""
-
-    def __init__(
-        self, backend: Backend, lock: threading.Lock, should_stop: Callable[[], bool]
-    ) -> None:
-        self._backend = backend
-        self._lock = lock
-        self._should_stop = should_stop
-        self.info = backend.info
-
-    def plan(self, request: AnimateRequest, image_size: tuple[int, int]) -> Any:
-        return self._backend.plan(request, image_size)
-
-    def render(self, image: Any, plan: Any, request: AnimateRequest, **kwargs: Any) -> Any:
-        while not self._lock.acquire(timeout=0.1):
-            if self._should_stop():
-                raise Cancelled()
-        try:
-            return self._backend.render(image, plan, request, **kwargs)
-        finally:
-            self._lock.release()
-
-    def close(self) -> None:
-        """The worker owns the backend's lifetime."""
 
 
 def create_worker(
@@ -413,25 +313,15 @@ def _node_ip() -> str:
         return socket.gethostname()
 
 
+def _fit_upload(video: bytes, max_bytes: int) -> bytes:
+    from pipeline.encode import decode_frames, encode_mp4
+
+    frames, fps = decode_frames(video)
+    return encode_mp4(frames, fps, max_bytes=max_bytes).data
+
+
 def _message(exc: BaseException) -> str:
     return exc.message if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
-
-
-def _close(backend: Any) -> None:
-    try:
-        backend.close()
-    except Exception:  # noqa: BLE001 - freeing must not fail a job
-        log.exception("closing a backend failed")
-
-
-def _empty_cuda_cache() -> None:
-    import gc
-    import sys
-
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 __all__ = [

@@ -19,12 +19,11 @@ import numpy as np
 import ray
 from PIL import Image
 
-from bot.dispatch import Dispatcher
 from bot.settings import Settings
-from bot.store import Job, Recovery, Store
+from jobs import Dispatcher, Job, JobService, JobsConfig, Origin, Recovery, Store
+from pipeline.worker import create_worker
 from pipeline.backends.base import BackendInfo, RenderPlan
-from contract import BackendOptions
-from contract import AnimateRequest, Cancelled, Event, PipelineError, Progress
+from contract import AnimateRequest, BackendOptions, Cancelled, Event, JobSpec, PipelineError, Progress
 
 WELCOME = 50
 COST = 3
@@ -150,6 +149,7 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
         "max_attempts": 2,
         "job_timeout_seconds": 60,
         "ray_address": "",
+        "model_costs": '{"sleep": 3}',
     }
     values.update(overrides)
     return Settings.load(env_file=None, **values)
@@ -221,8 +221,17 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
         await asyncio.sleep(0.05)
 
 
+def make_dispatcher(config: JobsConfig, store: Store, log_dir: Path | None, **kw: Any) -> Dispatcher:
+    """A dispatcher whose workers are the production actors, running SleepBackend (or, with
+    no log_dir, the production loader)."""
+    factory = None if log_dir is None else sleep_factory(log_dir)
+    return Dispatcher(config, store, spawn=create_worker, backend_factory=factory, **kw)
+
+
 async def submit(d: Dispatcher, user: int, prompt: str = "", **kw: Any) -> Job:
-    return await d.submit(user_id=user, image=PHOTO, cost=COST, params={"prompt": prompt}, **kw)
+    """Queue a job through the job service, as the bot does (COST credits: 1 s at 3/s)."""
+    spec = JobSpec(model="sleep", prompt=prompt, duration=1.0)
+    return await JobService(d.store, d, d.config).submit(spec, Origin(user_id=user), image=PHOTO, **kw)
 
 
 async def ledger(store: Store, user: int) -> list[tuple[str, int | None]]:

@@ -115,9 +115,9 @@ async def test_info_edit_and_extend(tmp_path: Path) -> None:
         edited_clip = await submitted.message(has_video, timeout=60)
         (edited,) = await all_jobs(w.store, bob.id)
         assert edited.action == "edit" and edited.parent_id == original.id
-        assert (edited.params["prompt"], edited.params["negative_prompt"]) == ("the cat yawns", "")
-        assert (edited.params["camera"], edited.params["motion"]) == ("pan_left", 3)
-        assert edited.params["duration"] == 2.0 and edited.params["seed"] is None
+        assert (edited.spec.prompt, edited.spec.negative_prompt) == ("the cat yawns", "")
+        assert (edited.spec.camera, edited.spec.motion) == ("pan_left", 3)
+        assert edited.spec.duration == 2.0 and edited.spec.seed is None
         assert "camera: pan left · motion 3/10" in footer(edited_clip)
         assert edited_clip.embeds[0]["description"] == "the cat yawns"
         assert await w.store.balance(bob.id) == bob_before - edited.cost  # the editor paid

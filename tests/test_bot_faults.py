@@ -26,6 +26,7 @@ from world import (
     wait_status,
 )
 
+from bot.delivery.record import DeliveryRecord
 from pipeline.encode import probe
 
 pytestmark = pytest.mark.asyncio
@@ -78,14 +79,14 @@ def clips_of(w: World, job_id: int) -> list[Message]:
     ]
 
 
-async def delivered(w: World, gate: Gate, held: Held) -> tuple[Message, dict]:
+async def delivered(w: World, gate: Gate, held: Held) -> tuple[Message, DeliveryRecord]:
     """Open the gate; wait for delivery; exactly one message carries the clip."""
     gate.open(held.job_id)
     job = await wait_status(w.store, held.job_id, "delivered", "failed", timeout=60)
     assert job.status == "delivered", job
     (clip,) = clips_of(w, held.job_id)
     assert not clip.deleted and has_video(clip)
-    return clip, job.delivery
+    return clip, DeliveryRecord.of(job)
 
 
 def carries_video(request: RecordedRequest) -> bool:
@@ -114,7 +115,7 @@ async def test_rate_limits_and_server_errors_are_ridden_out(world: World, gate: 
         clip, delivery = await delivered(world, gate, held)
         assert rule.hits == (spec.get("count") or 1), name
         # The clip landed on the member's own message, via the interaction.
-        assert clip.id == held.message.id and delivery["delivered_via"] == "interaction", name
+        assert clip.id == held.message.id and delivery.delivered_via == "interaction", name
         faulted = [r for r in d.requests(message_path(held)) if r.fault]
         retried = [r for r in d.requests(message_path(held)) if r.monotonic > faulted[-1].monotonic]
         assert retried and retried[0].status == 200, name
@@ -143,7 +144,7 @@ async def test_upload_too_large_is_reencoded_smaller(world: World, gate: Gate) -
     assert len(data) <= int(size * 0.9)
     info = probe(data)
     assert info["frames"] == frames and info["codec"] == "h264"
-    assert clip.id == held.message.id and delivery["delivered_via"] == "interaction"
+    assert clip.id == held.message.id and delivery.delivered_via == "interaction"
 
     # Far less than announced: one shrink is not enough, the bot keeps shrinking until it fits.
     held = await held_job(world, gate)
@@ -153,7 +154,7 @@ async def test_upload_too_large_is_reencoded_smaller(world: World, gate: Gate) -
     assert len(too_large) >= 2  # one shrink (to 0.75 of the size) was not enough
     assert len(video_of(clip)) <= int(size * 0.5)
     assert probe(video_of(clip))["frames"] == frames
-    assert clip.id == held.message.id and delivery["delivered_via"] == "interaction"
+    assert clip.id == held.message.id and delivery.delivered_via == "interaction"
 
 
 async def test_deleted_progress_message_gets_a_new_message(world: World, gate: Gate) -> None:
@@ -165,7 +166,7 @@ async def test_deleted_progress_message_gets_a_new_message(world: World, gate: G
     clip, delivery = await delivered(world, gate, held)
     assert clip.id != held.message.id and not clip.ephemeral
     assert f"<@{alice.id}>" in clip.content and alice.id in clip.mentions
-    assert delivery["delivered_via"] == "interaction" and delivery["progress_gone"] is True
+    assert delivery.delivered_via == "interaction" and delivery.progress_gone is True
     # Exactly one edit found the message gone (10008); none was tried after that.
     after = [r for r in d.requests(message_path(held)) if r.at >= deleted_at]
     assert len(after) <= 1 and all(r.response["code"] == 10008 for r in after)
@@ -186,7 +187,7 @@ async def test_after_the_token_expires_the_clip_goes_to_the_channel_or_a_dm(
     d.clock.advance(16 * 60)
     clip, delivery = await delivered(world, gate, held)
     assert any(r.status == 401 and r.response["code"] == 50027 for r in d.requests("/webhooks/*"))
-    assert delivery["delivered_via"] == "channel"
+    assert delivery.delivered_via == "channel"
     assert clip.id != held.message.id and clip.via == "channel" and clip.channel_id == general.id
     assert f"<@{alice.id}>" in clip.content and alice.id in clip.mentions
     assert str(clip.message_reference["message_id"]) == str(held.message.id)  # replies to it
@@ -206,7 +207,7 @@ async def test_after_the_token_expires_the_clip_goes_to_the_channel_or_a_dm(
     await d.dispatch("CHANNEL_DELETE", {"id": str(general.id), "type": 0, "guild_id": str(d.guild.id)},
                      guild_id=d.guild.id)
     clip, delivery = await delivered(world, gate, held)
-    assert delivery["delivered_via"] == "dm" and delivery["progress_gone"] is True
+    assert delivery.delivered_via == "dm" and delivery.progress_gone is True
     assert clip.channel_id == d.dm_channel(alice).id and clip.guild_id is None
     assert "Your video is ready." in clip.content
     # A vanished channel is not an error to log on every progress step.
@@ -295,7 +296,7 @@ async def test_a_refused_upload_is_tried_again_later(world: World, gate: Gate) -
     )
     ban.remaining = 0  # the ban is lifted
     job = await wait_status(world.store, held.job_id, "delivered", "failed", timeout=60)
-    assert job.status == "delivered" and job.delivery["delivered_via"] == "interaction"
+    assert job.status == "delivered" and DeliveryRecord.of(job).delivered_via == "interaction"
     (clip,) = clips_of(world, held.job_id)
     assert clip.id == held.message.id and has_video(clip)
     uploads = [r for r in d.requests(message_path(held)) if carries_video(r)]

@@ -21,7 +21,8 @@ from world import (
     wait_status,
 )
 
-from bot.store import Store
+from bot.delivery.record import DeliveryRecord
+from jobs import Store
 
 pytestmark = pytest.mark.asyncio
 
@@ -74,7 +75,7 @@ async def test_restart_mid_render_delivers_each_job_once_on_its_own_message(tmp_
                 done = await wait_status(w.store, job.id, "delivered", timeout=60)
                 (clip,) = clips_of(discord_, job.id)
                 assert clip.id == message.id and has_video(clip)  # updated, not duplicated
-                assert done.delivery["delivered_via"] == "interaction"
+                assert DeliveryRecord.of(done).delivered_via == "interaction"
             assert (await w.store.get_job(rendering.id)).attempts == 1  # the shutdown cost nothing
             for member, job in ((alice, rendering), (bob, waiting)):
                 assert [k for k in await ledger_kinds(w.store, member.id) if k[2] == job.id] == [
@@ -107,7 +108,7 @@ async def test_a_clip_finished_but_not_delivered_is_delivered_after_a_restart(
         async with bot_world(tmp_path, discord_=discord_) as w:
             done = await wait_status(w.store, job.id, "delivered", timeout=30)
             (clip,) = clips_of(discord_, job.id)
-            assert clip.id == message.id and done.delivery["delivered_via"] == "interaction"
+            assert clip.id == message.id and DeliveryRecord.of(done).delivered_via == "interaction"
             assert (await w.store.get_job(job.id)).attempts == 1  # not rendered again
 
 
@@ -129,7 +130,7 @@ async def test_buttons_from_before_a_restart_work_after_it(tmp_path: Path) -> No
             again = await reroll.message(has_video, timeout=60)
             (new_job,) = await all_jobs(w.store, bob.id)
             assert new_job.action == "reroll" and new_job.parent_id == job.id
-            assert new_job.params["camera"] == "tilt_up"
+            assert new_job.spec.camera == "tilt_up"
             assert again.id != clip.id and has_video(again)
 
 
@@ -157,7 +158,7 @@ async def test_a_clip_posted_just_before_a_crash_is_not_posted_again(tmp_path: P
 
         async with bot_world(tmp_path, discord_=discord_, backend_factory=gate.factory) as w:
             done = await wait_status(w.store, job.id, "delivered", timeout=30)
-            assert done.delivery["result_message_id"] == clip.id
+            assert DeliveryRecord.of(done).result_message_id == clip.id
             assert clips_of(discord_, job.id) == [clip]
             # The old progress message points at it instead of showing progress.
             old = await discord_.wait_for(

@@ -32,16 +32,15 @@ from dispatch_support import (
     interval,
     ledger,
     render_log,
+    make_dispatcher,
     settings_for,
-    sleep_factory,
     submit,
 )
 
-from bot.dispatch import Dispatcher
 from bot.settings import Settings
-from bot.store import CreditPolicy, Store
-from bot.workers import RayUnavailable
-from contract import AnimateResult, Failed, PipelineError, Progress
+from contract import AnimateResult, Failed, InputError, Progress
+from jobs import CreditPolicy, Dispatcher, JobService, Origin, RayUnavailable, Store
+from pipeline.worker import create_worker
 from pipeline.encode import probe
 
 pytestmark = pytest.mark.asyncio
@@ -72,8 +71,7 @@ async def dispatcher(
     stop_grace: float = 30.0,
     release: bool = True,
 ) -> AsyncIterator[tuple[Dispatcher, Recorder]]:
-    factory = None if log_dir is None else sleep_factory(log_dir)
-    d = Dispatcher(settings, store, backend_factory=factory, tick=0.2, stop_grace=stop_grace)
+    d = make_dispatcher(settings.jobs_config(), store, log_dir, tick=0.2, stop_grace=stop_grace)
     recorder = Recorder()
     d.subscribe(recorder)
     recorder.recovery = await d.start()
@@ -331,8 +329,9 @@ async def test_camera_backend_end_to_end_and_extend(tmp_path: Path, store: Store
     settings = settings_for(tmp_path, model="camera")
     async with dispatcher(settings, store, None, workers=1) as (d, rec):
         assert d.models == ["camera"]
-        params = {"camera": "zoom_in", "duration": 1.0, "fps": 8, "width": 128, "height": 96}
-        parent = await d.submit(user_id=1, image=PHOTO, cost=COST, params=params)
+        service = JobService(store, d, d.config)
+        spec = service.spec(model="camera", duration=2.0, camera="zoom_in", fps=8, width=128, height=96)
+        parent = await service.submit(spec, Origin(user_id=1), image=PHOTO)
         await rec.finished(parent.id)
         [result] = rec.final(parent.id)
         assert isinstance(result, AnimateResult), result
@@ -341,16 +340,14 @@ async def test_camera_backend_end_to_end_and_extend(tmp_path: Path, store: Store
         assert any(isinstance(e, Progress) and e.preview for e in rec.of(parent.id))
         info = probe(result.path)
         assert (info["width"], info["height"]) == (128, 96)
-        child = await d.submit(
-            user_id=1, image=PHOTO, cost=COST, params=params, action="extend", parent_id=parent.id
-        )
+        child = await service.extend(parent.id, Origin(user_id=1))
         await rec.finished(child.id)
         [extended] = rec.final(child.id)
         assert isinstance(extended, AnimateResult), extended
         assert extended.frames > result.frames
-        with pytest.raises(PipelineError, match="Motion strength"):
-            await d.submit(user_id=1, image=PHOTO, cost=COST, params={"motion": 11})
-        assert await store.balance(1) == WELCOME - 2 * COST
+        with pytest.raises(InputError, match="Motion strength"):
+            service.spec(model="camera", motion=11)
+        assert await store.balance(1) == WELCOME - 2 * service.cost("camera", 2.0)
 
 
 async def test_unreachable_ray_address_is_one_line_and_fast(tmp_path: Path, store: Store) -> None:
@@ -358,7 +355,7 @@ async def test_unreachable_ray_address_is_one_line_and_fast(tmp_path: Path, stor
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     for address, expect in ((f"127.0.0.1:{port}", "Cannot reach"), ("ray://head:10001", "Ray Client")):
-        d = Dispatcher(settings_for(tmp_path, ray_address=address), store)
+        d = Dispatcher(settings_for(tmp_path, ray_address=address).jobs_config(), store, spawn=create_worker)
         started = time.monotonic()
         with pytest.raises(RayUnavailable) as info:
             await d.start()

@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 import ray
-from dispatch_support import Recorder, settings_for, sleep_factory, submit
+from dispatch_support import Recorder, make_dispatcher, settings_for, submit
 
-from bot.dispatch import Dispatcher
-from bot.store import CreditPolicy, Store
+from jobs import CreditPolicy, Store
 from contract import AnimateResult
 
 pytestmark = pytest.mark.asyncio
@@ -63,9 +62,8 @@ async def test_joins_the_cluster_and_adds_a_worker_per_gpu_that_joins(
     settings = settings_for(tmp_path, ray_address=cluster.address, cpu_workers=1)
     log_dir = tmp_path / "renders"
     log_dir.mkdir()
-    factory = sleep_factory(log_dir)
     async with await Store.open(settings.database_path, CreditPolicy(welcome=20)) as store:
-        d = Dispatcher(settings, store, backend_factory=factory, tick=0.2, scale_interval=0.3)
+        d = make_dispatcher(settings.jobs_config(), store, log_dir, tick=0.2, scale_interval=0.3)
         await d.start()
         try:
             rec = Recorder()

@@ -26,7 +26,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from bot.store import CreditPolicy, InsufficientCredits, InvalidAmount, Store, TooManyQueued
+from contract import JobSpec
+from jobs import CreditPolicy, InsufficientCredits, InvalidAmount, Store, TooManyQueued
 
 USERS = st.integers(min_value=1, max_value=4)
 POLICY = CreditPolicy(welcome=5, refill_amount=2, refill_period=50.0, refill_cap=8)
@@ -122,7 +123,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if key is not None and key in self.keys:
             job = self.run(
                 self.store.create_job(
-                    user_id=user, model="m", cost=cost, image=b"i", idempotency_key=key,
+                    user_id=user, spec=JobSpec(model="m"), cost=cost, image=b"i", idempotency_key=key,
                     max_queued_per_user=MAX_QUEUED,
                 )
             )
@@ -130,7 +131,7 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         self.touch(user)
         call = self.store.create_job(
-            user_id=user, model="m", cost=cost, image=b"i", idempotency_key=key,
+            user_id=user, spec=JobSpec(model="m"), cost=cost, image=b"i", idempotency_key=key,
             max_queued_per_user=MAX_QUEUED,
         )
         if self.active(user) >= MAX_QUEUED:

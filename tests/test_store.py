@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import (
+from contract import JobSpec
+from jobs import ClipSummary
+from jobs import (
     CreditPolicy,
     InsufficientCredits,
     InvalidAmount,
@@ -15,7 +17,7 @@ from bot.store import (
     Store,
     TooManyQueued,
 )
-from bot.store.schema import SCHEMA_VERSION
+from jobs.store.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.asyncio
 
@@ -36,7 +38,7 @@ async def store(tmp_path: Path):
 
 
 async def new_job(store: Store, user: int = 1, cost: int = 2, **kw):
-    return await store.create_job(user_id=user, model="camera", cost=cost, image=b"photo", **kw)
+    return await store.create_job(user_id=user, spec=JobSpec(model="camera"), cost=cost, image=b"photo", **kw)
 
 
 async def test_welcome_grant_once(store: Store) -> None:
@@ -65,9 +67,9 @@ async def test_ledger_is_append_only(store: Store, tmp_path: Path) -> None:
 
 async def test_create_debits_and_stores_inputs(store: Store) -> None:
     job = await store.create_job(
-        user_id=1, model="ltx", cost=3, image=b"A", end_image=b"B", params={"prompt": "wave"}
+        user_id=1, spec=JobSpec(model="ltx", prompt="wave"), cost=3, image=b"A", end_image=b"B"
     )
-    assert job.status == "queued" and job.cost == 3 and job.params == {"prompt": "wave"}
+    assert job.status == "queued" and job.cost == 3 and job.spec == JobSpec(model="ltx", prompt="wave")
     assert await store.balance(1) == 7
     assert await store.job_inputs(job.id) == (b"A", b"B")
     debit = (await store.history(1))[0]
@@ -107,8 +109,9 @@ async def test_lifecycle_and_exactly_once_delivery(store: Store) -> None:
     assert running is not None and running.id == job.id
     assert running.status == "running" and running.attempts == 1 and running.worker == "worker-a"
     assert await store.claim_next("worker-b") is None
-    done = await store.finish(job.id, result_path="/tmp/x.mp4", result={"frames": 49})
-    assert done is not None and done.status == "done" and done.result == {"frames": 49}
+    clip = ClipSummary(width=64, height=48, frames=49, fps=24.0, seed=7, model="camera")
+    done = await store.finish(job.id, result_path="/tmp/x.mp4", clip=clip)
+    assert done is not None and done.status == "done" and done.clip == clip
     assert await store.mark_delivered(job.id, {"message_id": 5})
     assert not await store.mark_delivered(job.id)
     delivered = await store.get_job(job.id)
@@ -164,8 +167,8 @@ async def test_fair_order_and_positions(store: Store) -> None:
 
 
 async def test_claim_next_filters_by_model(store: Store) -> None:
-    await store.create_job(user_id=1, model="wan", cost=1, image=b"x")
-    ltx = await store.create_job(user_id=1, model="ltx", cost=1, image=b"x")
+    await store.create_job(user_id=1, spec=JobSpec(model="wan"), cost=1, image=b"x")
+    ltx = await store.create_job(user_id=1, spec=JobSpec(model="ltx"), cost=1, image=b"x")
     assert (await store.claim_next("w", models={"ltx"})).id == ltx.id
     assert await store.claim_next("w", models={"svd"}) is None
 

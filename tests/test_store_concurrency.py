@@ -10,7 +10,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bot.store import CreditPolicy, InsufficientCredits, Store
+from contract import JobSpec
+from jobs import CreditPolicy, InsufficientCredits, Store
 
 USER = 42
 BALANCE = 100
@@ -33,7 +34,7 @@ def _hammer(path: str, name: str, start_at: float) -> dict:
             await asyncio.sleep(rng.random())
             try:
                 job = await store.create_job(
-                    user_id=USER, model="camera", cost=1, image=b"p", idempotency_key=key
+                    user_id=USER, spec=JobSpec(model="camera"), cost=1, image=b"p", idempotency_key=key
                 )
                 return key, job.id
             except InsufficientCredits:

@@ -20,12 +20,12 @@ from typing import Any
 import ray
 from loopback import LoopbackDiscord
 
-from bot.app import AnimateBot, credit_policy
-from bot.dispatch import Dispatcher
+from bot.app import AnimateBot
 from bot.settings import Settings
-from bot.store import Store
-from pipeline.backends.camera import CameraBackend
 from contract import Cancelled, Progress
+from jobs import Dispatcher, JobService, Store
+from pipeline.backends.camera import CameraBackend
+from pipeline.worker import create_worker
 
 
 @contextlib.contextmanager
@@ -168,16 +168,20 @@ async def bot_world(
         if discord_ is None:
             discord_ = await stack.enter_async_context(LoopbackDiscord())
         settings = make_settings(discord_, tmp_path, **overrides)
-        store = await Store.open(settings.database_path, credit_policy(settings))
+        store = await Store.open(settings.database_path, settings.credit_policy())
         stack.push_async_callback(store.close)
-        dispatcher = Dispatcher(settings, store, tick=0.2, backend_factory=backend_factory)
-        recovery = await dispatcher.start()
+        config = settings.jobs_config()
+        dispatcher = Dispatcher(
+            config, store, spawn=create_worker, tick=0.2, backend_factory=backend_factory
+        )
+        jobs = JobService(store, dispatcher, config)
+        recovery = await jobs.start()
         stack.push_async_callback(dispatcher.stop)
         deadline = time.monotonic() + 60
         while len(dispatcher.workers) < workers:
             assert time.monotonic() < deadline, "workers did not come up"
             await asyncio.sleep(0.05)
-        bot = TestBot(settings, store, dispatcher=dispatcher, undelivered=recovery.undelivered)
+        bot = TestBot(settings, store, jobs, undelivered=recovery.undelivered)
         await stack.enter_async_context(discord_.running(bot))
         yield World(discord_, bot, store, dispatcher, settings)
 

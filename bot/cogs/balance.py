@@ -7,8 +7,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import AnimateBot
-from bot.formatting import credits, when
 from bot.catalog import format_prices, price_list
+from bot.formatting import credits, when
+from jobs import JobStatus
 
 KIND_LABELS = {
     "welcome": "welcome grant",
@@ -40,7 +41,7 @@ class Balance(commands.Cog):
             )
         embed.add_field(
             name="Prices (credits per clip)",
-            value=format_prices(price_list(self.bot.settings, self.bot.enabled_models())) or "—",
+            value=format_prices(price_list(self.bot.settings.pricing(), self.bot.jobs.models())) or "—",
             inline=False,
         )
         jobs = await store.jobs(user_id=user_id)
@@ -48,7 +49,7 @@ class Balance(commands.Cog):
             order = await store.queue_order()
             lines = []
             for job in jobs:
-                if job.status == "running":
+                if job.status is JobStatus.RUNNING:
                     where = "rendering"
                 elif job.id in order:
                     where = f"#{order.index(job.id) + 1} in the queue"
@@ -69,7 +70,6 @@ class Balance(commands.Cog):
                 inline=False,
             )
         await interaction.followup.send(embed=embed, ephemeral=True)
-
 
 
 async def setup(bot: AnimateBot) -> None:

@@ -12,7 +12,6 @@ from discord.ext import commands
 
 from bot.app import AnimateBot
 from bot.formatting import credits, when
-from bot.store import StoreError
 
 
 class NotOperator(app_commands.CheckFailure):
@@ -66,13 +65,9 @@ class Credits(commands.GroupCog, group_name="credits", group_description="Operat
         reason: str = "",
     ) -> None:
         await interaction.response.defer(ephemeral=True)
-        try:
-            balance = await self.bot.store.take(
-                user.id, amount, operator_id=interaction.user.id, reason=reason
-            )
-        except StoreError as refusal:
-            await interaction.followup.send(str(refusal), ephemeral=True)
-            return
+        balance = await self.bot.store.take(  # InvalidAmount: bot.errors tells the operator
+            user.id, amount, operator_id=interaction.user.id, reason=reason
+        )
         await interaction.followup.send(
             f"Removed {credits(amount)} from {user.mention}; they now have {balance}.", ephemeral=True
         )

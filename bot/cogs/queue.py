@@ -9,6 +9,7 @@ from discord.ext import commands
 from bot.app import AnimateBot
 from bot.cogs.credits import operators_only
 from bot.formatting import when
+from jobs import JobStatus
 
 LIST_LIMIT = 15
 
@@ -23,9 +24,9 @@ class Queue(commands.Cog):
     async def queue(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         store = self.bot.store
-        running = await store.jobs(statuses=("running",))
+        running = await store.jobs(statuses=(JobStatus.RUNNING,))
         order = await store.queue_order()
-        waiting = {job.id: job for job in await store.jobs(statuses=("queued",))}
+        waiting = {job.id: job for job in await store.jobs(statuses=(JobStatus.QUEUED,))}
         embed = discord.Embed(title="Queue", colour=discord.Colour.blurple())
         embed.add_field(
             name=f"Rendering ({len(running)})",
@@ -44,7 +45,7 @@ class Queue(commands.Cog):
             ) or "nothing",
             inline=False,
         )
-        workers = self.bot.dispatcher.workers if self.bot.dispatcher else []
+        workers = self.bot.jobs.dispatcher.workers
         embed.add_field(
             name=f"Workers ({len(workers)})",
             value="\n".join(

@@ -16,11 +16,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
-from bot.store.schema import MIGRATIONS, SCHEMA_VERSION
+from jobs.store.schema import MIGRATIONS, SCHEMA_VERSION
 
-log = logging.getLogger("bot.store")
+log = logging.getLogger("jobs.store")
 
 BUSY_TIMEOUT_MS = 10_000
 LOCK_RETRY_SECONDS = 120.0

@@ -64,12 +64,13 @@ class Tracker:
     interval: float = EDIT_INTERVAL
     _steps: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=12))
     _last_edit: float | None = None
-    _stage: str | None = None
+    stage: str | None = None
+    """The stage of the last event observed."""
 
     def observe(self, progress: Progress, now: float) -> None:
-        if progress.stage != self._stage:
+        if progress.stage != self.stage:
             self._steps.clear()
-            self._stage = progress.stage
+            self.stage = progress.stage
         if progress.stage == "denoise" and progress.total:
             self._steps.append((now, progress.step))
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from bot.store.db import Database, _Tx
-from bot.store.models import Account, CreditPolicy, LedgerKind
+from jobs.records import Account, CreditPolicy, LedgerKind
+from jobs.store.db import Database, _Tx
 
 
 async def balance(tx: _Tx, user_id: int) -> int:

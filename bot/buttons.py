@@ -1,0 +1,194 @@
+"""The buttons on a job's messages, one class per action; they keep working after a restart.
+
+Each is a :class:`discord.ui.DynamicItem` rebuilt from the custom_id of whatever message was
+clicked (``animate:<action>:<job id>``), so buttons sent a month ago still work after any
+number of restarts, with no view state kept in memory. Who may press is checked in
+``interaction_check``; what a press does is one call of the job service.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, ClassVar
+
+import discord
+
+from bot import embeds
+from bot.errors import answer, answer_error
+from bot.formatting import credits
+from bot.interactions import check_place, origin_of
+from jobs import Job, JobStatus
+
+if TYPE_CHECKING:
+    from bot.app import AnimateBot
+
+_JOB = r"(?P<job>[0-9]{1,20})"
+
+
+class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"animate:[a-z]+:{_JOB}"):
+    """One action on one job. Subclasses set the action and its look, and `run`."""
+
+    action: ClassVar[str]
+    label: ClassVar[str]
+    emoji: ClassVar[str]
+    style: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.secondary
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=self.label,
+                emoji=self.emoji,
+                style=self.style,
+                custom_id=f"animate:{self.action}:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> JobButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction[AnimateBot]) -> None:
+        try:
+            await self.run(interaction, interaction.client)
+        except Exception as error:  # noqa: BLE001 - every failure becomes a sentence
+            await answer_error(interaction, error)
+
+    async def run(self, interaction: discord.Interaction[AnimateBot], bot: AnimateBot) -> None:
+        raise NotImplementedError
+
+
+class _OwnerOnly(JobButton, template=rf"animate:owner-only:{_JOB}"):
+    """Only the member who made the video, or a bot operator, may press it."""
+
+    verb: ClassVar[str]
+
+    async def interaction_check(self, interaction: discord.Interaction[AnimateBot], /) -> bool:
+        bot = interaction.client
+        try:
+            job = await bot.store.get_job(self.job_id)
+        except Exception as error:  # noqa: BLE001 - unknown job and the like
+            await answer_error(interaction, error)
+            return False
+        if interaction.user.id == job.user_id or await bot.is_operator(interaction.user):
+            return True
+        await answer(
+            interaction,
+            f"Only the member who made this video (or a bot operator) can {self.verb} it.",
+        )
+        return False
+
+
+class CancelButton(_OwnerOnly, template=rf"animate:cancel:{_JOB}"):
+    action, label, emoji, verb = "cancel", "Cancel", "✖️", "cancel"
+    style = discord.ButtonStyle.danger
+
+    async def run(self, interaction: discord.Interaction[AnimateBot], bot: AnimateBot) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        cancelled, job = await bot.jobs.cancel(self.job_id)
+        if cancelled:
+            text = "Cancelled." + (
+                f" {credits(job.cost)} {'was' if job.cost == 1 else 'were'} refunded." if job.cost else ""
+            )
+        else:
+            text = _nothing_to_cancel(job.status)
+        await interaction.edit_original_response(content=text)
+
+
+class DeleteButton(_OwnerOnly, template=rf"animate:delete:{_JOB}"):
+    action, label, emoji, verb = "delete", "Delete", "🗑️", "delete"
+    style = discord.ButtonStyle.danger
+
+    async def run(self, interaction: discord.Interaction[AnimateBot], bot: AnimateBot) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            if interaction.message is not None:
+                await interaction.message.delete()
+        except discord.NotFound:
+            pass
+        await interaction.edit_original_response(content="Deleted.")
+
+
+class InfoButton(JobButton, template=rf"animate:info:{_JOB}"):
+    action, label, emoji = "info", "Info", "ℹ️"
+
+    async def run(self, interaction: discord.Interaction[AnimateBot], bot: AnimateBot) -> None:
+        job = await bot.store.get_job(self.job_id)
+        await interaction.response.send_message(embeds.info(job), ephemeral=True)
+
+
+class EditButton(JobButton, template=rf"animate:edit:{_JOB}"):
+    action, label, emoji = "edit", "Edit", "✏️"
+
+    async def run(self, interaction: discord.Interaction[AnimateBot], bot: AnimateBot) -> None:
+        from bot.edit import EditModal
+
+        await interaction.response.send_modal(EditModal(await bot.store.get_job(self.job_id)))
+
+
+class _FollowUp(JobButton, template=rf"animate:follow-up:{_JOB}"):
+    """A new job made from this one; the member who presses pays for it."""
+
+    async def run(self, interaction: discord.Interaction[AnimateBot], bot: AnimateBot) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        check_place(interaction, bot.settings)
+        job = await self.make(bot, interaction)
+        balance = await bot.store.balance(interaction.user.id)
+        await bot.delivery.announce(interaction, job, balance=balance)
+
+    async def make(self, bot: AnimateBot, interaction: discord.Interaction) -> Job:
+        raise NotImplementedError
+
+
+class RerollButton(_FollowUp, template=rf"animate:reroll:{_JOB}"):
+    action, label, emoji = "reroll", "Reroll", "🎲"
+    style = discord.ButtonStyle.primary
+
+    async def make(self, bot: AnimateBot, interaction: discord.Interaction) -> Job:
+        return await bot.jobs.reroll(self.job_id, origin_of(interaction))
+
+
+class ExtendButton(_FollowUp, template=rf"animate:extend:{_JOB}"):
+    action, label, emoji = "extend", "Extend", "⏩"
+
+    async def make(self, bot: AnimateBot, interaction: discord.Interaction) -> Job:
+        return await bot.jobs.extend(self.job_id, origin_of(interaction))
+
+
+BUTTONS: tuple[type[JobButton], ...] = (
+    CancelButton,
+    DeleteButton,
+    InfoButton,
+    EditButton,
+    RerollButton,
+    ExtendButton,
+)
+_BY_ACTION: dict[str, type[JobButton]] = {button.action: button for button in BUTTONS}
+
+
+def job_view(job_id: int, actions: tuple[str, ...]) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in actions:
+        view.add_item(_BY_ACTION[action](job_id))
+    return view
+
+
+def result_actions(*, can_extend: bool) -> tuple[str, ...]:
+    actions: list[str] = ["reroll", "edit"]
+    if can_extend:
+        actions.append("extend")
+    return (*actions, "info", "delete")
+
+
+def _nothing_to_cancel(status: JobStatus) -> str:
+    """Why a Cancel did nothing, by what had already happened to the job."""
+    if status is JobStatus.CANCELLED:
+        return "This job was already cancelled (its credits were refunded once)."
+    if status is JobStatus.FAILED:
+        return "This job had already stopped (its credits were refunded)."
+    return "This job had already finished, so there was nothing to cancel."
+
+
+__all__ = ["BUTTONS", "job_view", "result_actions"]

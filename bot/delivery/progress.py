@@ -1,0 +1,93 @@
+"""The job's message while it waits and renders, and when it fails.
+
+Edits are throttled (:class:`~bot.progress_bar.Tracker`) so a fast model cannot run the
+bot into Discord's rate limits; a stage change or the first preview frame always shows.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import discord
+
+from bot import embeds
+from bot.buttons import job_view
+from bot.delivery.record import DeliveryRecord
+from bot.delivery.routes import GONE, Outgoing, Routes
+from bot.progress_bar import Tracker
+from contract import Failed, Progress
+from jobs import Job
+
+log = logging.getLogger("bot.delivery")
+
+
+class ProgressMessages:
+    def __init__(self, routes: Routes, *, clock: Callable[[], float] = time.time) -> None:
+        self.routes = routes
+        self.clock = clock
+        self._trackers: dict[int, Tracker] = {}
+        self._previews: set[int] = set()
+
+    def forget(self, job_id: int) -> None:
+        self._trackers.pop(job_id, None)
+        self._previews.discard(job_id)
+
+    async def show(self, job: Job, event: Progress) -> None:
+        tracker = self._trackers.setdefault(job.id, Tracker())
+        now = self.clock()
+        stage_changed = tracker.stage != event.stage
+        tracker.observe(event, now)
+        new_preview = event.preview is not None and job.id not in self._previews
+        if not tracker.should_edit(now, force=stage_changed or new_preview):
+            return
+        job = await self.routes.store.get_job(job.id)  # as announce() left it (message id)
+        record = DeliveryRecord.of(job)
+        if record.progress_gone:
+            return
+        files: list[discord.File] = []
+        picture = record.picture  # what the message shows: thumbnail or preview
+        if new_preview:
+            assert event.preview is not None
+            picture = f"preview-{job.id}.jpg"
+            files.append(discord.File(io.BytesIO(event.preview), filename=picture))
+            self._previews.add(job.id)
+        kwargs: dict[str, Any] = {"embed": embeds.progress(job, event, tracker.eta(event), picture=picture)}
+        if files:
+            kwargs["attachments"] = files  # the preview replaces the thumbnail
+        if event.stage != "queued":
+            kwargs["view"] = job_view(job.id, ("cancel",))
+        try:
+            await self.routes.edit(job, **kwargs)
+            if files:
+                await self.routes.note(await self.routes.store.get_job(job.id), picture=picture)
+        except discord.NotFound as exc:
+            if exc.code not in GONE:
+                raise
+            # Someone deleted the message (or its channel): stop editing, deliver anew.
+            await self.routes.note(job, progress_gone=True)
+            log.info("progress message of job %d is gone (%d); no more edits", job.id, exc.code)
+
+    async def failed(self, job: Job, event: Failed) -> None:
+        """Tell the member why (the reason says the credits were refunded): on the job's
+        message while its token lives, else in a new message that mentions them (an edit
+        never notifies, and a job that outlived the token has usually lost their attention);
+        the old message is then settled so it never stays at "Rendering · Cancel"."""
+        embed = embeds.failed(job, event.reason)
+        content = f"<@{job.user_id}>"
+        record = DeliveryRecord.of(job)
+        if record.has_message:
+            try:
+                if await self.routes.edit(job, content=content, embed=embed, view=None, attachments=[]):
+                    return
+                job = await self.routes.store.get_job(job.id)  # edit() may have noted the token
+            except discord.NotFound as exc:
+                if exc.code not in GONE:
+                    raise
+                job, record = await self.routes.note(job, progress_gone=True)
+        if not record.channel_id and not record.token:
+            return  # never had a message (e.g. refused before posting): nothing to tell
+        await self.routes.send(job, Outgoing(content=content, embed=embed, ready=False))

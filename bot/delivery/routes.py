@@ -1,0 +1,174 @@
+"""The roads to a member, in order of preference, and the one way to edit a job's message.
+
+1. the job's message, edited through the interaction's webhook token (15 minutes); a new
+   follow-up when that message was deleted (10008);
+2. after the token expired (or 50027): a new channel message that mentions the member and
+   replies to the job's message (an edit would not notify them);
+3. the channel is gone or closed to the bot: a DM to the member.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from bot.delivery.record import DeliveryRecord, Via
+from jobs import Job, Store
+
+log = logging.getLogger("bot.delivery")
+
+TOKEN_LIFETIME = 15 * 60.0
+TOKEN_MARGIN = 30.0
+"""Stop using a token this long before Discord expires it, so an upload in flight finishes."""
+UNKNOWN_CHANNEL = 10003
+UNKNOWN_MESSAGE = 10008
+INVALID_TOKEN = 50027
+GONE = (UNKNOWN_MESSAGE, UNKNOWN_CHANNEL)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """Where a message about a job landed."""
+
+    via: Via
+    message_id: int
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message about a job; `ready`: it carries the clip (not a failure)."""
+
+    content: str
+    embed: discord.Embed
+    view: discord.ui.View | None = None
+    file: discord.File | None = None
+    ready: bool = True
+
+    def rewound(self) -> Outgoing:
+        if self.file is not None:
+            self.file.reset()
+        return self
+
+
+class Routes:
+    def __init__(
+        self, client: discord.Client, store: Store, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.clock = clock
+
+    async def note(self, job: Job, **changes: Any) -> tuple[Job, DeliveryRecord]:
+        """Record a change of where the job's messages are; returns the job and its record."""
+        record = DeliveryRecord.of(job).replace(**changes)
+        job = await self.store.set_delivery(job.id, record.to_dict())
+        return job, record
+
+    def token_valid(self, record: DeliveryRecord) -> bool:
+        if not record.token or record.token_expired:
+            return False
+        return self.clock() - record.token_at < TOKEN_LIFETIME - TOKEN_MARGIN
+
+    def _webhook(self, record: DeliveryRecord) -> discord.Webhook:
+        assert record.application_id is not None and record.token is not None
+        return discord.Webhook.partial(record.application_id, record.token, client=self.client)
+
+    async def edit(self, job: Job, **kwargs: Any) -> bool:
+        """Edit the job's message: by webhook while the token lives (True), else as the bot
+        (False: the member cannot be reached through the interaction any more). Raises
+        NotFound when the message or channel is gone."""
+        record = DeliveryRecord.of(job)
+        if not record.message_id:
+            return False
+        if self.token_valid(record):
+            try:
+                await self._webhook(record).edit_message(record.message_id, **kwargs)
+                return True
+            except discord.HTTPException as exc:
+                if exc.code != INVALID_TOKEN:
+                    raise
+                job, record = await self.note(job, token_expired=True)
+        assert record.channel_id is not None
+        channel = self.client.get_partial_messageable(record.channel_id)
+        kwargs.pop("allowed_mentions", None)
+        try:
+            await channel.get_partial_message(record.message_id).edit(**kwargs)
+        except discord.Forbidden:
+            log.info("job %d: cannot edit its message without the token", job.id)
+        return False
+
+    async def send(self, job: Job, out: Outgoing) -> Posted | None:
+        """The job's message while the token lives (a new follow-up if that message is
+        gone), else a channel message, else a DM. None: no road reached the member."""
+        record = DeliveryRecord.of(job)
+        if self.token_valid(record):
+            mentions = discord.AllowedMentions(users=True)
+            try:
+                if record.has_message:
+                    assert record.message_id is not None
+                    await self._webhook(record).edit_message(
+                        record.message_id, content=out.content, embed=out.embed,
+                        attachments=[out.file] if out.file is not None else [],
+                        view=out.view, allowed_mentions=mentions,
+                    )
+                    return Posted("interaction", record.message_id)
+                extra: dict[str, Any] = {}
+                if out.view is not None:
+                    extra["view"] = out.view
+                if out.file is not None:
+                    extra["file"] = out.file
+                message = await self._webhook(record).send(
+                    content=out.content, embed=out.embed, wait=True, allowed_mentions=mentions,
+                    **extra,
+                )
+                return Posted("interaction", message.id)
+            except discord.HTTPException as exc:
+                if exc.code == UNKNOWN_MESSAGE:
+                    job, _ = await self.note(job, progress_gone=True)
+                    return await self.send(job, out.rewound())
+                if exc.code != INVALID_TOKEN:
+                    raise
+                log.info("job %d: interaction token expired; delivering through the channel", job.id)
+                job, record = await self.note(job, token_expired=True)
+                out = out.rewound()
+        return await self._to_channel(job, record, out)
+
+    async def _to_channel(self, job: Job, record: DeliveryRecord, out: Outgoing) -> Posted | None:
+        extra: dict[str, Any] = {}
+        if out.view is not None:
+            extra["view"] = out.view
+        if out.file is not None:
+            extra["file"] = out.file
+        if record.channel_id:
+            channel = self.client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
+            if record.has_message:
+                extra["reference"] = discord.MessageReference(
+                    message_id=record.message_id,  # type: ignore[arg-type]
+                    channel_id=record.channel_id,
+                    fail_if_not_exists=False,
+                )
+            try:
+                message = await channel.send(
+                    content=f"{out.content} your video is ready." if out.ready else out.content,
+                    embed=out.embed, allowed_mentions=discord.AllowedMentions(users=True), **extra,
+                )
+                return Posted("channel", message.id, message.jump_url)
+            except (discord.Forbidden, discord.NotFound):
+                log.info("job %d: channel %s is gone or closed; sending a DM", job.id, record.channel_id)
+                extra.pop("reference", None)
+                out.rewound()
+        try:
+            user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
+            message = await user.send(
+                content="Your video is ready." if out.ready else None, embed=out.embed, **extra
+            )
+            return Posted("dm", message.id)
+        except discord.HTTPException:
+            log.error("job %d: could not reach the member anywhere (channel and DM refused)", job.id)
+            return None

@@ -1,0 +1,43 @@
+"""What the bot reads off an interaction before it asks the job layer for anything."""
+
+from __future__ import annotations
+
+import discord
+
+from bot.delivery.record import DeliveryRecord
+from bot.errors import Refusal
+from bot.rules import place_refusal
+from bot.settings import Settings
+from jobs import Origin
+
+
+def origin_of(interaction: discord.Interaction) -> Origin:
+    """The presser, the interaction as the job's idempotency key, where to show the job, and
+    how large a file this channel takes."""
+    record = DeliveryRecord(
+        application_id=interaction.application_id,
+        token=interaction.token,
+        token_at=interaction.created_at.timestamp(),
+        channel_id=interaction.channel_id,
+        guild_id=interaction.guild_id,
+    )
+    return Origin(
+        user_id=interaction.user.id,
+        key=str(interaction.id),
+        delivery=record.to_dict(),
+        max_bytes=interaction.filesize_limit,
+    )
+
+
+def check_place(interaction: discord.Interaction, settings: Settings) -> None:
+    """Raise Refusal where the bot must not make videos (guild, channel, DMs, NSFW rule)."""
+    channel = interaction.channel
+    channel_ids = [interaction.channel_id] if interaction.channel_id else []
+    parent_id = getattr(channel, "parent_id", None)
+    if parent_id:
+        channel_ids.append(parent_id)
+    nsfw = bool(getattr(channel, "is_nsfw", lambda: False)())
+    if refusal := place_refusal(
+        settings, guild_id=interaction.guild_id, channel_ids=channel_ids, nsfw=nsfw
+    ):
+        raise Refusal(refusal)

@@ -1,0 +1,58 @@
+"""The job layer: credits ledger, queue of record (SQLite), scheduling, retries, workers.
+
+No discord, no torch, no pipeline: it talks to the workers through Ray handles and the plain
+data in :mod:`contract`. The bot calls :class:`JobService`; the dispatcher does the rest.
+"""
+
+from jobs.config import JobsConfig, Pricing
+from jobs.dispatcher import Dispatcher, Listener
+from jobs.ray_runtime import RayUnavailable
+from jobs.records import Account, ClipSummary, CreditPolicy, Job, LedgerEntry, Recovery
+from jobs.refusals import (
+    DurationNotOffered,
+    InsufficientCredits,
+    InvalidAmount,
+    ModelUnavailable,
+    NotFinished,
+    NotSupported,
+    QueueFull,
+    Refused,
+    TooManyQueued,
+    UnknownJob,
+)
+from jobs.service import JobService, Origin
+from jobs.status import ACTIVE, ALL, FINISHED, REFUNDED, JobAction, JobStatus
+from jobs.store import Store
+
+__all__ = [
+    "ACTIVE",
+    "ALL",
+    "FINISHED",
+    "REFUNDED",
+    "Account",
+    "ClipSummary",
+    "CreditPolicy",
+    "Dispatcher",
+    "DurationNotOffered",
+    "InsufficientCredits",
+    "InvalidAmount",
+    "Job",
+    "JobAction",
+    "JobService",
+    "JobStatus",
+    "JobsConfig",
+    "LedgerEntry",
+    "Listener",
+    "ModelUnavailable",
+    "NotFinished",
+    "NotSupported",
+    "Origin",
+    "Pricing",
+    "QueueFull",
+    "RayUnavailable",
+    "Recovery",
+    "Refused",
+    "Store",
+    "TooManyQueued",
+    "UnknownJob",
+]

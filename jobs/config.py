@@ -1,0 +1,42 @@
+"""What the job layer needs from the operator's settings, as plain data.
+
+The bot reads and validates the environment (``bot.settings``) and hands this down, so the
+job layer never learns about Discord settings and its tests need no environment at all.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contract import BackendOptions
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """Credits per second of video, per model; rounded up per clip, at least 1."""
+
+    per_second: dict[str, float] = field(default_factory=dict)
+    default_per_second: float = 2.0
+
+    def rate(self, model: str) -> float:
+        return self.per_second.get(model, self.default_per_second)
+
+    def cost(self, model: str, duration: float) -> int:
+        return max(1, math.ceil(self.rate(model) * duration - 1e-9))
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    models: tuple[str, ...] = ("auto",)
+    """Enabled models in order; the first is the default."""
+    output_dir: Path = Path("data/outputs")
+    ray_address: str | None = None
+    cpu_workers: int = 1
+    backend: BackendOptions = field(default_factory=BackendOptions)
+    pricing: Pricing = field(default_factory=Pricing)
+    max_queued_per_user: int = 3
+    max_queue: int = 100
+    max_attempts: int = 2
+    job_timeout_seconds: float = 900.0

@@ -1,0 +1,196 @@
+"""Rows as frozen dataclasses: a job with its typed spec and clip, ledger rows, accounts.
+
+``Job.from_row`` and ``ClipSummary.to_dict/from_dict`` are the only code that knows the JSON
+column layouts; everything else reads attributes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from contract import AnimateResult, JobSpec
+from jobs.status import JobAction, JobStatus
+
+LedgerKind = Literal["welcome", "grant", "take", "debit", "refund", "refill"]
+
+
+@dataclass(frozen=True)
+class CreditPolicy:
+    """Welcome grant and the optional lazy refill (no scheduler: computed on access)."""
+
+    welcome: int = 20
+    refill_amount: int = 0
+    refill_period: float = 86_400.0
+    refill_cap: int = 20
+
+    @property
+    def refills(self) -> bool:
+        return self.refill_amount > 0 and self.refill_period > 0
+
+
+@dataclass(frozen=True)
+class ClipSummary:
+    """What a finished job made, as stored with it (the MP4 itself is a file)."""
+
+    width: int
+    height: int
+    frames: int
+    fps: float
+    seed: int
+    model: str
+    bytes: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps if self.fps else 0.0
+
+    @classmethod
+    def of(cls, result: AnimateResult) -> ClipSummary:
+        return cls(
+            width=result.width,
+            height=result.height,
+            frames=result.frames,
+            fps=result.fps,
+            seed=result.seed,
+            model=result.model,
+            bytes=len(result.video),
+            timings=dict(result.timings),
+            warnings=tuple(result.warnings),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "width": self.width,
+            "height": self.height,
+            "frames": self.frames,
+            "fps": self.fps,
+            "seed": self.seed,
+            "model": self.model,
+            "bytes": self.bytes,
+            "timings": self.timings,
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClipSummary:
+        return cls(
+            width=int(data["width"]),
+            height=int(data["height"]),
+            frames=int(data["frames"]),
+            fps=float(data["fps"]),
+            seed=int(data["seed"]),
+            model=str(data["model"]),
+            bytes=int(data.get("bytes", 0)),
+            timings=dict(data.get("timings") or {}),
+            warnings=tuple(data.get("warnings") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    user_id: int
+    status: JobStatus
+    action: JobAction
+    spec: JobSpec
+    cost: int
+    delivery: Mapping[str, Any]
+    """Where the bot shows this job; opaque here (the bot's DeliveryRecord reads it)."""
+    attempts: int
+    low_memory: bool
+    created_at: float
+    idempotency_key: str | None = None
+    parent_id: int | None = None
+    worker: str | None = None
+    error: str | None = None
+    result_path: str | None = None
+    clip: ClipSummary | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    delivered_at: float | None = None
+
+    @property
+    def model(self) -> str:
+        return self.spec.model
+
+    @property
+    def seconds_to_make(self) -> float | None:
+        """From the start of its (last) render to the finished clip."""
+        if self.finished_at is None:
+            return None
+        return self.finished_at - (self.started_at or self.created_at)
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        spec = JobSpec.from_dict({**json.loads(row["params"]), "model": row["model"]})
+        result = json.loads(row["result"]) if row["result"] else None
+        return cls(
+            id=row["id"],
+            user_id=row["user_id"],
+            status=JobStatus(row["status"]),
+            action=JobAction(row["action"]),
+            spec=spec,
+            cost=row["cost"],
+            delivery=json.loads(row["delivery"]),
+            attempts=row["attempts"],
+            low_memory=bool(row["low_memory"]),
+            created_at=row["created_at"],
+            idempotency_key=row["idempotency_key"],
+            parent_id=row["parent_id"],
+            worker=row["worker"],
+            error=row["error"],
+            result_path=row["result_path"],
+            clip=ClipSummary.from_dict(result) if result else None,
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            delivered_at=row["delivered_at"],
+        )
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: int
+    user_id: int
+    delta: int
+    kind: LedgerKind
+    created_at: float
+    job_id: int | None = None
+    operator_id: int | None = None
+    reason: str = ""
+
+    @classmethod
+    def from_row(cls, row: Any) -> LedgerEntry:
+        return cls(
+            id=row["id"],
+            user_id=row["user_id"],
+            delta=row["delta"],
+            kind=row["kind"],
+            created_at=row["created_at"],
+            job_id=row["job_id"],
+            operator_id=row["operator_id"],
+            reason=row["reason"],
+        )
+
+
+@dataclass(frozen=True)
+class Account:
+    """A member's credits as /balance shows them."""
+
+    user_id: int
+    balance: int
+    next_refill_at: float | None
+    """When the next free refill lands (None: refills off or balance at the cap)."""
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What start-up recovery did with jobs a previous process left in flight."""
+
+    requeued: list[Job]
+    failed: list[Job]
+    undelivered: list[Job]

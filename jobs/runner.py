@@ -1,0 +1,325 @@
+"""Running one job on one worker: stream its events, end it once, stop it when asked.
+
+The runner turns a worker's event stream into store updates. The store arbitrates races
+(a cancel against a finish): only the transition that succeeds is announced, so listeners
+see exactly one final event per job. A worker that dies under a job is attributed here: the
+job that was in the model caused it; a job that had only done intake beside it keeps its
+attempt (a bystander).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray.exceptions import OutOfMemoryError as RayOutOfMemoryError
+from ray.exceptions import RayActorError, WorkerCrashedError
+
+from contract import (
+    AnimateRequest,
+    AnimateResult,
+    Event,
+    Failed,
+    InputError,
+    PipelineError,
+    Progress,
+)
+from jobs.config import JobsConfig
+from jobs.pool import Worker, WorkerPool
+from jobs.records import ClipSummary, Job
+from jobs.refusals import UnknownJob
+from jobs.retry import GiveUp, decide, refund_note, timeout_reason
+from jobs.status import JobAction
+from jobs.store import Store
+
+log = logging.getLogger("jobs.runner")
+
+_CRASH = (RayActorError, WorkerCrashedError, RayOutOfMemoryError)
+Emit = Callable[[Job, Event], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Running:
+    """One job on one worker, as long as its stream is open."""
+
+    job: Job
+    worker: Worker
+    started: float = field(default_factory=time.monotonic)
+    leaving_model: bool = False
+    """The worker said the job is leaving the model: it may take its next job."""
+    in_model: bool = False
+    """Has reached the model stage (a denoise or decode event), not only intake."""
+    bystander: bool = False
+    """Was waiting for the model when its worker died under another job's render."""
+    abandoned: bool = False
+    """Cancelled or timed out: already ended in the store, the worker was told to stop."""
+    task: asyncio.Task[None] | None = None
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+
+class Runner:
+    """Owns the jobs in flight. `emit(job, event)` announces; `wake()` asks for a scheduler pass."""
+
+    def __init__(
+        self,
+        config: JobsConfig,
+        store: Store,
+        pool: WorkerPool,
+        *,
+        emit: Emit,
+        wake: Callable[[], None],
+        stop_grace: float,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.pool = pool
+        self.emit = emit
+        self.wake = wake
+        self.stop_grace = stop_grace
+        self.running: dict[int, Running] = {}
+        self.pending_cancels: set[int] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def on(self, worker: Worker) -> list[Running]:
+        return [r for r in self.running.values() if r.worker is worker]
+
+    def busy_workers(self) -> set[Worker]:
+        return {r.worker for r in self.running.values()}
+
+    def launch(self, job: Job, worker: Worker) -> None:
+        running = Running(job, worker)
+        self.running[job.id] = running
+        loop = asyncio.get_running_loop()
+        timeout = self.config.job_timeout_seconds
+        running.timers.append(loop.call_later(timeout, self._on_timeout, running))
+        running.task = asyncio.create_task(self._run(running), name=f"job-{job.id}")
+        log.info("job %d (%s, attempt %d) → %s", job.id, job.model, job.attempts, worker.name)
+        if job.id in self.pending_cancels:
+            self.pending_cancels.discard(job.id)
+            self.spawn(self.abandon(running, "cancelled", "Cancelled."))
+
+    async def close(self) -> list[int]:
+        """Drop every stream; returns the ids of jobs that were still rendering."""
+        interrupted = [job_id for job_id, r in self.running.items() if not r.abandoned]
+        tasks = [r.task for r in self.running.values() if r.task is not None]
+        tasks += self._background
+        for running in self.running.values():
+            for timer in running.timers:
+                timer.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.running.clear()
+        return interrupted
+
+    # ---- one job's stream ----------------------------------------------------------------
+
+    async def _run(self, running: Running) -> None:
+        job, worker = running.job, running.worker
+        try:
+            try:
+                request = await self._request_for(job)
+            except PipelineError as exc:
+                await self._end(running, exc.to_event())
+                return
+            final: Event | None = None
+            stream = worker.handle.run.remote(str(job.id), request, job.low_memory)
+            async for ref in stream:
+                event = await ref
+                if isinstance(event, Progress):
+                    await self._progress(running, event)
+                else:
+                    final = event
+            if final is None:
+                final = Failed("The renderer stopped without a result.", kind="crash", retryable=True)
+            await self._end(running, final)
+        except _CRASH as exc:
+            bystander = self._bystander(running)
+            log.warning(
+                "job %d: worker %s died: %s%s",
+                job.id, worker.name, type(exc).__name__,
+                " while it waited for the model (attempt not counted)" if bystander else "",
+            )
+            self.pool.crashed(worker)
+            kind = "oom" if isinstance(exc, RayOutOfMemoryError) else "crash"
+            await self._end(
+                running,
+                Failed("The renderer stopped.", kind=kind, retryable=True),
+                count_attempt=not bystander,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - e.g. a request Ray could not deliver
+            log.exception("job %d failed in the runner", job.id)
+            await self._end(running, Failed("Something went wrong on our side.", kind="internal"))
+        finally:
+            for timer in running.timers:
+                timer.cancel()
+            if self.running.get(job.id) is running:
+                del self.running[job.id]
+            self.wake()
+
+    def _bystander(self, running: Running) -> bool:
+        """Whether a job on a dead worker had only done intake while another job was in the
+        model: the second slot's job did not cause the crash, so it keeps its attempt.
+
+        The jobs on one worker see the death in any order, so the one in the model marks the
+        waiting ones, and a waiting one also checks for a job in the model itself.
+        """
+        others = [r for r in self.on(running.worker) if r is not running]
+        if running.in_model:
+            for other in others:
+                other.bystander = other.bystander or not other.in_model
+            return False
+        return running.bystander or any(other.in_model for other in others)
+
+    async def _progress(self, running: Running, event: Progress) -> None:
+        if event.stage in ("denoise", "decode"):
+            running.in_model = True
+        if event.leaving_model and not running.leaving_model:
+            running.leaving_model = True
+            self.wake()
+        if not running.abandoned:
+            await self.emit(running.job, event)
+
+    async def _end(self, running: Running, final: Event, *, count_attempt: bool = True) -> None:
+        job = running.job
+        if isinstance(final, AnimateResult):
+            await self._keep(job, final)
+            return
+        assert isinstance(final, Failed)
+        verdict = decide(
+            final,
+            attempts=job.attempts,
+            max_attempts=self.config.max_attempts,
+            cost=job.cost,
+            count_attempt=count_attempt,
+            on_gpu=running.worker.gpu,
+        )
+        if not isinstance(verdict, GiveUp):
+            back = await self.store.requeue(
+                job.id,
+                low_memory=verdict.low_memory,
+                reason=final.reason,
+                count_attempt=verdict.count_attempt,
+            )
+            if back is not None:
+                log.warning(
+                    "job %d: %s on attempt %d; queued again%s",
+                    job.id, final.kind, job.attempts, " in low-memory mode" if back.low_memory else "",
+                )
+            return
+        if verdict.cancelled:
+            ended = await self.store.cancel(job.id, verdict.reason, running=True)
+        else:
+            ended = await self.store.fail(job.id, verdict.reason)
+        if ended is not None:
+            log.info("job %d failed (%s): %s", job.id, final.kind, verdict.reason)
+            await self.emit(ended, Failed(verdict.reason, kind=final.kind))
+
+    async def _keep(self, job: Job, result: AnimateResult) -> None:
+        """Write the MP4 atomically, then mark the job done (a crash in between reruns it)."""
+        path = Path(self.config.output_dir) / f"{job.id}.mp4"
+        await asyncio.to_thread(_write_atomic, path, result.video)
+        done = await self.store.finish(job.id, result_path=str(path), clip=ClipSummary.of(result))
+        if done is None:  # cancelled or timed out while it finished: not the member's clip
+            log.info("job %d finished after it was stopped; discarding the clip", job.id)
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            return
+        log.info(
+            "job %d done: %dx%d, %d frames, %.1f s total",
+            job.id, result.width, result.height, result.frames, result.timings.get("total", 0.0),
+        )
+        await self.emit(done, dataclasses.replace(result, path=str(path)))
+
+    # ---- stopping jobs -------------------------------------------------------------------
+
+    def _on_timeout(self, running: Running) -> None:
+        self.spawn(
+            self.abandon(running, "timeout", timeout_reason(self.config.job_timeout_seconds))
+        )
+
+    async def abandon(self, running: Running, kind: str, reason: str) -> bool:
+        """End a running job now (refunded), tell its worker to stop, and restart the worker
+        if the job does not stop within stop_grace seconds (a backend that cannot stop)."""
+        if running.abandoned:
+            return False
+        running.abandoned = True
+        job = running.job
+        full = reason + refund_note(job.cost)
+        if kind == "cancelled":
+            ended = await self.store.cancel(job.id, full, running=True)
+        else:
+            ended = await self.store.fail(job.id, full)
+        if ended is None:
+            return False
+        log.info("job %d stopped (%s)", job.id, kind)
+        await self.emit(ended, Failed(full, kind=kind))  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        running.timers.append(loop.call_later(self.stop_grace, self._force_stop, running))
+        asked = asyncio.ensure_future(running.worker.handle.cancel.remote(str(job.id)))
+        done, _ = await asyncio.wait({asked}, timeout=5.0)
+        if not done or asked.exception() is not None:  # a dead worker: the timer covers it
+            asked.cancel()
+            log.debug("job %d: %s did not take the stop request", job.id, running.worker.name)
+        return True
+
+    def _force_stop(self, running: Running) -> None:
+        if running.task is not None and not running.task.done():
+            self.pool.restart(running.worker)
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """A background task that close() cancels and the garbage collector cannot drop."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---- the request a worker gets -------------------------------------------------------
+
+    async def _request_for(self, job: Job) -> AnimateRequest:
+        """The stored spec and inputs, plus the parent's clip for an extension."""
+        image, end_image = await self.store.job_inputs(job.id)
+        previous: bytes | None = None
+        if job.action is JobAction.EXTEND:
+            previous = await self._parent_clip(job.parent_id)
+        return AnimateRequest.of(
+            job.spec, image=image, end_image=end_image, previous_clip=previous, job_id=str(job.id)
+        )
+
+    async def _parent_clip(self, parent_id: int | None) -> bytes:
+        gone = InputError("The video to extend is no longer available.")
+        if parent_id is None:
+            raise gone
+        try:
+            parent = await self.store.get_job(parent_id)
+        except UnknownJob:
+            raise gone from None
+        if not parent.result_path:
+            raise gone
+        try:
+            return await asyncio.to_thread(Path(parent.result_path).read_bytes)
+        except OSError:
+            raise gone from None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Readers see the whole file or none: write a temporary name, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,182 @@
+"""What members can do with jobs, for every surface that asks (a command, a button, a modal).
+
+One method per action, each returning the job or raising a typed refusal (jobs.refusals) or
+InputError; nothing is charged when one is raised. The rules live here, once: which models
+and lengths are offered, that the member who presses a button pays for the new job, that
+only a finished clip can be extended.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from contract import SEED_MAX, JobSpec, ModelCard, card_for
+from jobs.config import JobsConfig
+from jobs.dispatcher import Dispatcher
+from jobs.records import Job, Recovery
+from jobs.refusals import (
+    DurationNotOffered,
+    ModelUnavailable,
+    NotFinished,
+    NotSupported,
+)
+from jobs.status import FINISHED, JobAction
+from jobs.store import Store
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who asked and where to answer: the presser pays; `key` makes a repeated click one job."""
+
+    user_id: int
+    key: str | None = None
+    """Idempotency key (Discord's interaction id)."""
+    delivery: Mapping[str, Any] | None = None
+    """The surface's own record of where to show the job (opaque here)."""
+    max_bytes: int | None = None
+    """The largest file the surface can post (Discord's per-file upload limit)."""
+
+
+class JobService:
+    def __init__(self, store: Store, dispatcher: Dispatcher, config: JobsConfig) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.config = config
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> Recovery:
+        """Recover what a previous run left in flight and start the workers."""
+        return await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+
+    # ---- the catalogue -------------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        """Models members can pick: what the workers loaded, else the configured ones."""
+        return self.dispatcher.models or list(self.config.models)
+
+    def card(self, model: str) -> ModelCard:
+        return card_for(model)
+
+    def cost(self, model: str, duration: float) -> int:
+        return self.config.pricing.cost(model, duration)
+
+    def choose_model(self, model: str | None) -> str:
+        enabled = self.models()
+        if model is None:
+            return enabled[0]
+        if model not in enabled and model not in self.dispatcher.known_models():
+            raise ModelUnavailable(model, enabled)
+        return model
+
+    def choose_duration(self, model: str, duration: float | None) -> float:
+        card = card_for(model)
+        if duration is None:
+            return card.default_duration
+        if not card.allows_duration(duration):
+            raise DurationNotOffered(model, card.durations)
+        return float(duration)
+
+    def spec(
+        self,
+        *,
+        model: str | None = None,
+        duration: float | None = None,
+        end_image: bool = False,
+        **fields: Any,
+    ) -> JobSpec:
+        """The one validation of what a member asked for: model and length offered here,
+        end image supported, every field in range (InputError or a refusal otherwise)."""
+        chosen = self.choose_model(model)
+        if end_image and not card_for(chosen).supports_end_image:
+            raise NotSupported(
+                f"The model `{chosen}` can't end on a chosen image; leave out end_image or "
+                "pick another model."
+            )
+        return JobSpec(model=chosen, duration=self.choose_duration(chosen, duration), **fields)
+
+    # ---- actions -------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        spec: JobSpec,
+        origin: Origin,
+        *,
+        image: bytes,
+        end_image: bytes | None = None,
+        action: JobAction = JobAction.ANIMATE,
+        parent_id: int | None = None,
+    ) -> Job:
+        """Debit and queue in one transaction, then wake the scheduler."""
+        if origin.max_bytes is not None and spec.max_bytes != origin.max_bytes:
+            spec = spec.replace(max_bytes=origin.max_bytes)
+        job = await self.store.create_job(
+            user_id=origin.user_id,
+            spec=spec,
+            cost=self.cost(spec.model, spec.duration),
+            image=image,
+            end_image=end_image,
+            idempotency_key=origin.key,
+            action=action,
+            parent_id=parent_id,
+            delivery=origin.delivery,
+            max_queued_per_user=self.config.max_queued_per_user,
+            max_queue=self.config.max_queue,
+        )
+        self.dispatcher.wake()
+        return job
+
+    async def reroll(self, job_id: int, origin: Origin) -> Job:
+        """The same photo and settings with a new seed, paid by the presser."""
+        job = await self.store.get_job(job_id)
+        spec = self._carry_over(job).replace(seed=secrets.randbelow(SEED_MAX))
+        image, end_image = await self.store.job_inputs(job.id)
+        return await self.submit(
+            spec, origin, image=image, end_image=end_image, action=JobAction.REROLL,
+            parent_id=job.id,
+        )
+
+    async def edit(self, job_id: int, origin: Origin, **changes: Any) -> Job:
+        """The same photo with changed settings (prompt, camera, motion ...) and a new seed."""
+        job = await self.store.get_job(job_id)
+        spec = self._carry_over(job).replace(seed=None, **changes)
+        image, end_image = await self.store.job_inputs(job.id)
+        return await self.submit(
+            spec, origin, image=image, end_image=end_image, action=JobAction.EDIT,
+            parent_id=job.id,
+        )
+
+    async def extend(self, job_id: int, origin: Origin) -> Job:
+        """A new clip that continues a finished one from its last frame."""
+        job = await self.store.get_job(job_id)
+        spec = self._carry_over(job).replace(seed=None)
+        if not card_for(spec.model).supports_extend:
+            raise NotSupported(f"`{spec.model}` can't extend videos.")
+        if job.status not in FINISHED or not job.result_path:
+            raise NotFinished()
+        image, _ = await self.store.job_inputs(job.id)
+        return await self.submit(
+            spec, origin, image=image, action=JobAction.EXTEND, parent_id=job.id
+        )
+
+    async def cancel(self, job_id: int, reason: str = "Cancelled by request.") -> tuple[bool, Job]:
+        """Stop a waiting or rendering job (refunded). Returns whether this call cancelled it,
+        and the job as it is now (its status says why not)."""
+        cancelled = await self.dispatcher.cancel(job_id, reason)
+        return cancelled, await self.store.get_job(job_id)
+
+    async def position(self, job_id: int) -> int | None:
+        return await self.store.queue_position(job_id)
+
+    def _carry_over(self, job: Job) -> JobSpec:
+        """A job's settings for a follow-up: its model if still offered (else the default),
+        a length that model offers."""
+        model = job.model if job.model in self.models() else self.choose_model(None)
+        duration = self.choose_duration(model, job.spec.duration)
+        return job.spec.replace(model=model, duration=duration)

@@ -1,0 +1,5 @@
+"""The SQLite file that holds credits and the job queue of record."""
+
+from jobs.store.store import Store
+
+__all__ = ["Store"]

@@ -1,0 +1,190 @@
+"""What members can do with jobs, specified against JobService with a real SQLite file.
+
+No Discord and no Ray: the dispatcher is built but not started, so jobs stay queued (or are
+moved along by the store, as a worker would) and every rule of the service is visible."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from contract import InputError, JobSpec
+from jobs import (
+    ClipSummary,
+    CreditPolicy,
+    Dispatcher,
+    DurationNotOffered,
+    InsufficientCredits,
+    JobAction,
+    JobsConfig,
+    JobService,
+    JobStatus,
+    ModelUnavailable,
+    NotFinished,
+    NotSupported,
+    Origin,
+    Pricing,
+    Store,
+)
+
+pytestmark = pytest.mark.asyncio
+
+OWNER, PRESSER = 1, 2
+WELCOME = 30
+
+
+def _never_spawned(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a spec must not start workers")
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[JobService]:
+    config = JobsConfig(
+        models=("camera", "ltx"),
+        output_dir=tmp_path / "out",
+        pricing=Pricing(per_second={"camera": 1.0, "ltx": 4.0}),
+        max_queued_per_user=5,
+    )
+    store = await Store.open(tmp_path / "jobs.sqlite3", CreditPolicy(welcome=WELCOME))
+    dispatcher = Dispatcher(config, store, spawn=_never_spawned)
+    yield JobService(store, dispatcher, config)
+    await store.close()
+
+
+async def submit(service: JobService, user: int = OWNER, key: str | None = None, **fields: object) -> object:
+    spec = service.spec(**fields)  # type: ignore[arg-type]
+    return await service.submit(spec, Origin(user_id=user, key=key), image=b"photo", end_image=None)
+
+
+async def finish(service: JobService, job_id: int, tmp_path: Path) -> None:
+    """Do what a worker and the runner do: claim, render, keep the MP4."""
+    store = service.store
+    assert (await store.claim(job_id, "w")) is not None
+    clip = tmp_path / f"{job_id}.mp4"
+    clip.write_bytes(b"mp4")
+    summary = ClipSummary(width=64, height=48, frames=48, fps=24.0, seed=7, model="camera")
+    assert await store.finish(job_id, result_path=str(clip), clip=summary) is not None
+
+
+async def test_submit_validates_once_prices_and_charges_the_presser(service: JobService) -> None:
+    job = await submit(service, model="camera", duration=3.0, prompt="waves", key="i-1")
+    assert job.status is JobStatus.QUEUED and job.action is JobAction.ANIMATE
+    assert job.spec == JobSpec(model="camera", duration=3.0, prompt="waves")
+    assert job.cost == 3 and await service.store.balance(OWNER) == WELCOME - 3
+    again = await submit(service, model="camera", duration=3.0, prompt="waves", key="i-1")
+    assert again.id == job.id and await service.store.balance(OWNER) == WELCOME - 3
+    # The default model and length come from the catalogue.
+    default = await submit(service)
+    assert (default.model, default.spec.duration) == ("camera", 3.0)
+
+
+async def test_refusals_charge_nothing(service: JobService) -> None:
+    with pytest.raises(ModelUnavailable, match="`sora` isn't available here; choose one of: camera, ltx"):
+        service.spec(model="sora")
+    with pytest.raises(DurationNotOffered, match="makes clips of 2, 3, 5, 8 seconds"):
+        service.spec(model="camera", duration=4.0)
+    with pytest.raises(NotSupported, match="can't end on a chosen image"):
+        service.spec(model="camera", end_image=True)
+    assert service.spec(model="ltx", end_image=True).model == "ltx"
+    with pytest.raises(InputError, match="Motion strength"):
+        service.spec(model="camera", motion=11)
+    with pytest.raises(InsufficientCredits) as refused:
+        await submit(service, user=OWNER, model="ltx", duration=8.0)
+    assert (refused.value.cost, refused.value.balance) == (32, WELCOME)
+    with pytest.raises(InsufficientCredits):
+        await submit(service, user=OWNER, model="ltx", duration=8.0)
+    assert await service.store.balance(OWNER) == WELCOME
+    assert await service.store.jobs(user_id=OWNER) == []
+
+
+async def test_reroll_keeps_the_settings_with_a_new_seed_and_the_presser_pays(service: JobService) -> None:
+    original = await submit(service, model="camera", duration=2.0, prompt="cat", camera="orbit", seed=5)
+    owner_after = await service.store.balance(OWNER)
+    reroll = await service.reroll(original.id, Origin(user_id=PRESSER, key="click-1", max_bytes=8 << 20))
+    assert (reroll.action, reroll.parent_id, reroll.user_id) == (JobAction.REROLL, original.id, PRESSER)
+    assert reroll.spec.replace(seed=5, max_bytes=None) == original.spec
+    assert reroll.spec.seed != 5 and reroll.spec.max_bytes == 8 << 20
+    assert await service.store.job_inputs(reroll.id) == (b"photo", None)
+    assert await service.store.balance(OWNER) == owner_after
+    assert await service.store.balance(PRESSER) == WELCOME - reroll.cost
+    # A double click is one job, charged once.
+    again = await service.reroll(original.id, Origin(user_id=PRESSER, key="click-1"))
+    assert again.id == reroll.id and await service.store.balance(PRESSER) == WELCOME - reroll.cost
+
+
+async def test_edit_changes_what_was_asked_and_the_presser_pays(service: JobService) -> None:
+    original = await submit(service, model="camera", duration=2.0, prompt="cat", seed=5)
+    edited = await service.edit(
+        original.id, Origin(user_id=PRESSER), prompt="dog", camera="pan_left", motion=3
+    )
+    assert (edited.action, edited.parent_id) == (JobAction.EDIT, original.id)
+    assert (edited.spec.prompt, edited.spec.camera, edited.spec.motion) == ("dog", "pan_left", 3)
+    assert edited.spec.seed is None and edited.spec.duration == 2.0
+    assert await service.store.balance(PRESSER) == WELCOME - edited.cost
+    with pytest.raises(InputError, match="camera move"):
+        await service.edit(original.id, Origin(user_id=PRESSER), camera="sideways")
+    assert await service.store.balance(PRESSER) == WELCOME - edited.cost
+
+
+async def test_only_a_finished_clip_can_be_extended(service: JobService, tmp_path: Path) -> None:
+    original = await submit(service, model="camera", duration=2.0)
+    with pytest.raises(NotFinished):
+        await service.extend(original.id, Origin(user_id=PRESSER))
+    assert await service.store.balance(PRESSER) == WELCOME
+    await finish(service, original.id, tmp_path)
+    extension = await service.extend(original.id, Origin(user_id=PRESSER))
+    assert (extension.action, extension.parent_id) == (JobAction.EXTEND, original.id)
+    assert await service.store.job_inputs(extension.id) == (b"photo", None)
+    assert await service.store.balance(PRESSER) == WELCOME - extension.cost
+
+
+def offer(service: JobService, *models: str) -> None:
+    """The operator changed MODEL and restarted."""
+    service.config = dataclasses.replace(service.config, models=models)
+    service.dispatcher.config = service.config
+
+
+async def test_a_follow_up_of_a_model_no_longer_offered_uses_the_default(
+    service: JobService, tmp_path: Path
+) -> None:
+    original = await submit(service, model="ltx", duration=2.0)
+    offer(service, "camera")
+    reroll = await service.reroll(original.id, Origin(user_id=OWNER))
+    assert reroll.model == "camera"
+    # ...and a length it offers, or a refusal that says which.
+    long = await submit(service, model="camera", duration=8.0)
+    offer(service, "wan")
+    with pytest.raises(DurationNotOffered, match="`wan` makes clips of 2, 3, 5 seconds"):
+        await service.edit(long.id, Origin(user_id=OWNER), prompt="x")
+    assert (await service.edit(original.id, Origin(user_id=OWNER), prompt="x")).model == "wan"
+
+
+async def test_cancel_refunds_once_and_says_why_not_otherwise(
+    service: JobService, tmp_path: Path
+) -> None:
+    job = await submit(service, model="camera", duration=5.0)
+    assert await service.store.balance(OWNER) == WELCOME - 5
+    cancelled, now = await service.cancel(job.id)
+    assert cancelled and now.status is JobStatus.CANCELLED
+    assert await service.store.balance(OWNER) == WELCOME
+    cancelled, now = await service.cancel(job.id)
+    assert not cancelled and now.status is JobStatus.CANCELLED
+    assert await service.store.balance(OWNER) == WELCOME
+    done = await submit(service, model="camera", duration=2.0)
+    await finish(service, done.id, tmp_path)
+    cancelled, now = await service.cancel(done.id)
+    assert not cancelled and now.status is JobStatus.DONE
+    assert await service.store.balance(OWNER) == WELCOME - 2
+
+
+async def test_positions_follow_the_fair_order(service: JobService) -> None:
+    a1 = await submit(service, user=OWNER)
+    a2 = await submit(service, user=OWNER)
+    b1 = await submit(service, user=PRESSER)
+    assert [await service.position(j.id) for j in (a1, b1, a2)] == [1, 2, 3]
+    await service.cancel(a1.id)
+    assert await service.position(a1.id) is None
+    assert [await service.position(j.id) for j in (a2, b1)] == [1, 2]
