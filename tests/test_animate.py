@@ -19,7 +19,8 @@ from pipeline.animate import END_IMAGE_IGNORED, PROMPT_IGNORED, animate
 from pipeline.backends.base import BackendInfo, RenderPlan
 from pipeline.backends.camera import CameraBackend
 from contract import AnimateRequest, Cancelled, InputError, PipelineError, Progress
-from pipeline.encode import decode_frames, encode_mp4, probe
+from pipeline.encode import decode_frames, encode_mp4
+from pipeline.probe import probe
 
 
 def level(index: int) -> int:

@@ -92,7 +92,11 @@ def backends(tiny_model_dirs: dict[str, Path]):
 def test_importing_pipeline_data_modules_does_not_import_torch() -> None:
     code = (
         "import sys, pipeline, pipeline.presets, pipeline.backends, contract, "
-        "pipeline.backends.loader, pipeline.backends.families, pipeline.cli; "
+        "pipeline.backends.loader, pipeline.backends.families, pipeline.cli, "
+        "pipeline.backends.source, pipeline.backends.hub, pipeline.backends.model_index, "
+        "pipeline.backends.placement, pipeline.backends.speedups, "
+        "pipeline.backends.speedups.attention, pipeline.backends.speedups.cache, "
+        "pipeline.backends.speedups.compile, pipeline.backends.frames, pipeline.probe; "
         "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
@@ -105,14 +109,14 @@ def test_preset_is_consistent(preset) -> None:
 
     assert hasattr(diffusers, preset.pipeline_class)
     assert preset.family in ("ltx", "wan", "svd", "cogvideox")
-    assert "/" in preset.repo_id and preset.label and preset.source
+    assert "/" in preset.repo_id and preset.card.label and preset.source
     for frames in (preset.default_frames, preset.min_frames, preset.max_frames):
         assert (frames - 1) % preset.frame_step == 0, frames
     assert preset.min_frames <= preset.default_frames <= preset.max_frames
     assert preset.area or preset.buckets
     for width, height in preset.buckets:
         assert width % preset.multiple == 0 and height % preset.multiple == 0
-    assert max(preset.durations) <= preset.max_duration + 0.5
+    assert max(preset.card.durations) <= preset.max_duration + 0.5
     assert preset.dtype in ("bfloat16", "float16")
     assert preset.min_vram_gib <= preset.offload_vram_gib <= preset.vram_gib
     if preset.default_timesteps:
@@ -130,14 +134,14 @@ def test_recommended_settings() -> None:
     ltx, wan, wan14, svd, cog = (PRESETS[n] for n in ("ltx", "wan", "wan-14b", "svd", "cogvideox"))
     assert (ltx.guidance, ltx.steps, ltx.multiple, ltx.frame_step) == (1.0, 8, 32, 8)
     assert (wan.multiple, wan.frame_step, wan.fps, wan.area) == (32, 4, 24, 1280 * 704)
-    assert (wan14.multiple, wan14.fps, wan14.default_frames, wan14.supports_end_image) == (
+    assert (wan14.multiple, wan14.fps, wan14.default_frames, wan14.card.supports_end_image) == (
         16,
         16,
         81,
         True,
     )
     assert (wan14.steps, wan14.guidance) == (40, 3.5)
-    assert (svd.dtype, svd.default_frames, svd.supports_prompt, svd.buckets[0]) == (
+    assert (svd.dtype, svd.default_frames, svd.card.supports_prompt, svd.buckets[0]) == (
         "float16",
         25,
         False,
@@ -213,7 +217,7 @@ def test_camera_and_motion_become_words() -> None:
 def test_family_is_read_from_model_index(
     tiny_model_dirs, kind, class_name, family, load_class, preset
 ) -> None:
-    from pipeline.backends.loader import resolve
+    from pipeline.backends.source import resolve
 
     source = resolve(str(tiny_model_dirs[kind]))
     assert (
@@ -241,7 +245,7 @@ def test_family_is_read_from_model_index(
 def test_models_that_cannot_animate_a_photo_are_refused(
     tmp_path: Path, model_index, message
 ) -> None:
-    from pipeline.backends.loader import resolve
+    from pipeline.backends.source import resolve
 
     (tmp_path / "model_index.json").write_text(json.dumps(model_index))
     with pytest.raises(ModelError, match=message):
@@ -249,7 +253,7 @@ def test_models_that_cannot_animate_a_photo_are_refused(
 
 
 def test_bad_model_index_is_a_model_error(tmp_path: Path) -> None:
-    from pipeline.backends.loader import resolve
+    from pipeline.backends.source import resolve
 
     (tmp_path / "model_index.json").write_text("{not json")
     with pytest.raises(ModelError, match="Cannot read"):
@@ -420,7 +424,7 @@ def test_end_image_unsupported_families(backends) -> None:
 def test_out_of_memory_becomes_a_retryable_oom_error(backends) -> None:
     import torch
 
-    from pipeline.backends.diffusion import OutOfMemory
+    from contract import OutOfMemory
 
     backend = backends["ltx"]
     real = backend._pipe
@@ -485,7 +489,8 @@ def test_attention_backend_applies_to_self_attention_only(tiny_ltx_dir: Path) ->
 
 def test_unavailable_attention_kernel_falls_back_to_sdpa(tiny_wan_ti2v_dir: Path, caplog) -> None:
     """flash-attn is not installed here: the job must still render, on SDPA, with a warning."""
-    from pipeline.backends.diffusion import DiffusionBackend, choose_attention
+    from pipeline.backends.diffusion import DiffusionBackend
+    from pipeline.backends.speedups.attention import choose_attention
 
     import torch
 
@@ -542,7 +547,7 @@ def test_low_memory(tiny_svd_dir: Path, tiny_ltx_dir: Path) -> None:
     [(80.0, False, "none"), (80.0, True, "model"), (40.0, False, "model"), (12.0, False, "group")],
 )
 def test_offload_is_chosen_from_free_vram(free: float, low_memory: bool, expected: str) -> None:
-    from pipeline.backends.diffusion import choose_offload
+    from pipeline.backends.placement import choose_offload
 
     assert (
         choose_offload(free, full_gib=60.0, offloaded_gib=30.0, low_memory=low_memory) == expected
@@ -582,7 +587,8 @@ def _fake_hub_cache(cache: Path, repo_id: str, files: Path) -> None:
 
 def test_cached_hub_id_loads_offline(tiny_ltx_dir: Path, tmp_path: Path, monkeypatch) -> None:
     from pipeline.backends.diffusion import DiffusionBackend
-    from pipeline.backends.loader import is_cached, resolve
+    from pipeline.backends.hub import is_cached
+    from pipeline.backends.source import resolve
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     _fake_hub_cache(tmp_path, "tiny-org/tiny-ltx", tiny_ltx_dir)
@@ -599,7 +605,7 @@ def test_cached_hub_id_loads_offline(tiny_ltx_dir: Path, tmp_path: Path, monkeyp
 
 
 def test_uncached_hub_id_fails_fast_with_instructions(tmp_path: Path, monkeypatch) -> None:
-    from pipeline.backends.loader import resolve
+    from pipeline.backends.source import resolve
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(ModelError) as caught:
@@ -619,7 +625,7 @@ def test_preset_not_downloaded_fails_fast(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_missing_paths(tmp_path: Path) -> None:
-    from pipeline.backends.loader import resolve
+    from pipeline.backends.source import resolve
 
     with pytest.raises(ModelError, match="does not exist"):
         resolve(str(tmp_path / "nope"))

@@ -13,7 +13,8 @@ import pytest
 
 import pipeline.encode as encode_module
 from contract import PipelineError
-from pipeline.encode import decode_frames, encode_mp4, probe
+from pipeline.encode import decode_frames, encode_mp4
+from pipeline.probe import probe
 
 
 def levels(count: int, width: int = 320, height: int = 192) -> np.ndarray:
