@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contract import CAMERA_MOVES, CARDS, ModelCard, ModelError
-from contract.sizes import snap_size
 
 # Pipeline class in model_index.json -> family. Text-to-video classes are listed because the
 # same checkpoints are loaded with the family's image-to-video class (see I2V_CLASS).

@@ -38,7 +38,8 @@ from pipeline.backends.speedups import denoisers
 from pipeline.backends.speedups.attention import AttentionConfig, apply_attention, choose_attention
 from pipeline.backends.speedups.cache import CacheConfig, apply_first_block_cache
 from pipeline.backends.speedups.compile import CompileConfig, apply_regional_compile
-from pipeline.presets import frames_for, motion_prompt, snap_size
+from pipeline.backends.sizing import render_size
+from pipeline.presets import frames_for, motion_prompt
 
 if TYPE_CHECKING:
     import numpy as np
@@ -210,8 +211,7 @@ class DiffusionBackend:
     def plan(self, request: AnimateRequest, image_size: tuple[int, int]) -> RenderPlan:
         """Size from the photo's aspect ratio (or the request), frames from duration × fps on
         the family's frame rule, the preset's steps and guidance, and the family's extras."""
-        from contract.sizes import choose_size, size_for_area
-
+        
         preset, rules = self.preset, self.rules
         warnings: list[str] = []
         fps = int(request.fps or preset.fps)
@@ -228,36 +228,7 @@ class DiffusionBackend:
                 f"{num_frames / fps:.1f} s instead of {request.duration:g} s."
             )
 
-        image_w, image_h = image_size
-        aspect = image_w / image_h
-        # Size changes are logged, not told to the member: when extending a clip the orchestrator
-        # asks for the previous clip's size and scales our frames back to it anyway.
-        if rules.fixed_size is not None:
-            width, height = rules.fixed_size
-            if request.width or request.height:
-                logger.info(
-                    "%s only renders at %dx%d; requested size not used",
-                    self.source.name,
-                    width,
-                    height,
-                )
-        elif request.width or request.height:
-            want_w = request.width or round(request.height * aspect)  # type: ignore[operator]
-            want_h = request.height or round(request.width / aspect)  # type: ignore[operator]
-            width, height = snap_size(want_w, want_h, rules.multiple)
-            if (width, height) != (want_w, want_h):
-                logger.info(
-                    "size %dx%d -> %dx%d (multiples of %d)",
-                    want_w,
-                    want_h,
-                    width,
-                    height,
-                    rules.multiple,
-                )
-        elif preset.area:
-            width, height = size_for_area(aspect, preset.area, rules.multiple)
-        else:
-            width, height = snap_size(*choose_size(aspect, preset.buckets), rules.multiple)
+        width, height = render_size(request, image_size, rules, preset, name=self.source.name)
 
         steps = int(request.steps or preset.steps)
         timesteps: list[float] = []
