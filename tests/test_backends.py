@@ -35,7 +35,8 @@ from tiny_models import (  # noqa: E402,F401  (session fixtures; see tiny_models
     tiny_wan_ti2v_dir,
 )
 
-from contract import BackendOptions  # noqa: E402
+from contract import CARDS, BackendOptions  # noqa: E402
+from contract.sizes import choose_size, size_for_area, snap_size  # noqa: E402
 from contract import AnimateRequest, Cancelled, ModelError, Progress  # noqa: E402
 from pipeline.presets import (  # noqa: E402
     FAMILY_OF_CLASS,
@@ -121,6 +122,20 @@ def test_preset_is_consistent(preset) -> None:
     assert preset.min_vram_gib <= preset.offload_vram_gib <= preset.vram_gib
     if preset.default_timesteps:
         assert len(preset.default_timesteps) == preset.steps
+
+
+@pytest.mark.parametrize("preset", PRESETS.values(), ids=list(PRESETS))
+def test_cards_and_presets_agree_on_sizes(preset) -> None:
+    """The bot warns about a small photo from the card before the member pays; the worker
+    renders from the preset. Both must pick the same size for every photo."""
+    card = CARDS[preset.name]
+    assert (card.area, card.buckets, card.multiple) == (preset.area, preset.buckets, preset.multiple)
+    for aspect in (16 / 9, 4 / 3, 1.0, 3 / 4, 9 / 16, 2.5):
+        if preset.area:
+            expected = size_for_area(aspect, preset.area, preset.multiple)
+        else:
+            expected = snap_size(*choose_size(aspect, preset.buckets), preset.multiple)
+        assert card.working_size(aspect) == expected, aspect
 
 
 def test_known_classes_exist_in_diffusers() -> None:
@@ -604,6 +619,24 @@ def test_cached_hub_id_loads_offline(tiny_ltx_dir: Path, tmp_path: Path, monkeyp
     )
 
 
+def test_a_preset_describes_itself_with_its_card(
+    tiny_svd_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    _fake_hub_cache(tmp_path, PRESETS["svd"].repo_id, tiny_svd_dir)
+    info = DiffusionBackend("svd", load=False).info
+    card = CARDS["svd"]
+    assert (info.name, info.label, info.family, info.durations) == (
+        "svd",
+        card.label,
+        "svd",
+        card.durations,
+    )
+    assert info.is_ai and not info.supports_prompt and info.supports_extend
+
+
 def test_uncached_hub_id_fails_fast_with_instructions(tmp_path: Path, monkeypatch) -> None:
     from pipeline.backends.source import resolve
 
@@ -672,6 +705,7 @@ def test_available_models_on_a_cpu_machine(tmp_path: Path, monkeypatch, tiny_svd
     rows = {row.name: row for row in available_models()}
     assert set(rows) == {"camera", *PRESETS}
     assert rows["camera"].runnable and not rows["camera"].is_ai
+    assert all(rows[name].label == CARDS[name].label for name in rows)
     assert rows["svd"].downloaded and not rows["ltx"].downloaded
     for name in PRESETS:
         assert not rows[name].runnable and "CUDA" in rows[name].note
