@@ -115,25 +115,6 @@ def run(
     metadata: dict[str, str] | None,
 ) -> int:
     """One ffmpeg run writing `dest`; returns its size. NVENC failures fall back to libx264."""
-    try:
-        _run_once(clip, fps, dest, size, codec, bitrate, metadata)
-    except PipelineError:
-        if codec == "libx264":
-            raise
-        log.warning("%s failed; falling back to libx264", codec)
-        _run_once(clip, fps, dest, size, "libx264", bitrate, metadata)
-    return dest.stat().st_size
-
-
-def _run_once(
-    clip: Clip,
-    fps: float,
-    dest: Path,
-    size: tuple[int, int],
-    codec: str,
-    bitrate: int | None,
-    metadata: dict[str, str] | None,
-) -> None:
     rate = Fraction(fps).limit_denominator(1001)
     width, height = size
     if (width, height) == (clip.width, clip.height):
@@ -179,7 +160,18 @@ def _run_once(
     for key, value in (metadata or {}).items():
         cmd += ["-metadata", f"{_tag(key)}={_clean(value)}"]
     cmd += ["-f", "mp4", os.fspath(dest)]
+    try:
+        _execute(cmd, clip, codec)
+    except PipelineError:
+        if codec == "libx264":
+            raise
+        log.warning("%s failed; falling back to libx264", codec)
+        return run(clip, fps, dest, size, "libx264", bitrate, metadata)
+    return dest.stat().st_size
 
+
+def _execute(cmd: list[str], clip: Clip, codec: str) -> None:
+    """Run `cmd` with the clip's frames on its stdin; a PipelineError (log tail kept) on failure."""
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
         assert proc.stdin is not None

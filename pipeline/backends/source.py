@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,34 @@ class ModelSource:
     """Directory holding the files (the local dir, or the hub cache snapshot), when on disk."""
     local_files_only: bool = True
     variant: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        location: str,
+        model_index: dict[str, Any],
+        *,
+        preset: Preset | None = None,
+        load_class: str | None = None,
+        **where: Any,
+    ) -> ModelSource:
+        """The source described by `model_index`: its family and image-to-video class from the
+        pipeline class (a ModelError when it cannot animate a photo), and `preset` when it is of
+        that family, else the family's defaults. `where`: is_local, files_dir and so on."""
+        family, i2v_class = classify(model_index, name)
+        if preset is None or preset.family != family:
+            preset = family_for(family).default_preset(model_index)
+        return cls(
+            name=name,
+            location=location,
+            model_index=model_index,
+            class_name=model_index["_class_name"],
+            family=family,
+            load_class=load_class or i2v_class,
+            preset=preset,
+            **where,
+        )
 
 
 def classify(model_index: dict[str, Any], name: str) -> tuple[str, str]:
@@ -107,19 +135,9 @@ def _resolve_directory(name: str, path: Path) -> ModelSource:
         )
     if not os.access(path, os.R_OK | os.X_OK):
         raise ModelError(f"Model directory {name!r} is not readable; check its permissions.")
+    location = str(path.resolve())
     model_index = read_model_index(path, name)
-    family, load_class = classify(model_index, name)
-    return ModelSource(
-        name=name,
-        location=str(path.resolve()),
-        is_local=True,
-        model_index=model_index,
-        class_name=model_index["_class_name"],
-        family=family,
-        load_class=load_class,
-        preset=family_for(family).default_preset(model_index),
-        files_dir=str(path.resolve()),
-    )
+    return ModelSource.of(name, location, model_index, is_local=True, files_dir=location)
 
 
 def _resolve_hub(name: str, repo_id: str, preset: Preset | None) -> ModelSource:
@@ -139,30 +157,23 @@ def _resolve_hub(name: str, repo_id: str, preset: Preset | None) -> ModelSource:
             ) from None
     directory = Path(index_path).parent
     model_index = read_model_index(directory, name)
-    family, load_class = classify(model_index, name)
+    source = ModelSource.of(
+        name,
+        repo_id,
+        model_index,
+        preset=preset,
+        is_local=False,
+        files_dir=str(directory),
+        local_files_only=not online,
+    )
     if not online and not is_cached(repo_id):
         raise ModelError(
             f"Model {repo_id!r} is only partly downloaded and the Hugging Face hub is unreachable; "
             f"finish the download with `huggingface-cli download {repo_id}` or pass a local directory."
         )
-    chosen = (
-        preset
-        if preset is not None and preset.family == family
-        else family_for(family).default_preset(model_index)
-    )
-    return ModelSource(
-        name=name,
-        location=repo_id,
-        is_local=False,
-        model_index=model_index,
-        class_name=model_index["_class_name"],
-        family=family,
-        load_class=load_class,
-        preset=chosen,
-        files_dir=str(directory),
-        local_files_only=not online,
-        variant=chosen.variant if preset is not None and repo_id == preset.repo_id else None,
-    )
+    if preset is not None and source.preset is preset and repo_id == preset.repo_id:
+        return replace(source, variant=preset.variant)
+    return source
 
 
 def source_for_pipeline(
@@ -175,17 +186,10 @@ def source_for_pipeline(
     """
     model_index = {"_class_name": type(pipe).__name__, **dict(pipe.config)}
     label = name or preset or type(pipe).__name__
-    family, load_class = classify(model_index, label)
-    chosen = get_preset(preset) if preset else family_for(family).default_preset(model_index)
-    if chosen.family != family:
-        raise ModelError(f"Preset {chosen.name!r} is for {chosen.family} models, not {family}.")
-    return ModelSource(
-        name=label,
-        location=label,
-        is_local=True,
-        model_index=model_index,
-        class_name=model_index["_class_name"],
-        family=family,
-        load_class=type(pipe).__name__,
-        preset=chosen,
+    chosen = get_preset(preset) if preset else None
+    source = ModelSource.of(
+        label, label, model_index, preset=chosen, load_class=type(pipe).__name__, is_local=True
     )
+    if chosen is not None and source.preset is not chosen:
+        raise ModelError(f"Preset {chosen.name!r} is for {chosen.family} models, not {source.family}.")
+    return source
