@@ -80,12 +80,11 @@ class DiffusionBackend:
         """The attention backend the denoiser's self-attention runs on."""
         # A checkpoint that is not a preset is described by its family's preset card, under its
         # own name.
-        named = self.source.name == self.preset.name
+        label = None
+        if self.source.name != self.preset.name:
+            label = f"{Path(self.source.name).name or self.source.name} ({self.family.label})"
         self.info = BackendInfo.from_card(
-            self.preset.card,
-            name=self.source.name,
-            label=None if named else f"{Path(self.source.name).name or self.source.name} ({self.family.label})",
-            family=self.source.family,
+            self.preset.card, name=self.source.name, label=label, family=self.source.family
         )
         if load:
             self.load()
@@ -329,7 +328,8 @@ class DiffusionBackend:
             if isinstance(exc, PipelineError) or not is_out_of_memory(exc):
                 raise
             self._after_abort(pipe)
-            where = "The GPU" if self._device is not None and self._device.type == "cuda" else "The machine"
+            on_gpu = self._device is not None and self._device.type == "cuda"
+            where = "The GPU" if on_gpu else "The machine"
             raise OutOfMemory(
                 f"{where} ran out of memory for {plan.width}×{plan.height}, {plan.num_frames} frames; "
                 "try a shorter or smaller clip."
