@@ -569,6 +569,30 @@ def test_offload_is_chosen_from_free_vram(free: float, low_memory: bool, expecte
     )
 
 
+def test_offload_config_estimates_the_need_only_when_it_chooses(monkeypatch) -> None:
+    """On CUDA, "auto" (and "none" in low-memory mode) weigh free VRAM against the checkpoint's
+    need; an explicit mode is taken as is, without reading every weight file's header."""
+    import torch
+
+    from pipeline.backends.placement import OffloadConfig, offload_config, tiling_config
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40 * 2**30, 80 * 2**30))
+    cuda, asked = torch.device("cuda"), []
+
+    def need() -> tuple[float, float]:
+        asked.append(True)
+        return 60.0, 30.0
+
+    assert offload_config(BackendOptions(), cuda, need).mode == "model" and len(asked) == 1
+    assert offload_config(BackendOptions(offload="group"), cuda, need).mode == "group"
+    assert len(asked) == 1
+    low = offload_config(BackendOptions(offload="none", low_memory=True), cuda, need)
+    assert low.mode == "model" and len(asked) == 2
+    assert offload_config(BackendOptions(), torch.device("cpu"), need).mode == "none"
+    assert tiling_config(BackendOptions(), OffloadConfig(cuda, "model")).force
+    assert not tiling_config(BackendOptions(), OffloadConfig(cuda, "none")).force
+
+
 def test_memory_need_is_read_from_the_checkpoint(backends) -> None:
     full, offloaded = backends["wan_a14b"].memory_need_gib()
     assert 6.0 < offloaded < full < 7.0  # tiny weights + activation headroom

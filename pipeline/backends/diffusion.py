@@ -177,12 +177,10 @@ class DiffusionBackend:
 
     def _place(self, pipe: Any, device: torch.device) -> None:
         """Put the pipeline on the device, choosing offload from free VRAM when asked to."""
-        need = (
-            self.memory_need_gib(2 if self.preset.dtype != "float32" else 4)
-            if device.type == "cuda"
-            else (0.0, 0.0)
+        dtype_bytes = 2 if self.preset.dtype != "float32" else 4
+        config = placement.offload_config(
+            self.options, device, lambda: self.memory_need_gib(dtype_bytes), name=self.source.name
         )
-        config = placement.offload_config(self.options, device, need, name=self.source.name)
         placement.apply_offload(pipe, config)
         self.offload = config.mode
         self._tiling = placement.tiling_config(self.options, config)

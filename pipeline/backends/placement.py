@@ -9,7 +9,7 @@ so one worker image runs a 13B model on an 80 GB card and on a 24 GB one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -99,12 +99,13 @@ class OffloadConfig:
 def offload_config(
     options: BackendOptions,
     device: torch.device,
-    need_gib: tuple[float, float],
+    need_gib: Callable[[], tuple[float, float]],
     *,
     name: str = "the model",
 ) -> OffloadConfig:
     """The placement for `device`: the requested mode, or (``auto``, or ``none`` in low-memory
-    mode) one chosen from free VRAM against `need_gib` (full, with model offload), logged."""
+    mode) one chosen from free VRAM against `need_gib()` (full, with model offload), logged.
+    The need is only estimated when a choice is made: it reads every weight file's header."""
     if device.type != "cuda":
         return OffloadConfig(device=device)
     mode = options.offload
@@ -112,7 +113,7 @@ def offload_config(
         import torch
 
         free = torch.cuda.mem_get_info(device)[0] / 2**30
-        full, offloaded = need_gib
+        full, offloaded = need_gib()
         mode = choose_offload(free, full, offloaded, low_memory=options.low_memory)
         logger.info(
             "%.1f GiB VRAM free; %s needs ~%.0f GiB on the GPU, ~%.0f GiB with model offload -> %s",
