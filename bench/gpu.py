@@ -257,11 +257,10 @@ def measure_case(
     """Time `pipe` plainly, then through the project's optimised path; figures for `case`."""
     import torch
 
+    from contract import AnimateRequest, BackendOptions
     from pipeline.animate import animate
-    from pipeline.backends import families
-    from pipeline.backends.diffusion import DiffusionBackend, to_uint8
-    from contract import BackendOptions
-    from contract import AnimateRequest
+    from pipeline.backends.diffusion import DiffusionBackend
+    from pipeline.backends.frames import to_uint8
     from pipeline.encode import encode_mp4, nvenc_available
     from pipeline.intake import fit, load_photo
 
@@ -289,9 +288,7 @@ def measure_case(
     start = load_photo(photo).image
     plan = plain_backend.plan(request, start.size)
     image = fit(start, plan.width, plan.height)
-    kwargs = families.supported_kwargs(
-        pipe, families.call_kwargs(plain_backend.source.family, plain_backend.source.load_class, plan, image)
-    )
+    kwargs = plain_backend.call_arguments(plan, image)
     plain = Timing(steps=plan.steps)
 
     def plain_clip() -> float:

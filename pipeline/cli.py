@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from contract import (
-    CAMERA_MOVES,
     AnimateRequest,
     AnimateResult,
     Cancelled,
@@ -30,6 +29,7 @@ from contract import (
     PipelineError,
     Progress,
 )
+from pipeline.cli_args import UsageError, build_parser
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -37,125 +37,6 @@ EXIT_USAGE = 2
 EXIT_CANCELLED = 130
 
 logger = logging.getLogger("pipeline")
-
-
-class UsageError(Exception):
-    """A command-line mistake; becomes one line on stderr and exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse prints usage plus a message over several lines and exits; we want one line."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see `python -m pipeline {self._sub_name()}--help`)")
-
-    def _sub_name(self) -> str:
-        parts = self.prog.split()
-        return f"{parts[-1]} " if len(parts) > 1 and parts[-1] != "pipeline" else ""
-
-
-def _size(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"size must look like 768x512, not {text!r}")
-    return int(match.group(1)), int(match.group(2))
-
-
-def _byte_count(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(i?[bB])?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(
-            f"byte limit must look like 10000000, 10MB or 8MiB, not {text!r}"
-        )
-    number, prefix, unit = float(match.group(1)), match.group(2).lower(), match.group(3) or ""
-    base = 1024 if unit.lower().startswith("i") else 1000
-    return int(number * base ** {"": 0, "k": 1, "m": 2, "g": 3}[prefix])
-
-
-def _motion(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"motion must be a whole number from 1 to 10, not {text!r}"
-        ) from None
-    if not 1 <= value <= 10:
-        raise argparse.ArgumentTypeError(f"motion must be from 1 to 10, not {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="python -m pipeline",
-        description="Turn a photo into a short video, offline (no Discord).",
-    )
-    commands = parser.add_subparsers(
-        dest="command", parser_class=_Parser, metavar="{animate,models}"
-    )
-
-    run = commands.add_parser("animate", help="animate one photo into an MP4")
-    run.add_argument("image", help="the photo (JPEG, PNG, WebP, GIF, BMP, TIFF...)")
-    run.add_argument("--prompt", default="", help="what should happen in the video")
-    run.add_argument("--negative", default="", help="what to avoid (negative prompt)")
-    run.add_argument(
-        "--model",
-        default="auto",
-        help="auto (default: ltx with a CUDA GPU, else camera), camera, a preset "
-        "(ltx, wan, wan-14b, svd, cogvideox), a diffusers model directory or a hub repo id",
-    )
-    run.add_argument(
-        "--camera", default="static", choices=CAMERA_MOVES, help="camera move (default static)"
-    )
-    run.add_argument("--motion", type=_motion, default=5, help="motion strength 1-10 (default 5)")
-    run.add_argument("--duration", type=float, default=3.0, help="seconds of video (default 3)")
-    run.add_argument(
-        "--fps", type=int, default=None, help="frames per second (default: the model's)"
-    )
-    run.add_argument(
-        "--seed", type=int, default=None, help="random seed (default: random, printed in the name)"
-    )
-    run.add_argument(
-        "--size", type=_size, default=None, metavar="WxH", help="output size (default: the model's)"
-    )
-    run.add_argument(
-        "--steps", type=int, default=None, help="denoising steps (default: the model's)"
-    )
-    run.add_argument(
-        "--end-image", default=None, help="last frame to aim for (models that support it)"
-    )
-    run.add_argument("--loop", action="store_true", help="ping-pong the clip so it loops")
-    run.add_argument(
-        "--max-bytes", type=_byte_count, default=None, help="MP4 size limit, e.g. 10MB or 8MiB"
-    )
-    run.add_argument(
-        "--out", default=None, help="output MP4 (default: <image>-<model>-<seed>.mp4 here)"
-    )
-    speed = run.add_argument_group("machine (diffusion models)")
-    speed.add_argument(
-        "--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)"
-    )
-    speed.add_argument("--dtype", default=None, choices=("bfloat16", "float16", "float32"))
-    speed.add_argument("--offload", default="auto", choices=("auto", "none", "model", "group"))
-    speed.add_argument("--compile", action="store_true", help="torch.compile the denoiser (CUDA)")
-    speed.add_argument(
-        "--cache", action="store_true", help="first-block cache (faster, slightly softer)"
-    )
-    speed.add_argument(
-        "--attention",
-        default="auto",
-        help="attention kernel: auto (FlashAttention when installed, else SDPA), native, or a "
-        "diffusers backend name such as _native_cudnn",
-    )
-    speed.add_argument("--low-memory", action="store_true", help="force offload and VAE tiling")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
-    run.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
-
-    models = commands.add_parser(
-        "models", help="list the models and whether this machine can run them"
-    )
-    models.add_argument("--json", action="store_true", help="machine-readable output")
-    models.add_argument("-v", "--verbose", action="store_true")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,10 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "quiet", False)
         else logging.INFO
     )
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        if args.command == "models":
-            return _models(args)
-        return _animate(args)
+        # Log lines are printed above the progress bar instead of through it.
+        with logging_redirect_tqdm(loggers=[logger]):
+            if args.command == "models":
+                return _models(args)
+            return _animate(args)
     except KeyboardInterrupt:
         return _fail("Cancelled.", EXIT_CANCELLED)
     finally:
@@ -360,9 +245,11 @@ def _fail(message: str, code: int) -> int:
 
 
 def _log_to_stderr(level: int) -> logging.Handler:
-    handler = _TqdmHandler(sys.stderr)
+    """Log lines on stderr at `level`. A filter, not the handler's level, holds the threshold:
+    tqdm's redirect copies a handler's filters (not its level) onto the handler it substitutes."""
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.setLevel(level)
+    handler.addFilter(lambda record: record.levelno >= level)
     logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > level:
         logger.setLevel(level)
@@ -430,15 +317,3 @@ class _ProgressBar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-class _TqdmHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Log lines printed above the progress bar instead of through it."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            from tqdm import tqdm
-
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # noqa: BLE001 - logging must never raise
-            self.handleError(record)

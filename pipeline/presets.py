@@ -5,19 +5,17 @@ show members what a model can do, on machines without a GPU stack.
 
 Repo ids and settings were checked against the diffusers documentation and pipeline sources
 (diffusers 0.42); each preset's ``source`` says where. A directory or hub id that is not a
-preset gets the defaults of its family (:func:`preset_for_family`), refined by what the loaded
+preset gets the defaults of its family (``Family.default_preset``), refined by what the loaded
 pipeline itself requires (VAE/patch multiples, frame rule, fixed sizes).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract import CAMERA_MOVES, ModelError
-from contract.sizes import snap_size
+from contract import CAMERA_MOVES, CARDS, ModelCard, ModelError
 
 # Pipeline class in model_index.json -> family. Text-to-video classes are listed because the
 # same checkpoints are loaded with the family's image-to-video class (see I2V_CLASS).
@@ -54,15 +52,13 @@ LTX_NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, dist
 
 @dataclass(frozen=True)
 class Preset:
-    """Everything needed to run one checkpoint well, and to describe it to members."""
+    """Everything needed to run one checkpoint well; how members see it is its :attr:`card`."""
 
     name: str
     family: str
     pipeline_class: str
     """The diffusers image-to-video class used to load and call it."""
     repo_id: str
-    label: str
-    """Shown to members."""
     multiple: int
     """Width and height must be multiples of this."""
     fps: int
@@ -87,10 +83,6 @@ class Preset:
     """Supported (width, height) pairs; the photo picks the closest aspect ratio."""
     area: int | None = None
     """Pixel-area rule instead of buckets: width*height close to this, aspect from the photo."""
-    durations: tuple[float, ...] = (2.0, 3.0, 5.0)
-    supports_prompt: bool = True
-    supports_end_image: bool = False
-    supports_extend: bool = True
     negative_prompt: str = ""
     fp32_components: tuple[str, ...] = ()
     """Components kept in float32 on CUDA for quality (e.g. Wan's VAE), as the docs advise."""
@@ -100,6 +92,11 @@ class Preset:
     """Extra keyword arguments for the pipeline call (family-specific)."""
     default_timesteps: tuple[float, ...] = ()
     """Custom timesteps used when the step count is the preset's default (distilled LTX)."""
+
+    @property
+    def card(self) -> ModelCard:
+        """What members are told about this model (label, lengths, what it accepts)."""
+        return CARDS[self.name]
 
     @property
     def max_duration(self) -> float:
@@ -144,7 +141,6 @@ PRESETS: dict[str, Preset] = {
         family="ltx",
         pipeline_class="LTXConditionPipeline",
         repo_id="Lightricks/LTX-Video-0.9.8-13B-distilled",
-        label="LTX-Video 0.9.8 13B distilled (fast)",
         area=832 * 480,
         multiple=32,
         fps=24,
@@ -155,8 +151,6 @@ PRESETS: dict[str, Preset] = {
         steps=8,
         guidance=1.0,
         dtype="bfloat16",
-        durations=(2.0, 3.0, 5.0, 8.0),
-        supports_end_image=True,
         negative_prompt=LTX_NEGATIVE_PROMPT,
         call_defaults={
             "guidance_rescale": 0.7,
@@ -180,7 +174,6 @@ PRESETS: dict[str, Preset] = {
         family="wan",
         pipeline_class="WanImageToVideoPipeline",
         repo_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
-        label="Wan 2.2 TI2V 5B (balanced)",
         area=1280 * 704,
         multiple=32,
         fps=24,
@@ -191,8 +184,6 @@ PRESETS: dict[str, Preset] = {
         steps=50,
         guidance=5.0,
         dtype="bfloat16",
-        durations=(2.0, 3.0, 5.0),
-        supports_end_image=False,  # expand_timesteps pipelines ignore last_image
         negative_prompt=WAN_NEGATIVE_PROMPT,
         fp32_components=("vae",),
         vram_gib=34.0,
@@ -210,7 +201,6 @@ PRESETS: dict[str, Preset] = {
         family="wan",
         pipeline_class="WanImageToVideoPipeline",
         repo_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
-        label="Wan 2.2 I2V A14B (quality)",
         area=480 * 832,
         multiple=16,
         fps=16,
@@ -221,8 +211,6 @@ PRESETS: dict[str, Preset] = {
         steps=40,
         guidance=3.5,
         dtype="bfloat16",
-        durations=(2.0, 3.0, 5.0),
-        supports_end_image=True,
         negative_prompt=WAN_NEGATIVE_PROMPT,
         fp32_components=("vae",),
         vram_gib=72.0,
@@ -242,7 +230,6 @@ PRESETS: dict[str, Preset] = {
         family="svd",
         pipeline_class="StableVideoDiffusionPipeline",
         repo_id="stabilityai/stable-video-diffusion-img2vid-xt",
-        label="Stable Video Diffusion XT (no text prompt)",
         buckets=((1024, 576), (576, 1024)),
         multiple=64,
         fps=7,
@@ -253,8 +240,6 @@ PRESETS: dict[str, Preset] = {
         steps=25,
         guidance=3.0,
         dtype="float16",
-        durations=(2.0, 3.0),
-        supports_prompt=False,
         variant="fp16",
         call_defaults={"min_guidance_scale": 1.0, "decode_chunk_size": 8},
         vram_gib=16.0,
@@ -271,7 +256,6 @@ PRESETS: dict[str, Preset] = {
         family="cogvideox",
         pipeline_class="CogVideoXImageToVideoPipeline",
         repo_id="THUDM/CogVideoX-5b-I2V",
-        label="CogVideoX 5B I2V",
         buckets=((720, 480),),
         multiple=16,
         fps=8,
@@ -282,7 +266,6 @@ PRESETS: dict[str, Preset] = {
         steps=50,
         guidance=6.0,
         dtype="bfloat16",
-        durations=(6.0,),
         call_defaults={"use_dynamic_cfg": True},
         vram_gib=30.0,
         offload_vram_gib=18.0,
@@ -298,9 +281,6 @@ PRESETS: dict[str, Preset] = {
 FAST_PRESET = "ltx"
 """What `auto` picks when CUDA is available."""
 
-_FAMILY_DEFAULT = {"ltx": "ltx", "wan": "wan", "svd": "svd", "cogvideox": "cogvideox"}
-
-
 def get_preset(name: str) -> Preset:
     """The preset called `name`, or a ModelError listing the valid names."""
     try:
@@ -310,26 +290,6 @@ def get_preset(name: str) -> Preset:
             f"Unknown model {name!r}; choose one of: {', '.join(['auto', 'camera', *PRESETS])}, "
             "or pass a local diffusers model directory or a Hugging Face repo id."
         ) from None
-
-
-def preset_for_family(family: str, model_index: Mapping[str, Any] | None = None) -> Preset:
-    """Family defaults for an arbitrary checkpoint, choosing among a family's presets from
-    what model_index.json says (Wan: a CLIP image encoder or two experts means 14B I2V)."""
-    if family == "wan" and model_index is not None:
-        has_image_encoder = _component_present(model_index, "image_encoder")
-        two_experts = _component_present(model_index, "transformer_2")
-        if (has_image_encoder or two_experts) and not model_index.get("expand_timesteps"):
-            return PRESETS["wan-14b"]
-        return PRESETS["wan"]
-    try:
-        return PRESETS[_FAMILY_DEFAULT[family]]
-    except KeyError:
-        raise ModelError(f"No defaults for model family {family!r}.") from None
-
-
-def _component_present(model_index: Mapping[str, Any], name: str) -> bool:
-    value = model_index.get(name)
-    return isinstance(value, (list, tuple)) and len(value) == 2 and all(value)
 
 
 # --- camera moves and motion strength -------------------------------------------------------
@@ -408,7 +368,3 @@ def svd_conditioning(motion: int) -> dict[str, float | int]:
         bucket = round(127 + (m - 5) * (230 - 127) / 5)
         noise = round(0.02 + (m - 5) * 0.016, 3)
     return {"motion_bucket_id": int(bucket), "noise_aug_strength": float(noise)}
-
-
-def lcm(a: int, b: int) -> int:
-    return a * b // math.gcd(a, b) if a and b else max(a, b)

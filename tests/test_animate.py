@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import pipeline.encode as encode_module
+import pipeline.ffmpeg as ffmpeg_module
 from photos import photo_bytes, photos_dir
 from pipeline.animate import END_IMAGE_IGNORED, PROMPT_IGNORED, animate
 from pipeline.backends.base import BackendInfo, RenderPlan
 from pipeline.backends.camera import CameraBackend
 from contract import AnimateRequest, Cancelled, InputError, PipelineError, Progress
-from pipeline.encode import decode_frames, encode_mp4, probe
+from pipeline.encode import decode_frames, encode_mp4
+from pipeline.probe import probe
 
 
 def level(index: int) -> int:
@@ -214,7 +215,7 @@ def test_unreadable_previous_clip_is_an_input_error(tmp_path: Path) -> None:
 
 
 def test_encoder_failure_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(encode_module, "_ffmpeg", lambda: "/bin/false")
+    monkeypatch.setattr(ffmpeg_module, "ffmpeg_exe", lambda: "/bin/false")
     with pytest.raises(PipelineError):
         animate(
             AnimateRequest(image=photo_bytes("coffee"), duration=0.5, width=160, height=96),

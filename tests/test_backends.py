@@ -35,7 +35,8 @@ from tiny_models import (  # noqa: E402,F401  (session fixtures; see tiny_models
     tiny_wan_ti2v_dir,
 )
 
-from contract import BackendOptions  # noqa: E402
+from contract import CARDS, BackendOptions  # noqa: E402
+from contract.sizes import choose_size, size_for_area, snap_size  # noqa: E402
 from contract import AnimateRequest, Cancelled, ModelError, Progress  # noqa: E402
 from pipeline.presets import (  # noqa: E402
     FAMILY_OF_CLASS,
@@ -92,7 +93,11 @@ def backends(tiny_model_dirs: dict[str, Path]):
 def test_importing_pipeline_data_modules_does_not_import_torch() -> None:
     code = (
         "import sys, pipeline, pipeline.presets, pipeline.backends, contract, "
-        "pipeline.backends.loader, pipeline.backends.families, pipeline.cli; "
+        "pipeline.backends.loader, pipeline.backends.families, pipeline.cli, "
+        "pipeline.backends.source, pipeline.backends.hub, pipeline.backends.model_index, "
+        "pipeline.backends.placement, pipeline.backends.speedups, "
+        "pipeline.backends.speedups.attention, pipeline.backends.speedups.cache, "
+        "pipeline.backends.speedups.compile, pipeline.backends.frames, pipeline.probe; "
         "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
@@ -105,18 +110,32 @@ def test_preset_is_consistent(preset) -> None:
 
     assert hasattr(diffusers, preset.pipeline_class)
     assert preset.family in ("ltx", "wan", "svd", "cogvideox")
-    assert "/" in preset.repo_id and preset.label and preset.source
+    assert "/" in preset.repo_id and preset.card.label and preset.source
     for frames in (preset.default_frames, preset.min_frames, preset.max_frames):
         assert (frames - 1) % preset.frame_step == 0, frames
     assert preset.min_frames <= preset.default_frames <= preset.max_frames
     assert preset.area or preset.buckets
     for width, height in preset.buckets:
         assert width % preset.multiple == 0 and height % preset.multiple == 0
-    assert max(preset.durations) <= preset.max_duration + 0.5
+    assert max(preset.card.durations) <= preset.max_duration + 0.5
     assert preset.dtype in ("bfloat16", "float16")
     assert preset.min_vram_gib <= preset.offload_vram_gib <= preset.vram_gib
     if preset.default_timesteps:
         assert len(preset.default_timesteps) == preset.steps
+
+
+@pytest.mark.parametrize("preset", PRESETS.values(), ids=list(PRESETS))
+def test_cards_and_presets_agree_on_sizes(preset) -> None:
+    """The bot warns about a small photo from the card before the member pays; the worker
+    renders from the preset. Both must pick the same size for every photo."""
+    card = CARDS[preset.name]
+    assert (card.area, card.buckets, card.multiple) == (preset.area, preset.buckets, preset.multiple)
+    for aspect in (16 / 9, 4 / 3, 1.0, 3 / 4, 9 / 16, 2.5):
+        if preset.area:
+            expected = size_for_area(aspect, preset.area, preset.multiple)
+        else:
+            expected = snap_size(*choose_size(aspect, preset.buckets), preset.multiple)
+        assert card.working_size(aspect) == expected, aspect
 
 
 def test_known_classes_exist_in_diffusers() -> None:
@@ -130,14 +149,14 @@ def test_recommended_settings() -> None:
     ltx, wan, wan14, svd, cog = (PRESETS[n] for n in ("ltx", "wan", "wan-14b", "svd", "cogvideox"))
     assert (ltx.guidance, ltx.steps, ltx.multiple, ltx.frame_step) == (1.0, 8, 32, 8)
     assert (wan.multiple, wan.frame_step, wan.fps, wan.area) == (32, 4, 24, 1280 * 704)
-    assert (wan14.multiple, wan14.fps, wan14.default_frames, wan14.supports_end_image) == (
+    assert (wan14.multiple, wan14.fps, wan14.default_frames, wan14.card.supports_end_image) == (
         16,
         16,
         81,
         True,
     )
     assert (wan14.steps, wan14.guidance) == (40, 3.5)
-    assert (svd.dtype, svd.default_frames, svd.supports_prompt, svd.buckets[0]) == (
+    assert (svd.dtype, svd.default_frames, svd.card.supports_prompt, svd.buckets[0]) == (
         "float16",
         25,
         False,
@@ -213,7 +232,7 @@ def test_camera_and_motion_become_words() -> None:
 def test_family_is_read_from_model_index(
     tiny_model_dirs, kind, class_name, family, load_class, preset
 ) -> None:
-    from pipeline.backends.loader import resolve
+    from pipeline.backends.source import resolve
 
     source = resolve(str(tiny_model_dirs[kind]))
     assert (
@@ -241,7 +260,7 @@ def test_family_is_read_from_model_index(
 def test_models_that_cannot_animate_a_photo_are_refused(
     tmp_path: Path, model_index, message
 ) -> None:
-    from pipeline.backends.loader import resolve
+    from pipeline.backends.source import resolve
 
     (tmp_path / "model_index.json").write_text(json.dumps(model_index))
     with pytest.raises(ModelError, match=message):
@@ -249,7 +268,7 @@ def test_models_that_cannot_animate_a_photo_are_refused(
 
 
 def test_bad_model_index_is_a_model_error(tmp_path: Path) -> None:
-    from pipeline.backends.loader import resolve
+    from pipeline.backends.source import resolve
 
     (tmp_path / "model_index.json").write_text("{not json")
     with pytest.raises(ModelError, match="Cannot read"):
@@ -420,7 +439,7 @@ def test_end_image_unsupported_families(backends) -> None:
 def test_out_of_memory_becomes_a_retryable_oom_error(backends) -> None:
     import torch
 
-    from pipeline.backends.diffusion import OutOfMemory
+    from contract import OutOfMemory
 
     backend = backends["ltx"]
     real = backend._pipe
@@ -485,7 +504,8 @@ def test_attention_backend_applies_to_self_attention_only(tiny_ltx_dir: Path) ->
 
 def test_unavailable_attention_kernel_falls_back_to_sdpa(tiny_wan_ti2v_dir: Path, caplog) -> None:
     """flash-attn is not installed here: the job must still render, on SDPA, with a warning."""
-    from pipeline.backends.diffusion import DiffusionBackend, choose_attention
+    from pipeline.backends.diffusion import DiffusionBackend
+    from pipeline.backends.speedups.attention import choose_attention
 
     import torch
 
@@ -542,11 +562,35 @@ def test_low_memory(tiny_svd_dir: Path, tiny_ltx_dir: Path) -> None:
     [(80.0, False, "none"), (80.0, True, "model"), (40.0, False, "model"), (12.0, False, "group")],
 )
 def test_offload_is_chosen_from_free_vram(free: float, low_memory: bool, expected: str) -> None:
-    from pipeline.backends.diffusion import choose_offload
+    from pipeline.backends.placement import choose_offload
 
     assert (
         choose_offload(free, full_gib=60.0, offloaded_gib=30.0, low_memory=low_memory) == expected
     )
+
+
+def test_offload_config_estimates_the_need_only_when_it_chooses(monkeypatch) -> None:
+    """On CUDA, "auto" (and "none" in low-memory mode) weigh free VRAM against the checkpoint's
+    need; an explicit mode is taken as is, without reading every weight file's header."""
+    import torch
+
+    from pipeline.backends.placement import OffloadConfig, offload_config, tiling_config
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40 * 2**30, 80 * 2**30))
+    cuda, asked = torch.device("cuda"), []
+
+    def need() -> tuple[float, float]:
+        asked.append(True)
+        return 60.0, 30.0
+
+    assert offload_config(BackendOptions(), cuda, need).mode == "model" and len(asked) == 1
+    assert offload_config(BackendOptions(offload="group"), cuda, need).mode == "group"
+    assert len(asked) == 1
+    low = offload_config(BackendOptions(offload="none", low_memory=True), cuda, need)
+    assert low.mode == "model" and len(asked) == 2
+    assert offload_config(BackendOptions(), torch.device("cpu"), need).mode == "none"
+    assert tiling_config(BackendOptions(), OffloadConfig(cuda, "model")).force
+    assert not tiling_config(BackendOptions(), OffloadConfig(cuda, "none")).force
 
 
 def test_memory_need_is_read_from_the_checkpoint(backends) -> None:
@@ -582,7 +626,8 @@ def _fake_hub_cache(cache: Path, repo_id: str, files: Path) -> None:
 
 def test_cached_hub_id_loads_offline(tiny_ltx_dir: Path, tmp_path: Path, monkeypatch) -> None:
     from pipeline.backends.diffusion import DiffusionBackend
-    from pipeline.backends.loader import is_cached, resolve
+    from pipeline.backends.hub import is_cached
+    from pipeline.backends.source import resolve
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     _fake_hub_cache(tmp_path, "tiny-org/tiny-ltx", tiny_ltx_dir)
@@ -598,8 +643,26 @@ def test_cached_hub_id_loads_offline(tiny_ltx_dir: Path, tmp_path: Path, monkeyp
     )
 
 
+def test_a_preset_describes_itself_with_its_card(
+    tiny_svd_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    _fake_hub_cache(tmp_path, PRESETS["svd"].repo_id, tiny_svd_dir)
+    info = DiffusionBackend("svd", load=False).info
+    card = CARDS["svd"]
+    assert (info.name, info.label, info.family, info.durations) == (
+        "svd",
+        card.label,
+        "svd",
+        card.durations,
+    )
+    assert info.is_ai and not info.supports_prompt and info.supports_extend
+
+
 def test_uncached_hub_id_fails_fast_with_instructions(tmp_path: Path, monkeypatch) -> None:
-    from pipeline.backends.loader import resolve
+    from pipeline.backends.source import resolve
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(ModelError) as caught:
@@ -619,7 +682,7 @@ def test_preset_not_downloaded_fails_fast(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_missing_paths(tmp_path: Path) -> None:
-    from pipeline.backends.loader import resolve
+    from pipeline.backends.source import resolve
 
     with pytest.raises(ModelError, match="does not exist"):
         resolve(str(tmp_path / "nope"))
@@ -666,6 +729,7 @@ def test_available_models_on_a_cpu_machine(tmp_path: Path, monkeypatch, tiny_svd
     rows = {row.name: row for row in available_models()}
     assert set(rows) == {"camera", *PRESETS}
     assert rows["camera"].runnable and not rows["camera"].is_ai
+    assert all(rows[name].label == CARDS[name].label for name in rows)
     assert rows["svd"].downloaded and not rows["ltx"].downloaded
     for name in PRESETS:
         assert not rows[name].runnable and "CUDA" in rows[name].note

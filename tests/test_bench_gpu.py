@@ -47,9 +47,9 @@ def test_full_size_configs_build_the_published_models(name: str) -> None:
     if name == "wan-5b":
         assert pipe.config.expand_timesteps and pipe.vae.config.z_dim == 48
     # The benchmark's size obeys the model's own rules (else the plan would silently change it).
-    from pipeline.backends import families
+    from pipeline.backends.families import family_for
 
-    rules = families.constraints(preset.family, type(pipe).__name__, pipe, preset)
+    rules = family_for(preset.family).constraints(type(pipe).__name__, pipe, preset)
     assert case.width % rules.multiple == 0 and case.height % rules.multiple == 0
     assert (case.frames - 1) % rules.frame_step == 0
 

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from photos import NAMES, photo_bytes
+from contract import CARDS
 from pipeline.backends.base import Backend, RenderPlan
 from pipeline.backends.camera import CameraBackend, View, camera_path, draw_view, ease
 from contract import CAMERA_MOVES, AnimateRequest, Cancelled, Progress
@@ -233,7 +234,8 @@ def test_describes_itself_as_not_ai() -> None:
     backend = CameraBackend()
     assert isinstance(backend, Backend)
     info = backend.info
-    assert (info.name, info.label, info.family) == ("camera", "Camera move (no AI)", "camera")
+    assert (info.name, info.label, info.family) == ("camera", CARDS["camera"].label, "camera")
+    assert "no AI" in info.label
     assert not info.is_ai and not info.supports_prompt and not info.supports_end_image
     assert info.supports_extend and info.durations == (2.0, 3.0, 5.0, 8.0)
     backend.close()

@@ -25,7 +25,7 @@ from tiny_models import (  # noqa: E402,F401  (session fixtures; see tiny_models
 )
 
 from pipeline.cli import main  # noqa: E402
-from pipeline.encode import probe  # noqa: E402
+from pipeline.probe import probe  # noqa: E402
 from pipeline.presets import PRESETS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,9 +11,10 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-import pipeline.encode as encode_module
+import pipeline.ffmpeg as ffmpeg_module
 from contract import PipelineError
-from pipeline.encode import decode_frames, encode_mp4, probe
+from pipeline.encode import decode_frames, encode_mp4
+from pipeline.probe import probe
 
 
 def levels(count: int, width: int = 320, height: int = 192) -> np.ndarray:
@@ -145,7 +146,7 @@ def test_limit_path_downscales_when_the_encoder_overshoots(
         calls.append((size, bitrate, n))
         return n
 
-    monkeypatch.setattr(encode_module, "_run_ffmpeg", stubborn_encoder)
+    monkeypatch.setattr(ffmpeg_module, "run", stubborn_encoder)
     video = encode_mp4(moving(24), 24, max_bytes=200_000, out_path=tmp_path / "c.mp4")
     assert len(video.data) <= 200_000
     assert calls[0][:2] == ((320, 192), None)  # quality first
@@ -176,7 +177,7 @@ def test_failed_encoder_leaves_no_partial_file(tmp_path: Path, monkeypatch: pyte
         "cat > /dev/null\necho 'boom' >&2\nexit 1\n"
     )
     fake.chmod(0o755)
-    monkeypatch.setattr(encode_module, "_ffmpeg", lambda: os.fspath(fake))
+    monkeypatch.setattr(ffmpeg_module, "ffmpeg_exe", lambda: os.fspath(fake))
     out_dir = tmp_path / "out"
     with pytest.raises(PipelineError) as caught:
         encode_mp4(moving(8), 24, out_path=out_dir / "clip.mp4")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from contract import AUTO, CAMERA, CARDS, BackendOptions
 from pipeline.backends.base import Backend, BackendInfo, RenderPlan
-from contract import BackendOptions
 from pipeline.presets import FAST_PRESET, PRESETS
 
 __all__ = [
@@ -27,10 +27,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("pipeline")
-
-CAMERA = "camera"
-AUTO = "auto"
-
 
 def cuda_memory() -> tuple[float, float] | None:
     """(free GiB, total GiB) of the current CUDA device, or None without CUDA (or torch)."""
@@ -57,7 +53,7 @@ def resolve_auto(options: BackendOptions | None = None) -> str:
         why = "CPU device requested" if wants_cpu else "no CUDA GPU"
         logger.info("model auto -> %s (%s): camera moves, no AI", CAMERA, why)
         return CAMERA
-    from pipeline.backends.loader import hub_reachable, is_cached
+    from pipeline.backends.hub import hub_reachable, is_cached
 
     preset = PRESETS[FAST_PRESET]
     if not is_cached(preset.repo_id) and not hub_reachable():
@@ -118,16 +114,17 @@ class ModelStatus:
 def available_models() -> list[ModelStatus]:
     """Every preset (and the camera move) with whether this machine can run it. No network
     beyond one short reachability probe of the hub, skipped when HF_HUB_OFFLINE is set."""
-    from pipeline.backends.loader import hub_reachable, is_cached
+    from pipeline.backends.hub import hub_reachable, is_cached
 
     memory = cuda_memory()
+    camera = CARDS[CAMERA]
     rows = [
         ModelStatus(
-            name=CAMERA,
-            label="Camera move (no AI)",
+            name=camera.name,
+            label=camera.label,
             family=CAMERA,
             repo_id=None,
-            is_ai=False,
+            is_ai=camera.is_ai,
             runnable=True,
             downloaded=True,
             note="runs on the CPU; a classic camera move over the photo",
@@ -160,10 +157,10 @@ def available_models() -> list[ModelStatus]:
         rows.append(
             ModelStatus(
                 name=preset.name,
-                label=preset.label,
+                label=preset.card.label,
                 family=preset.family,
                 repo_id=preset.repo_id,
-                is_ai=True,
+                is_ai=preset.card.is_ai,
                 runnable=runnable,
                 downloaded=downloaded,
                 note=note,

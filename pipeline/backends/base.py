@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-from contract import AnimateRequest, Progress
+from contract import AnimateRequest, ModelCard, Progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,7 +42,8 @@ class BackendInfo:
     name: str
     """Preset name or model path, as the member or operator chose it."""
     label: str
-    """Shown to members, e.g. "LTX-Video 0.9.8 distilled" or "Camera move (no AI)"."""
+    """Shown to members: the model card's label, or "<directory> (<family>)" for a checkpoint
+    that is not a preset."""
     family: str
     """camera, ltx, wan, svd or cogvideox."""
     device: str = "cpu"
@@ -52,6 +53,31 @@ class BackendInfo:
     supports_extend: bool = True
     durations: tuple[float, ...] = (2.0, 3.0, 5.0)
     """Clip lengths (seconds) members may choose."""
+
+    @classmethod
+    def from_card(
+        cls,
+        card: ModelCard,
+        *,
+        family: str,
+        device: str = "cpu",
+        name: str | None = None,
+        label: str | None = None,
+    ) -> BackendInfo:
+        """The description members see, taken from the model's card so the bot's catalog and
+        the backend cannot disagree. `name`/`label` override the card's for a checkpoint that
+        is described by its family's card (a local directory or repo id)."""
+        return cls(
+            name=name or card.name,
+            label=label or card.label,
+            family=family,
+            device=device,
+            is_ai=card.is_ai,
+            supports_prompt=card.supports_prompt,
+            supports_end_image=card.supports_end_image,
+            supports_extend=card.supports_extend,
+            durations=card.durations,
+        )
 
 
 @runtime_checkable

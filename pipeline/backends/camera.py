@@ -23,14 +23,12 @@ import numpy as np
 from PIL import Image
 
 from pipeline.backends.base import BackendInfo, Emit, RenderPlan, ShouldStop
-from contract import AnimateRequest, Cancelled, Progress
-from pipeline.intake import fit, size_for_area
+from contract import CAMERA, CARDS, AnimateRequest, Cancelled, Progress
+from pipeline.intake import fit
 
 DEFAULT_FPS = 24
-DEFAULT_AREA = 1280 * 720
-"""~720p: sharp on phones and desktop, and fast enough on a CPU."""
-SIZE_MULTIPLE = 16
-MAX_SIDE = 1920
+CARD = CARDS[CAMERA]
+"""The camera move's size rule (~720p: sharp on phones and desktop, fast enough on a CPU)."""
 
 _RESAMPLE = Image.Resampling.BICUBIC
 """Bicubic: about a third sharper than bilinear between pixels, and steadier in sharpness as a
@@ -94,17 +92,7 @@ def max_zoom(move: str, motion: int, *, aspect: float) -> float:
 class CameraBackend:
     """The `camera` preset: a Ken Burns style move, labelled as not AI everywhere."""
 
-    info = BackendInfo(
-        name="camera",
-        label="Camera move (no AI)",
-        family="camera",
-        device="cpu",
-        is_ai=False,
-        supports_prompt=False,
-        supports_end_image=False,
-        supports_extend=True,
-        durations=(2.0, 3.0, 5.0, 8.0),
-    )
+    info = BackendInfo.from_card(CARDS[CAMERA], family=CAMERA)
 
     def __init__(self, *, workers: int | None = None) -> None:
         """workers: threads drawing frames (default: the CPUs this process may use, at most 8)."""
@@ -324,7 +312,9 @@ def _output_size(request: AnimateRequest, image_size: tuple[int, int]) -> tuple[
         return _even(request.width), _even(max(16, round(request.width / aspect)))
     if request.height:
         return _even(max(16, round(request.height * aspect))), _even(request.height)
-    return size_for_area(aspect, DEFAULT_AREA, SIZE_MULTIPLE, max_side=MAX_SIDE)
+    size = CARD.working_size(aspect)
+    assert size is not None  # the camera card has an area rule
+    return size
 
 
 OVERSAMPLE = 1.25

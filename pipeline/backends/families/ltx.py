@@ -1,0 +1,33 @@
+"""LTX-Video: frame rate is a call argument; LTXConditionPipeline also takes a last frame."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.backends.base import RenderPlan
+from pipeline.backends.families.base import Family, PipelineRules
+
+CONDITION_CLASS = "LTXConditionPipeline"
+"""The class that conditions on frames at any index (so on a last frame too)."""
+
+
+class LTX(Family):
+    name = "ltx"
+    label = "LTX-Video"
+    preset = "ltx"
+
+    def read_rules(self, class_name: str, pipe: Any) -> PipelineRules:
+        return PipelineRules(
+            spatial=pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size,
+            temporal=pipe.vae_temporal_compression_ratio * pipe.transformer_temporal_patch_size,
+            supports_end_image=class_name == CONDITION_CLASS,
+        )
+
+    def own_kwargs(
+        self, class_name: str, plan: RenderPlan, image: Any, end_image: Any | None
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"frame_rate": plan.fps}
+        if end_image is not None and class_name == CONDITION_CLASS:
+            kwargs["image"] = [image, end_image]
+            kwargs["frame_index"] = [0, plan.num_frames - 1]
+        return kwargs

@@ -1,0 +1,98 @@
+"""What the local Hugging Face hub cache holds, and whether the hub can be reached at all.
+
+huggingface_hub reads HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE once, at import; a worker (and
+the tests) may set them later, so the values are read again here on every call and passed to
+huggingface_hub's own lookups. Nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from contract import ModelError
+from pipeline.backends.model_index import CONFIG_FILES, component_names
+
+_reachable: dict[str, bool] = {}
+
+
+def is_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as set now, not only at import time."""
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return bool(constants.HF_HUB_OFFLINE) or env.strip().upper() in constants.ENV_VARS_TRUE_VALUES
+
+
+def hub_cache_dir() -> str:
+    """The hub cache directory as the environment says now (HF_HUB_CACHE, then HF_HOME)."""
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    return constants.HF_HUB_CACHE
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub endpoint accepts a TCP connection (cached per process); False offline.
+
+    One connect, not an HTTP request: huggingface_hub's own calls would wait out their retries
+    on a machine without a route, and resolving a model must fail in seconds."""
+    if is_offline():
+        return False
+    from huggingface_hub import constants
+
+    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+    url = urlparse(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+    key = f"{host}:{port}"
+    if key not in _reachable:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            _reachable[key] = True
+        except OSError:
+            _reachable[key] = False
+    return _reachable[key]
+
+
+def cached_file(repo_id: str, filename: str) -> str | None:
+    """Path of `filename` of `repo_id` in the local hub cache, or None. Never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        path = try_to_load_from_cache(repo_id, filename, cache_dir=hub_cache_dir())
+    except Exception:  # malformed ids raise validation errors
+        return None
+    return path if isinstance(path, str) else None
+
+
+def is_cached(repo_id: str) -> bool:
+    """Whether model_index.json and every component's config of `repo_id` are in the cache.
+
+    Configs stand in for weights: a partial download usually lacks whole components.
+    """
+    index_path = cached_file(repo_id, "model_index.json")
+    if index_path is None:
+        return False
+    try:
+        model_index = json.loads(Path(index_path).read_text())
+    except (OSError, ValueError):
+        return False
+    return all(
+        any(cached_file(repo_id, f"{name}/{config}") for config in CONFIG_FILES)
+        for name in component_names(model_index)
+    )
+
+
+def missing_hub_model(repo_id: str) -> ModelError:
+    """The error for a repo that is neither cached nor downloadable from here."""
+    why = " (HF_HUB_OFFLINE is set)" if is_offline() else ""
+    return ModelError(
+        f"Model {repo_id!r} not found locally and the Hugging Face hub is unreachable{why}; "
+        f"download it first with `huggingface-cli download {repo_id}` or pass a local directory."
+    )

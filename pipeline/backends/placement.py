@@ -1,0 +1,167 @@
+"""Where a pipeline's weights live: device, precision, CPU offload and VAE tiling.
+
+In the style of diffusers' ``hooks``: each lever is a frozen config plus an ``apply_*``
+function, and the ``choose_*`` functions turn the operator's :class:`BackendOptions` and the
+machine into those configs. Offload is chosen from free VRAM against what the checkpoint needs,
+so one worker image runs a 13B model on an 80 GB card and on a 24 GB one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from contract import BackendOptions, ModelError
+from pipeline.presets import Preset
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger("pipeline")
+
+Placement = Literal["none", "model", "group"]
+
+TILING_PIXELS = 1024 * 576
+"""Decode with VAE tiling above this many pixels per frame (and always when offloading)."""
+ACTIVATION_GIB = 6.0
+"""Headroom for activations and the VAE decode on top of the weights, for video sizes."""
+
+
+def choose_device(options: BackendOptions) -> torch.device:
+    """The requested device, or CUDA when present; asking for CUDA without one is a ModelError."""
+    import torch
+
+    if options.device:
+        device = torch.device(options.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelError("CUDA was requested but no CUDA GPU is available; use --device cpu.")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def choose_dtype(options: BackendOptions, preset: Preset, device: torch.device) -> torch.dtype:
+    """The preset's dtype on CUDA (float16 where bf16 is missing), float32 on a CPU."""
+    import torch
+
+    name = options.dtype or (preset.dtype if device.type == "cuda" else "float32")
+    if name == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        name = "float16"
+    return getattr(torch, name)
+
+
+def dtype_argument(preset: Preset, dtype: torch.dtype) -> Any:
+    """Per-component dtypes: the docs keep e.g. Wan's VAE in float32 for decode quality."""
+    import torch
+
+    if dtype == torch.float32 or not preset.fp32_components:
+        return dtype
+    return {"default": dtype, **{name: torch.float32 for name in preset.fp32_components}}
+
+
+def memory_need_gib(
+    parameters: Mapping[str, int], preset: Preset, dtype_bytes: int = 2
+) -> tuple[float, float]:
+    """(GiB to keep everything on the GPU, GiB with model offload) from per-component parameter
+    counts; the preset's figures when the counts are unknown (files not on disk)."""
+    if not parameters:
+        return preset.vram_gib, preset.offload_vram_gib
+    sizes = {
+        name: n * (4 if name in preset.fp32_components else dtype_bytes) / 2**30
+        for name, n in parameters.items()
+    }
+    return sum(sizes.values()) + ACTIVATION_GIB, max(sizes.values()) + ACTIVATION_GIB
+
+
+def choose_offload(
+    free_gib: float, full_gib: float, offloaded_gib: float, *, low_memory: bool = False
+) -> Placement:
+    """ "none" when the whole pipeline fits in free VRAM, "model" (one component on the GPU at a
+    time) when the largest component fits, else "group" (layers streamed in). `low_memory`
+    (the retry after an OOM) never keeps everything resident."""
+    if free_gib >= full_gib and not low_memory:
+        return "none"
+    if free_gib >= offloaded_gib:
+        return "model"
+    return "group"
+
+
+@dataclass(frozen=True)
+class OffloadConfig:
+    """How the pipeline sits on `device`: whole ("none"), a component at a time, or streamed."""
+
+    device: Any
+    """A torch.device."""
+    mode: Placement = "none"
+
+
+def offload_config(
+    options: BackendOptions,
+    device: torch.device,
+    need_gib: Callable[[], tuple[float, float]],
+    *,
+    name: str = "the model",
+) -> OffloadConfig:
+    """The placement for `device`: the requested mode, or (``auto``, or ``none`` in low-memory
+    mode) one chosen from free VRAM against `need_gib()` (full, with model offload), logged.
+    The need is only estimated when a choice is made: it reads every weight file's header."""
+    if device.type != "cuda":
+        return OffloadConfig(device=device)
+    mode = options.offload
+    if mode == "auto" or (options.low_memory and mode == "none"):
+        import torch
+
+        free = torch.cuda.mem_get_info(device)[0] / 2**30
+        full, offloaded = need_gib()
+        mode = choose_offload(free, full, offloaded, low_memory=options.low_memory)
+        logger.info(
+            "%.1f GiB VRAM free; %s needs ~%.0f GiB on the GPU, ~%.0f GiB with model offload -> %s",
+            free,
+            name,
+            full,
+            offloaded,
+            mode,
+        )
+    return OffloadConfig(device=device, mode=mode)
+
+
+def apply_offload(pipe: Any, config: OffloadConfig) -> None:
+    """Move the pipeline to the device, or install diffusers' model or group offload hooks."""
+    if config.mode == "none":
+        pipe.to(config.device)
+    elif config.mode == "model":
+        pipe.enable_model_cpu_offload(device=config.device)
+    else:
+        import torch
+
+        pipe.enable_group_offload(
+            onload_device=config.device,
+            offload_device=torch.device("cpu"),
+            offload_type="leaf_level",
+            use_stream=True,
+        )
+
+
+@dataclass(frozen=True)
+class TilingConfig:
+    """When the VAE decodes in tiles: always (`force`), or above `max_pixels` per frame."""
+
+    force: bool = False
+    max_pixels: int = TILING_PIXELS
+
+
+def tiling_config(options: BackendOptions, offload: OffloadConfig) -> TilingConfig:
+    """Tiles whenever memory is short: low-memory mode, or any offload."""
+    return TilingConfig(force=options.low_memory or offload.mode != "none")
+
+
+def apply_vae_tiling(pipe: Any, config: TilingConfig, width: int, height: int) -> None:
+    """Switch the VAE's tiled decode on or off for frames of `width`×`height`."""
+    vae = getattr(pipe, "vae", None)
+    if vae is None or not hasattr(vae, "enable_tiling"):
+        return
+    if config.force or width * height > config.max_pixels:
+        vae.enable_tiling()
+    elif hasattr(vae, "disable_tiling"):
+        vae.disable_tiling()

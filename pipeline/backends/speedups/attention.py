@@ -1,0 +1,87 @@
+"""The attention kernel the denoiser's self-attention runs on (diffusers' attention dispatch)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from contract import one_line
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger("pipeline")
+
+NATIVE = "native"
+"""PyTorch SDPA, diffusers' default backend."""
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """A diffusers attention backend name for self-attention; None keeps SDPA."""
+
+    backend: str | None = None
+
+
+def choose_attention(wanted: str, device: torch.device) -> str | None:
+    """The attention backend to set, or None to keep PyTorch SDPA.
+
+    "auto" takes FlashAttention 3 (Hopper) or 2 when the package is installed on a CUDA machine;
+    elsewhere SDPA already picks a fused kernel itself.
+    """
+    if wanted == NATIVE:
+        return None
+    if wanted != "auto":
+        return wanted
+    if device.type != "cuda":
+        return None
+    try:
+        from diffusers.models import attention_dispatch as dispatch
+    except ImportError:
+        return None
+    if getattr(dispatch, "_CAN_USE_FLASH_ATTN_3", False):
+        return "_flash_3"
+    if getattr(dispatch, "_CAN_USE_FLASH_ATTN", False):
+        return "flash"
+    return None
+
+
+def set_self_attention_backend(module: Any, backend: str) -> None:
+    """`set_attention_backend` for self-attention only.
+
+    Cross-attention to the text carries a padding mask (LTX) that fused kernels such as
+    flash-attn refuse, and it is a small share of the work, so it stays on SDPA.
+    """
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    module.set_attention_backend(backend)
+    for name, sub in module.named_modules():
+        processor = getattr(sub, "processor", None)
+        if processor is None or not hasattr(processor, "_attention_backend"):
+            continue
+        if getattr(sub, "is_cross_attention", False) or name.rsplit(".", 1)[-1] == "attn2":
+            processor._attention_backend = AttentionBackendName.NATIVE
+
+
+def apply_attention(modules: Sequence[Any], config: AttentionConfig) -> str:
+    """Set the backend on every module's self-attention; the backend now in use.
+
+    A kernel that is missing or refuses these modules resets them to SDPA with a warning: a
+    speed-up must never stop a job.
+    """
+    if config.backend is None:
+        return NATIVE
+    try:
+        for module in modules:
+            set_self_attention_backend(module, config.backend)
+    except Exception as exc:  # noqa: BLE001 - a missing kernel must never stop a job
+        for module in modules:
+            if hasattr(module, "reset_attention_backend"):
+                module.reset_attention_backend()
+        logger.warning(
+            "Attention backend %r not used (%s); PyTorch SDPA instead", config.backend, one_line(exc)
+        )
+        return NATIVE
+    return config.backend

@@ -1,0 +1,132 @@
+"""The command line's grammar: subcommands, options and their value types.
+
+Every mistake in it becomes one line (``UsageError``) rather than argparse's usage block and
+exit, so scripts get the same one-line error contract as every other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from contract import CAMERA_MOVES
+
+
+class UsageError(Exception):
+    """A command-line mistake; becomes one line on stderr and exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage plus a message over several lines and exits; we want one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `python -m pipeline {self._sub_name()}--help`)")
+
+    def _sub_name(self) -> str:
+        parts = self.prog.split()
+        return f"{parts[-1]} " if len(parts) > 1 and parts[-1] != "pipeline" else ""
+
+
+def _size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"size must look like 768x512, not {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _byte_count(text: str) -> int:
+    """10000000, 10MB (decimal) or 8MiB (binary), as pydantic's ByteSize reads them."""
+    from pydantic import ByteSize, TypeAdapter, ValidationError
+
+    try:
+        return int(TypeAdapter(ByteSize).validate_python(text.strip()))
+    except ValidationError:
+        raise argparse.ArgumentTypeError(
+            f"byte limit must look like 10000000, 10MB or 8MiB, not {text!r}"
+        ) from None
+
+
+def _motion(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"motion must be a whole number from 1 to 10, not {text!r}"
+        ) from None
+    if not 1 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"motion must be from 1 to 10, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m pipeline",
+        description="Turn a photo into a short video, offline (no Discord).",
+    )
+    commands = parser.add_subparsers(
+        dest="command", parser_class=_Parser, metavar="{animate,models}"
+    )
+
+    run = commands.add_parser("animate", help="animate one photo into an MP4")
+    run.add_argument("image", help="the photo (JPEG, PNG, WebP, GIF, BMP, TIFF...)")
+    run.add_argument("--prompt", default="", help="what should happen in the video")
+    run.add_argument("--negative", default="", help="what to avoid (negative prompt)")
+    run.add_argument(
+        "--model",
+        default="auto",
+        help="auto (default: ltx with a CUDA GPU, else camera), camera, a preset "
+        "(ltx, wan, wan-14b, svd, cogvideox), a diffusers model directory or a hub repo id",
+    )
+    run.add_argument(
+        "--camera", default="static", choices=CAMERA_MOVES, help="camera move (default static)"
+    )
+    run.add_argument("--motion", type=_motion, default=5, help="motion strength 1-10 (default 5)")
+    run.add_argument("--duration", type=float, default=3.0, help="seconds of video (default 3)")
+    run.add_argument(
+        "--fps", type=int, default=None, help="frames per second (default: the model's)"
+    )
+    run.add_argument(
+        "--seed", type=int, default=None, help="random seed (default: random, printed in the name)"
+    )
+    run.add_argument(
+        "--size", type=_size, default=None, metavar="WxH", help="output size (default: the model's)"
+    )
+    run.add_argument(
+        "--steps", type=int, default=None, help="denoising steps (default: the model's)"
+    )
+    run.add_argument(
+        "--end-image", default=None, help="last frame to aim for (models that support it)"
+    )
+    run.add_argument("--loop", action="store_true", help="ping-pong the clip so it loops")
+    run.add_argument(
+        "--max-bytes", type=_byte_count, default=None, help="MP4 size limit, e.g. 10MB or 8MiB"
+    )
+    run.add_argument(
+        "--out", default=None, help="output MP4 (default: <image>-<model>-<seed>.mp4 here)"
+    )
+    speed = run.add_argument_group("machine (diffusion models)")
+    speed.add_argument(
+        "--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)"
+    )
+    speed.add_argument("--dtype", default=None, choices=("bfloat16", "float16", "float32"))
+    speed.add_argument("--offload", default="auto", choices=("auto", "none", "model", "group"))
+    speed.add_argument("--compile", action="store_true", help="torch.compile the denoiser (CUDA)")
+    speed.add_argument(
+        "--cache", action="store_true", help="first-block cache (faster, slightly softer)"
+    )
+    speed.add_argument(
+        "--attention",
+        default="auto",
+        help="attention kernel: auto (FlashAttention when installed, else SDPA), native, or a "
+        "diffusers backend name such as _native_cudnn",
+    )
+    speed.add_argument("--low-memory", action="store_true", help="force offload and VAE tiling")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
+
+    models = commands.add_parser(
+        "models", help="list the models and whether this machine can run them"
+    )
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument("-v", "--verbose", action="store_true")
+    return parser

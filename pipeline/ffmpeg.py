@@ -1,0 +1,245 @@
+"""One ffmpeg run: raw rgb24 frames piped in, an H.264 MP4 (yuv420p, BT.709, faststart) out.
+
+imageio-ffmpeg's binary is the same build on every machine, so no system ffmpeg is needed.
+:mod:`pipeline.encode` decides sizes and bitrates (the byte-limit loop); this module only
+spells one attempt as an ffmpeg command line, feeds it the frames and reports failure as a
+PipelineError with the log tail kept for operators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from contract import PipelineError
+
+log = logging.getLogger(__name__)
+
+CRF = 19
+"""x264 constant quality for the first attempt: visually transparent for generated video."""
+PRESET = "veryfast"
+"""Fast enough for the camera preset's 2-second budget at 720p; `superfast` saves ~20 % of the
+time but makes files several times larger, slower presets save little."""
+NVENC_CQ = 21
+"""NVENC's constant-quality level, roughly matching x264 CRF 19."""
+_TIMEOUT_S = 600
+
+FrameInput = np.ndarray | Sequence[np.ndarray]
+
+
+def even(n: int) -> int:
+    """H.264 in yuv420p needs even sides."""
+    return n - n % 2
+
+
+@functools.cache
+def nvenc_available() -> bool:
+    """Whether this machine's ffmpeg can really encode with NVENC (driver + GPU), probed once."""
+    if not os.path.exists("/dev/nvidiactl"):  # no NVIDIA driver: skip spawning ffmpeg
+        return False
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=gray:s=256x256:r=24:d=0.25",
+        "-c:v",
+        "h264_nvenc",
+        "-f",
+        "null",
+        "-",
+    ]
+    try:
+        ok = subprocess.run(cmd, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    log.info("NVENC H.264 encoder %s", "available" if ok else "not available; using libx264")
+    return ok
+
+@dataclass(frozen=True)
+class Clip:
+    """Frames to encode, validated once; `order` ping-pongs without copying any pixels."""
+
+    frames: Sequence[np.ndarray]
+    order: tuple[int, ...]
+    width: int
+    height: int
+
+    @property
+    def count(self) -> int:
+        return len(self.order)
+
+    @classmethod
+    def of(cls, frames: FrameInput, *, loop: bool) -> Clip:
+        if len(frames) == 0:
+            raise ValueError("no frames to encode")
+        first = np.asarray(frames[0])
+        if first.ndim != 3 or first.shape[2] != 3:
+            raise ValueError(f"frames must be (H, W, 3) RGB, got {first.shape}")
+        height, width = first.shape[:2]
+        for frame in frames:
+            if frame.shape != first.shape or frame.dtype != np.uint8:
+                raise ValueError("all frames must be uint8 and the same (H, W, 3) shape")
+        n = len(frames)
+        order = tuple(range(n))
+        if loop and n > 2:
+            order += tuple(range(n - 2, 0, -1))
+        return cls(frames=frames, order=order, width=width, height=height)
+
+    def chunks(self) -> Iterator[memoryview]:
+        for index in self.order:
+            yield memoryview(np.ascontiguousarray(self.frames[index])).cast("B")
+
+
+def run(
+    clip: Clip,
+    fps: float,
+    dest: Path,
+    size: tuple[int, int],
+    codec: str,
+    bitrate: int | None,
+    metadata: dict[str, str] | None,
+) -> int:
+    """One ffmpeg run writing `dest`; returns its size. NVENC failures fall back to libx264."""
+    rate = Fraction(fps).limit_denominator(1001)
+    width, height = size
+    if (width, height) == (clip.width, clip.height):
+        geometry = []
+    elif (width, height) == (even(clip.width), even(clip.height)):
+        geometry = [f"crop={width}:{height}:0:0"]  # odd → even: drop the last row/column
+    else:
+        geometry = [f"scale={width}:{height}:flags=lanczos"]
+    filters = ",".join([*geometry, "scale=out_color_matrix=bt709:out_range=tv", "format=yuv420p"])
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{clip.width}x{clip.height}",
+        "-framerate",
+        f"{rate.numerator}/{rate.denominator}",
+        "-i",
+        "pipe:0",
+        "-an",
+        "-vf",
+        filters,
+        *_codec_args(codec, bitrate),
+        "-pix_fmt",
+        "yuv420p",
+        "-colorspace",
+        "bt709",
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-color_range",
+        "tv",
+        "-movflags",
+        "+faststart+use_metadata_tags",
+    ]
+    for key, value in (metadata or {}).items():
+        cmd += ["-metadata", f"{_tag(key)}={_clean(value)}"]
+    cmd += ["-f", "mp4", os.fspath(dest)]
+    try:
+        _execute(cmd, clip, codec)
+    except PipelineError:
+        if codec == "libx264":
+            raise
+        log.warning("%s failed; falling back to libx264", codec)
+        return run(clip, fps, dest, size, "libx264", bitrate, metadata)
+    return dest.stat().st_size
+
+
+def _execute(cmd: list[str], clip: Clip, codec: str) -> None:
+    """Run `cmd` with the clip's frames on its stdin; a PipelineError (log tail kept) on failure."""
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):  # bigger pipe: fewer wake-ups per 2.7 MB frame
+            fcntl.fcntl(proc.stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        broken = False
+        try:
+            for chunk in clip.chunks():
+                proc.stdin.write(chunk)
+        except BrokenPipeError:
+            broken = True  # ffmpeg died early; its exit code and stderr say why
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            code = proc.wait(timeout=_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise PipelineError("Encoding the video took too long and was stopped.") from None
+        if code != 0 or broken:
+            errors.seek(0)
+            tail = errors.read()[-2000:].decode("utf-8", "replace").strip()
+            log.error("ffmpeg (%s) exited with %s: %s", codec, code, tail)
+            raise PipelineError("The video could not be encoded (ffmpeg failed).")
+
+
+def _codec_args(codec: str, bitrate: int | None) -> list[str]:
+    if codec == "h264_nvenc":
+        args = ["-c:v", "h264_nvenc", "-preset", "p5", "-tune", "hq", "-rc", "vbr"]
+        if bitrate is None:
+            return [*args, "-cq", str(NVENC_CQ), "-b:v", "0"]
+        return [*args, "-b:v", str(bitrate), "-maxrate", str(bitrate), "-bufsize", str(bitrate)]
+    args = ["-c:v", "libx264", "-preset", PRESET]
+    if bitrate is None:
+        return [*args, "-crf", str(CRF)]
+    # VBV caps every second at the target, so the whole file can't drift far above it.
+    return [*args, "-b:v", str(bitrate), "-maxrate", str(bitrate), "-bufsize", str(bitrate)]
+
+
+def resolve_encoder(encoder: str) -> str:
+    if encoder == "auto":
+        return "h264_nvenc" if nvenc_available() else "libx264"
+    if encoder not in ("libx264", "h264_nvenc"):
+        raise ValueError(f"unknown encoder {encoder!r}; use libx264, h264_nvenc or auto")
+    return encoder
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+def _tag(key: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in key.strip())
+    return cleaned or "comment"
+
+
+def _clean(value: object) -> str:
+    """Tags are one line of printable text, bounded so a long prompt can't bloat the file."""
+    text = " ".join(str(value).split())
+    return text[:1000]
+
+
+def metadata_size(metadata: dict[str, str] | None) -> int:
+    return sum(len(k) + len(_clean(v).encode()) + 32 for k, v in (metadata or {}).items())
