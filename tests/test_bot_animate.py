@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 from loopback import Message, Upload
 from photos import NAMES, photo_path
-from pipeline.encode import probe
 from world import World, bot_world, private_ray
+
+from pipeline.probe import probe
 
 pytestmark = pytest.mark.asyncio
 

@@ -15,16 +15,17 @@ import pytest
 from loopback import InteractionHandle, Message, Upload
 from photos import photo_bytes
 from world import (
-    n_credits,
     all_jobs,
     bot_world,
     has_video,
     ledger_kinds,
+    n_credits,
     private_ray,
     video_of,
 )
 
-from pipeline.encode import decode_frames, probe
+from pipeline.encode import decode_frames
+from pipeline.probe import probe
 
 pytestmark = pytest.mark.asyncio
 

@@ -27,7 +27,7 @@ from world import (
 )
 
 from bot.delivery.record import DeliveryRecord
-from pipeline.encode import probe
+from pipeline.probe import probe
 
 pytestmark = pytest.mark.asyncio
 

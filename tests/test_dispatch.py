@@ -31,8 +31,8 @@ from dispatch_support import (
     eventually,
     interval,
     ledger,
-    render_log,
     make_dispatcher,
+    render_log,
     settings_for,
     submit,
 )
@@ -40,8 +40,8 @@ from dispatch_support import (
 from bot.settings import Settings
 from contract import AnimateResult, Failed, InputError, Progress
 from jobs import CreditPolicy, Dispatcher, JobService, Origin, RayUnavailable, Store
+from pipeline.probe import probe
 from pipeline.worker import create_worker
-from pipeline.encode import probe
 
 pytestmark = pytest.mark.asyncio
 
