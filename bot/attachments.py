@@ -8,14 +8,13 @@ the bot fetch arbitrary addresses.
 
 from __future__ import annotations
 
-import io
 from urllib.parse import urlsplit
 
 import discord
 
 from bot.errors import Refusal
 from contract import InputError
-from pipeline.intake import Photo, load_photo
+from pipeline.intake import Photo, jpeg_thumbnail, load_photo
 
 DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 THUMBNAIL_SIDE = 320
@@ -79,8 +78,4 @@ def check_photo(data: bytes, *, max_bytes: int) -> Photo:
 
 def thumbnail(photo: Photo, side: int = THUMBNAIL_SIDE) -> bytes:
     """A small JPEG of the (upright) photo for the queued message."""
-    image = photo.image.copy()
-    image.thumbnail((side, side))
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=85)
-    return out.getvalue()
+    return jpeg_thumbnail(photo.image, side, quality=85)

@@ -25,6 +25,7 @@ __all__ = [
     "Photo",
     "choose_size",
     "fit",
+    "jpeg_thumbnail",
     "load_photo",
     "low_resolution_warning",
     "size_for_area",
@@ -174,6 +175,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
             f"This image uses a colour mode ({mode}) that can't be converted; "
             "please send it as JPEG or PNG."
         ) from None
+
+
+def jpeg_thumbnail(
+    image: Image.Image | np.ndarray, side: int, *, quality: int = 80
+) -> bytes:
+    """A small JPEG for a Discord message: the photo while the job waits, a frame while it
+    renders. `image` is a PIL image or a (height, width, 3) uint8 array."""
+    picture = Image.fromarray(image) if isinstance(image, np.ndarray) else image.copy()
+    picture.thumbnail((side, side))
+    out = io.BytesIO()
+    picture.convert("RGB").save(out, format="JPEG", quality=quality)
+    return out.getvalue()
 
 
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:

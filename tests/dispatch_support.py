@@ -20,10 +20,18 @@ import ray
 from PIL import Image
 
 from bot.settings import Settings
-from jobs import Dispatcher, Job, JobService, JobsConfig, Origin, Recovery, Store
-from pipeline.worker import create_worker
+from contract import (
+    AnimateRequest,
+    BackendOptions,
+    Cancelled,
+    Event,
+    JobSpec,
+    PipelineError,
+    Progress,
+)
+from jobs import Dispatcher, Job, JobsConfig, JobService, Origin, Recovery, Store
 from pipeline.backends.base import BackendInfo, RenderPlan
-from contract import AnimateRequest, BackendOptions, Cancelled, Event, JobSpec, PipelineError, Progress
+from pipeline.worker import create_worker
 
 WELCOME = 50
 COST = 3

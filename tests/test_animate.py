@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from photos import photo_bytes, photos_dir
 from PIL import Image
 
 import pipeline.ffmpeg as ffmpeg_module
-from photos import photo_bytes, photos_dir
+from contract import AnimateRequest, Cancelled, InputError, PipelineError, Progress
 from pipeline.animate import END_IMAGE_IGNORED, PROMPT_IGNORED, animate
 from pipeline.backends.base import BackendInfo, RenderPlan
 from pipeline.backends.camera import CameraBackend
-from contract import AnimateRequest, Cancelled, InputError, PipelineError, Progress
 from pipeline.encode import decode_frames, encode_mp4
 from pipeline.probe import probe
 

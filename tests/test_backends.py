@@ -35,9 +35,15 @@ from tiny_models import (  # noqa: E402,F401  (session fixtures; see tiny_models
     tiny_wan_ti2v_dir,
 )
 
-from contract import CARDS, BackendOptions  # noqa: E402
+from contract import (  # noqa: E402  # noqa: E402
+    CARDS,
+    AnimateRequest,
+    BackendOptions,
+    Cancelled,
+    ModelError,
+    Progress,
+)
 from contract.sizes import choose_size, size_for_area, snap_size  # noqa: E402
-from contract import AnimateRequest, Cancelled, ModelError, Progress  # noqa: E402
 from pipeline.presets import (  # noqa: E402
     FAMILY_OF_CLASS,
     I2V_CLASS,
@@ -504,10 +510,10 @@ def test_attention_backend_applies_to_self_attention_only(tiny_ltx_dir: Path) ->
 
 def test_unavailable_attention_kernel_falls_back_to_sdpa(tiny_wan_ti2v_dir: Path, caplog) -> None:
     """flash-attn is not installed here: the job must still render, on SDPA, with a warning."""
+    import torch
+
     from pipeline.backends.diffusion import DiffusionBackend
     from pipeline.backends.speedups.attention import choose_attention
-
-    import torch
 
     assert choose_attention("auto", torch.device("cpu")) is None
     assert choose_attention("native", torch.device("cuda")) is None

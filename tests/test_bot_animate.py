@@ -13,17 +13,11 @@ from pathlib import Path
 import pytest
 from loopback import Message, Upload
 from photos import NAMES, photo_path
-from world import World, bot_world, private_ray
+from world import World, bot_world
 
 from pipeline.probe import probe
 
-pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_instance():
-    with private_ray():
-        yield
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("ray_instance")]
 
 
 @pytest.fixture

@@ -20,20 +20,13 @@ from world import (
     has_video,
     ledger_kinds,
     n_credits,
-    private_ray,
     video_of,
 )
 
 from pipeline.encode import decode_frames
 from pipeline.probe import probe
 
-pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_instance():
-    with private_ray():
-        yield
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("ray_instance")]
 
 
 def text_inputs(modal: dict) -> Iterator[dict]:

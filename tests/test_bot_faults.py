@@ -20,7 +20,6 @@ from world import (
     all_jobs,
     bot_world,
     has_video,
-    private_ray,
     small_png,
     video_of,
     wait_status,
@@ -29,15 +28,9 @@ from world import (
 from bot.delivery.record import DeliveryRecord
 from pipeline.probe import probe
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("ray_instance")]
 
 PHOTO = small_png()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_instance():
-    with private_ray():
-        yield
 
 
 @pytest.fixture

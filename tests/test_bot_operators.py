@@ -12,27 +12,20 @@ from pathlib import Path
 import pytest
 from loopback import InteractionHandle, LoopbackDiscord, Message, Upload
 from world import (
-    n_credits,
     Gate,
     World,
     all_jobs,
     bot_world,
     has_video,
     ledger_kinds,
-    private_ray,
+    n_credits,
     small_png,
     wait_status,
 )
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("ray_instance")]
 
 PHOTO = small_png()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_instance():
-    with private_ray():
-        yield
 
 
 async def private_text(run: InteractionHandle) -> str:

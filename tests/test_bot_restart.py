@@ -16,7 +16,6 @@ from world import (
     bot_world,
     has_video,
     ledger_kinds,
-    private_ray,
     small_png,
     wait_status,
 )
@@ -24,15 +23,9 @@ from world import (
 from bot.delivery.record import DeliveryRecord
 from jobs import Store
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("ray_instance")]
 
 PHOTO = small_png()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_instance():
-    with private_ray():
-        yield
 
 
 def clips_of(discord_: LoopbackDiscord, job_id: int) -> list[Message]:

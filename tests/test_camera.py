@@ -7,13 +7,12 @@ from functools import cache
 
 import numpy as np
 import pytest
+from photos import NAMES, photo_bytes
 from PIL import Image
 
-from photos import NAMES, photo_bytes
-from contract import CARDS
+from contract import CAMERA_MOVES, CARDS, AnimateRequest, Cancelled, Progress
 from pipeline.backends.base import Backend, RenderPlan
 from pipeline.backends.camera import CameraBackend, View, camera_path, draw_view, ease
-from contract import CAMERA_MOVES, AnimateRequest, Cancelled, Progress
 from pipeline.intake import fit, load_photo
 
 WIDTH, HEIGHT = 320, 192

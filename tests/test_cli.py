@@ -25,8 +25,8 @@ from tiny_models import (  # noqa: E402,F401  (session fixtures; see tiny_models
 )
 
 from pipeline.cli import main  # noqa: E402
-from pipeline.probe import probe  # noqa: E402
 from pipeline.presets import PRESETS  # noqa: E402
+from pipeline.probe import probe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--size", "64x64", "--steps", "2", "--duration", "1", "--fps", "8", "--seed", "7"]

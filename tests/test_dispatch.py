@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import ray
 from dispatch_support import (
     COST,
     PHOTO,
@@ -43,22 +40,7 @@ from jobs import CreditPolicy, Dispatcher, JobService, Origin, RayUnavailable, S
 from pipeline.probe import probe
 from pipeline.worker import create_worker
 
-pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_instance() -> Any:
-    """A private local Ray for this module, shut down at its end."""
-    ray.init(
-        address="local",
-        num_cpus=4,
-        include_dashboard=False,
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-        object_store_memory=100 * 2**20,
-    )
-    yield
-    ray.shutdown()
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("ray_instance")]
 
 
 @contextlib.asynccontextmanager

@@ -21,8 +21,8 @@ import pytest
 import ray
 from dispatch_support import Recorder, make_dispatcher, settings_for, submit
 
-from jobs import CreditPolicy, Store
 from contract import AnimateResult
+from jobs import CreditPolicy, Store
 
 pytestmark = pytest.mark.asyncio
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from photos import NAMES, photo_bytes
 from PIL import Image
 
-from photos import NAMES, photo_bytes
 from contract import InputError
 from pipeline.intake import (
     BACKGROUND,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from contract import JobSpec
-from jobs import ClipSummary
 from jobs import (
+    ClipSummary,
     CreditPolicy,
     InsufficientCredits,
     InvalidAmount,

@@ -12,7 +12,6 @@ clip must render and encode within ~2 s on two cores.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import secrets
@@ -22,13 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from pipeline.backends.base import BackendInfo, Emit, RenderPlan, ShouldStop
 from contract import CAMERA, CARDS, AnimateRequest, Cancelled, Progress
+from pipeline.backends.base import BackendInfo, Emit, RenderPlan, ShouldStop
+from pipeline.backends.frames import jpeg_preview
 from pipeline.intake import fit
 
 DEFAULT_FPS = 24
 CARD = CARDS[CAMERA]
 """The camera move's size rule (~720p: sharp on phones and desktop, fast enough on a CPU)."""
+
+CAMERA_PREVIEW_SIDE = 320
+"""The preview frame the bot shows while a clip renders."""
 
 _RESAMPLE = Image.Resampling.BICUBIC
 """Bicubic: about a third sharper than bilinear between pixels, and steadier in sharpness as a
@@ -186,7 +189,7 @@ class CameraBackend:
                         "denoise",
                         stop,
                         total,
-                        preview=_preview(out[0]) if start == 0 else None,
+                        preview=jpeg_preview(out[0], CAMERA_PREVIEW_SIDE) if start == 0 else None,
                         message="Rendering the camera move",
                     )
                 )
@@ -345,15 +348,6 @@ def _source_size(
 
 def _even(n: int) -> int:
     return max(2, n - n % 2)
-
-
-def _preview(frame: np.ndarray, *, side: int = 320) -> bytes:
-    """A small JPEG of the first frame, so the bot can show something while it renders."""
-    thumb = Image.fromarray(frame)
-    thumb.thumbnail((side, side))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="JPEG", quality=80)
-    return buffer.getvalue()
 
 
 __all__ = ["CameraBackend", "View", "camera_path", "draw_view", "ease", "max_zoom"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from typing import TYPE_CHECKING, Any
 
 from contract import PipelineError
@@ -32,13 +31,9 @@ def to_uint8(frames: Any) -> np.ndarray:
 
 def jpeg_preview(frame: np.ndarray, side: int = PREVIEW_SIDE) -> bytes:
     """A small JPEG of one frame, for the progress message."""
-    from PIL import Image
+    from pipeline.intake import jpeg_thumbnail
 
-    image = Image.fromarray(frame)
-    image.thumbnail((side, side))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=80)
-    return buffer.getvalue()
+    return jpeg_thumbnail(frame, side)
 
 
 def fitted(image: Image.Image, width: int, height: int) -> Image.Image:

@@ -31,7 +31,13 @@ Name the server `discord_` in tests that import discord.py. Modules: `driver` (t
 JSON), `faults`, `clock`, `validation` (Discord's limits), `fixtures` (pytest fixture).
 """
 
-from .driver import CommandUnavailable, InteractionHandle, LoopbackDiscord, RateLimitPolicy, Upload
+from .driver import (
+    CommandUnavailable,
+    InteractionHandle,
+    LoopbackDiscord,
+    RateLimitPolicy,
+    Upload,
+)
 from .state import (
     Attachment,
     Callback,
