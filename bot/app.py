@@ -78,7 +78,7 @@ class AnimateBot(commands.Bot):
     async def _deliver_recovered(self, jobs: list[Job]) -> None:
         await self.wait_until_ready()
         for job in jobs:
-            await self.delivery.deliver_soon(job.id)  # logs and retries; never raises
+            self.delivery.deliver_soon(job.id)  # logs and retries; never raises
 
     async def close(self) -> None:
         await self.delivery.close()

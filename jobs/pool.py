@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 import ray
 from ray.exceptions import ActorDiedError, RayActorError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from contract import BackendOptions, WorkerInfo, one_line
 
@@ -137,35 +138,49 @@ class WorkerPool:
 
     async def _bring_up(self, worker: Worker) -> None:
         """Wait until the actor answers (model loaded, or restarted after a crash)."""
-        delay = 0.2
         deaths = 0
-        while worker.state in ("starting", "restarting"):
-            try:
-                info: WorkerInfo = await worker.handle.info.remote()
-            except RayActorError as exc:
-                # Unavailable while Ray restarts it; "died" over and over means gone for good
-                # (killed for good, or its creation fails: e.g. the package is missing there).
-                deaths = deaths + 1 if isinstance(exc, ActorDiedError) else 0
-                if deaths >= 5 or "creation task" in str(exc):
-                    self._gone(worker, exc)
-                    return
-                await asyncio.sleep(delay)
-                delay = min(2.0, delay * 2)
-                continue
-            if worker.state not in ("starting", "restarting"):
-                return
-            first = worker.info is None
-            worker.info = info
-            worker.state = "ready"
-            self._failures = 0
-            for model, error in info.errors.items():
-                log.error("worker %s cannot load %s: %s", worker.name, model, error)
-            log.info(
-                "worker %s %s: %s, serving %s (pid %d)",
-                worker.name, "ready" if first else "back after a restart", info.label,
-                ", ".join(info.models), info.pid,
-            )
-            self.on_change()
+
+        def coming_back(exc: BaseException) -> bool:
+            # Unavailable while Ray restarts it; "died" over and over means gone for good
+            # (killed for good, or its creation fails: e.g. the package is missing there).
+            nonlocal deaths
+            if not isinstance(exc, RayActorError):
+                return False
+            deaths = deaths + 1 if isinstance(exc, ActorDiedError) else 0
+            return deaths < 5 and "creation task" not in str(exc)
+
+        def waiting(state: RetryCallState) -> bool:
+            return worker.state not in ("starting", "restarting")
+
+        async def ask() -> WorkerInfo:
+            return await worker.handle.info.remote()
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(coming_back),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            stop=waiting,
+            reraise=True,
+        )
+        try:
+            info = await retrying(ask)
+        except RayActorError as exc:
+            if worker.state in ("starting", "restarting"):
+                self._gone(worker, exc)
+            return
+        if worker.state not in ("starting", "restarting"):
+            return
+        first = worker.info is None
+        worker.info = info
+        worker.state = "ready"
+        self._failures = 0
+        for model, error in info.errors.items():
+            log.error("worker %s cannot load %s: %s", worker.name, model, error)
+        log.info(
+            "worker %s %s: %s, serving %s (pid %d)",
+            worker.name, "ready" if first else "back after a restart", info.label,
+            ", ".join(info.models), info.pid,
+        )
+        self.on_change()
 
     def _gone(self, worker: Worker, exc: BaseException) -> None:
         """A worker that cannot come back; one that never started also delays new ones."""

@@ -359,3 +359,23 @@ async def test_a_shutdown_mid_job_gives_the_attempt_back(tmp_path: Path, log_dir
         done = await store.get_job(job.id)
         assert done.status == "done" and done.attempts == 1  # the shutdown cost no attempt
         assert await ledger(store, 1) == sorted([("welcome", None), ("debit", job.id)])
+
+
+def _unimportable_factory(model: str, options: Any) -> Any:
+    """Pickled by reference, so the workers (which cannot import this test module) fail to
+    create their actor, as they do when the package is missing on a cluster node."""
+    raise AssertionError("never called")
+
+
+async def test_a_worker_that_cannot_start_is_given_up_and_tried_again_later(
+    tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = settings_for(tmp_path).jobs_config()
+    d = Dispatcher(config, store, spawn=create_worker, backend_factory=_unimportable_factory, tick=0.2)
+    await d.start()
+    try:
+        await eventually(lambda: "could not start" in caplog.text, timeout=60)
+        assert d.workers == [] and d.pool.workers == []
+        assert d.pool._retry_at > time.monotonic()  # a pause before the next try, not a loop
+    finally:
+        await d.stop()

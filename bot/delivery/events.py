@@ -14,6 +14,14 @@ import time
 from collections.abc import Callable
 
 import discord
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_result,
+    stop_after_attempt,
+    wait_chain,
+    wait_fixed,
+)
 
 from bot import embeds
 from bot.buttons import job_view
@@ -47,7 +55,6 @@ class Delivery:
         self.retry_delays: tuple[float, ...] = RETRY_DELAYS
         """Seconds before each new try of an upload Discord refused (a ban, an outage)."""
         self._locks: dict[int, asyncio.Lock] = {}
-        self._retries: dict[int, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _lock(self, job_id: int) -> asyncio.Lock:
@@ -94,8 +101,8 @@ class Delivery:
 
     async def on_event(self, job: Job, event: Event) -> None:
         if isinstance(event, AnimateResult):
-            await self.deliver_soon(job.id)
-            self._forget(job.id)
+            self.deliver_soon(job.id)
+            self.progress.forget(job.id)
             return
         async with self._lock(job.id):
             try:
@@ -108,37 +115,47 @@ class Delivery:
         if not isinstance(event, Progress):
             self._forget(job.id)
 
-    async def deliver_soon(self, job_id: int, attempt: int = 0) -> None:
-        """Deliver a finished job now; when Discord refuses (a ban, an outage, no channel or
-        DM open), try again later rather than leave the clip waiting for the next restart."""
-        self._retries.pop(job_id, None)
-        async with self._lock(job_id):
-            try:
-                if await self.clips.deliver(await self.store.get_job(job_id)):
-                    return
-                if (await self.store.get_job(job_id)).status != "done":
-                    return  # delivered meanwhile, or nothing to deliver
-            except Exception:  # noqa: BLE001 - logged; tried again below
-                log.exception("could not deliver job %d", job_id)
-        if attempt >= len(self.retry_delays):
-            log.error("job %d: giving up on delivery until the next start", job_id)
-            return
-        delay = self.retry_delays[attempt]
-        log.warning("job %d: delivery failed; trying again in %g s", job_id, delay)
-        self._retries[job_id] = asyncio.get_running_loop().call_later(
-            delay, self._spawn, job_id, attempt + 1
-        )
-
-    def _spawn(self, job_id: int, attempt: int) -> None:
-        task = asyncio.create_task(self.deliver_soon(job_id, attempt), name=f"deliver-{job_id}")
+    def deliver_soon(self, job_id: int) -> None:
+        """Deliver a finished job now, in the background; when Discord refuses (a ban, an
+        outage, no channel or DM open), try again after each of `retry_delays` rather than
+        leave the clip waiting for the next restart."""
+        task = asyncio.create_task(self._deliver(job_id), name=f"deliver-{job_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _deliver(self, job_id: int) -> None:
+        def again(state: RetryCallState) -> None:
+            delay = state.next_action.sleep if state.next_action else 0.0
+            log.warning("job %d: delivery failed; trying again in %g s", job_id, delay)
+
+        def give_up(state: RetryCallState) -> None:
+            log.error("job %d: giving up on delivery until the next start", job_id)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_result(lambda settled: not settled),
+            wait=wait_chain(*(wait_fixed(delay) for delay in self.retry_delays)),
+            stop=stop_after_attempt(len(self.retry_delays) + 1),
+            before_sleep=again,
+            retry_error_callback=give_up,
+        )
+        try:
+            await retrying(self._deliver_once, job_id)
+        finally:
+            self._locks.pop(job_id, None)
+
+    async def _deliver_once(self, job_id: int) -> bool:
+        """True when the job is settled: delivered now, by someone else, or nothing to do."""
+        async with self._lock(job_id):
+            try:
+                if await self.clips.deliver(await self.store.get_job(job_id)):
+                    return True
+                return (await self.store.get_job(job_id)).status != "done"
+            except Exception:  # noqa: BLE001 - logged; tried again
+                log.exception("could not deliver job %d", job_id)
+                return False
+
     async def close(self) -> None:
-        """Stop pending delivery retries (the next start delivers what is left)."""
-        for handle in self._retries.values():
-            handle.cancel()
-        self._retries.clear()
+        """Stop pending deliveries and their retries (the next start delivers what is left)."""
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
