@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from pipeline.backends.base import Backend, RenderPlan
 from contract import (
     AnimateRequest,
     AnimateResult,
@@ -23,6 +22,7 @@ from contract import (
     ModelError,
     Progress,
 )
+from pipeline.backends.base import Backend, RenderPlan
 from pipeline.encode import decode_frames, encode_mp4
 from pipeline.intake import fit, load_photo, low_resolution_warning
 
@@ -86,12 +86,12 @@ def animate(
     checkpoint()
 
     plan = backend.plan(request, start.size)
-    notes += plan.extra.get("warnings", ())
+    notes += plan.warnings
     if (request.prompt.strip() or request.negative_prompt.strip()) and not (
         backend.info.supports_prompt
     ):
         notes.append(PROMPT_IGNORED)
-    source_size = tuple(plan.extra.get("source_size") or (plan.width, plan.height))
+    source_size = plan.source_size or (plan.width, plan.height)
     image = fit(start, source_size[0], source_size[1])
     end_image: Image.Image | None = None
     if request.end_image is not None:
@@ -171,7 +171,7 @@ def _resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def _metadata(request: AnimateRequest, plan: RenderPlan, backend: Backend) -> dict[str, str]:
     """Tags a member can read back from the file: what made it and how to make it again."""
-    camera = str(plan.extra.get("camera", request.camera))
+    camera = plan.camera or request.camera
     tags = {
         "title": request.prompt or f"{backend.info.label}: {camera.replace('_', ' ')}",
         "prompt": request.prompt,

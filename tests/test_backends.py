@@ -310,8 +310,8 @@ def test_family_defaults_apply_to_any_directory(backends) -> None:
     assert (ltx.num_frames - 1) % 8 == 0 and ltx.num_frames == 73 and ltx.fps == 24
     assert ltx.width % 32 == 0 and ltx.height % 32 == 0 and ltx.width > ltx.height
     assert ltx.steps == 8 and ltx.guidance == 1.0
-    assert ltx.extra["timesteps"] == list(PRESETS["ltx"].default_timesteps)
-    assert ltx.extra["call"]["decode_timestep"] == 0.05
+    assert ltx.timesteps == tuple(PRESETS["ltx"].default_timesteps)
+    assert ltx.call["decode_timestep"] == 0.05
 
     wan14 = backends["wan"].plan(plain, (900, 1600))
     assert (wan14.num_frames - 1) % 4 == 0 and wan14.fps == 16 and wan14.num_frames == 49
@@ -326,7 +326,7 @@ def test_family_defaults_apply_to_any_directory(backends) -> None:
     svd = backends["svd"].plan(plain, (1600, 900))
     assert (svd.width, svd.height, svd.fps, svd.num_frames) == (1024, 576, 7, 21)
     assert backends["svd"].plan(plain, (900, 1600)).width == 576
-    assert svd.extra["call"]["motion_bucket_id"] == 127 and svd.extra["prompt"] == ""
+    assert svd.call["motion_bucket_id"] == 127 and svd.prompt == ""
 
     cog = backends["cogvideox"].plan(plain, (1600, 900))
     assert (cog.width, cog.height, cog.num_frames) == (32, 32, 49)  # learned positional embeddings
@@ -337,7 +337,7 @@ def test_requested_numbers_snap_to_the_model_rules(backends) -> None:
         request(width=100, height=60, steps=4, duration=1.1, fps=10), (100, 60)
     )
     assert (plan.width, plan.height) == (96, 64)
-    assert plan.steps == 4 and "timesteps" not in plan.extra
+    assert plan.steps == 4 and plan.timesteps == ()
     assert plan.num_frames == 9 and plan.fps == 10
     plan = backends["wan"].plan(request(width=210, height=None), (400, 200))
     assert (plan.width, plan.height) == (208, 112)
@@ -347,11 +347,11 @@ def test_prompt_carries_camera_and_motion(backends) -> None:
     plan = backends["wan"].plan(
         request(prompt="a cat", camera="zoom_out", motion=9, negative_prompt=""), (64, 64)
     )
-    assert plan.extra["prompt"].startswith("a cat.") and "quickly zooms out" in plan.extra["prompt"]
-    assert "worst quality" in plan.extra["negative_prompt"]
+    assert plan.prompt.startswith("a cat.") and "quickly zooms out" in plan.prompt
+    assert "worst quality" in plan.negative_prompt
     plan = backends["svd"].plan(request(camera="orbit", motion=10), (64, 64))
-    assert plan.extra["call"]["motion_bucket_id"] == 230
-    assert any("camera" in w for w in plan.extra["warnings"])
+    assert plan.call["motion_bucket_id"] == 230
+    assert any("camera" in w for w in plan.warnings)
 
 
 def test_seed_is_chosen_when_not_given(backends) -> None:
@@ -557,7 +557,7 @@ def test_low_memory(tiny_svd_dir: Path, tiny_ltx_dir: Path) -> None:
     from pipeline.backends.diffusion import DiffusionBackend
 
     backend = DiffusionBackend(str(tiny_svd_dir), options=BackendOptions(low_memory=True))
-    assert backend.plan(request(), (64, 64)).extra["call"]["decode_chunk_size"] == 2
+    assert backend.plan(request(), (64, 64)).call["decode_chunk_size"] == 2
     backend = DiffusionBackend(str(tiny_ltx_dir), options=BackendOptions(low_memory=True))
     frames = backend.render(photo(64, 64), backend.plan(request(), (64, 64)), request())
     assert frames.shape == (9, 64, 64, 3) and backend.pipe.vae.use_tiling

@@ -33,7 +33,7 @@ def render(
     )
     image = photo(name)
     plan = backend.plan(request, image.size)
-    source = fit(image, *plan.extra["source_size"])
+    source = fit(image, *plan.source_size)
     return backend.render(source, plan, request), plan
 
 
@@ -97,7 +97,7 @@ def test_frame_zero_is_the_image_for_push_ins_and_extensions() -> None:
     for move in ("static", "zoom_in"):
         request = AnimateRequest(image=b"-", camera=move, duration=1, width=WIDTH, height=HEIGHT)
         plan = backend.plan(request, image.size)
-        assert plan.extra["source_size"] == (WIDTH, HEIGHT)  # photo too small for a bigger one
+        assert plan.source_size == (WIDTH, HEIGHT)  # photo too small for a bigger one
         frames = backend.render(image, plan, request)
         assert np.array_equal(frames[0], np.asarray(image))
     for move in CAMERA_MOVES:  # continuing a clip: always from its last frame, exactly
@@ -168,15 +168,15 @@ def test_plan_defaults() -> None:
     assert (sized.width, sized.height, sized.fps, sized.num_frames) == (640, 360, 30, 60)
     # Extending: one more frame, because the first repeats the previous clip's last frame.
     extending = backend.plan(request.replace(previous_clip=b"x"), (451, 300))
-    assert extending.num_frames == 121 and extending.extra["continuing"]
+    assert extending.num_frames == 121 and extending.continuing
 
 
 def test_zoom_out_cannot_continue_a_clip_and_says_so() -> None:
     plan = CameraBackend().plan(
         AnimateRequest(image=b"-", camera="zoom_out", previous_clip=b"x"), (640, 480)
     )
-    assert plan.extra["camera"] == "static"
-    assert "zoom-out can't continue a clip" in plan.extra["warnings"][0]
+    assert plan.camera == "static"
+    assert "zoom-out can't continue a clip" in plan.warnings[0]
 
 
 def test_bigger_photos_give_a_bigger_source_for_zooms() -> None:
@@ -184,16 +184,16 @@ def test_bigger_photos_give_a_bigger_source_for_zooms() -> None:
     request = AnimateRequest(image=b"-", camera="zoom_in", motion=10, width=WIDTH, height=HEIGHT)
     # Deepest zoom 1.5, drawn from 1.25 source pixels per output pixel: 1.875× the output.
     plan = backend.plan(request, (1600, 960))
-    width, height = plan.extra["source_size"]
+    width, height = plan.source_size
     assert width == pytest.approx(WIDTH * 1.875, abs=1) and height == pytest.approx(HEIGHT * 1.875, abs=1)
     frames = backend.render(fit(photo("astronaut"), width, height), plan, request)
     assert frames.shape == (plan.num_frames, HEIGHT, WIDTH, 3)
     # Never more than the photo has...
-    assert backend.plan(request, (400, 240)).extra["source_size"] == (400, 240)
+    assert backend.plan(request, (400, 240)).source_size == (400, 240)
     # ...and never a pan at exactly one source pixel per output pixel (it pulses in sharpness).
     pan = request.replace(camera="pan_left", motion=5)
     zoom = camera_path("pan_left", 5, 2, aspect=WIDTH / HEIGHT)[0].zoom
-    width, height = backend.plan(pan, (round(WIDTH * zoom), round(HEIGHT * zoom))).extra["source_size"]
+    width, height = backend.plan(pan, (round(WIDTH * zoom), round(HEIGHT * zoom))).source_size
     assert not 0.97 < width / WIDTH / zoom < 1.03
 
 

@@ -7,8 +7,9 @@ diffusers families and test doubles be swapped without touching the rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from contract import AnimateRequest, ModelCard, Progress
 
@@ -31,8 +32,21 @@ class RenderPlan:
     steps: int
     guidance: float
     seed: int
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Family-specific call arguments (e.g. SVD's motion_bucket_id)."""
+    prompt: str = ""
+    """What the model reads: the member's prompt with the camera move and motion in words."""
+    negative_prompt: str = ""
+    timesteps: tuple[float, ...] = ()
+    """A custom schedule (distilled LTX) instead of `steps` evenly spaced ones."""
+    call: Mapping[str, Any] = field(default_factory=dict)
+    """Family-specific pipeline keyword arguments (e.g. SVD's motion_bucket_id), passed as is."""
+    warnings: tuple[str, ...] = ()
+    """Sentences for the member about how the request was adapted to the model."""
+    camera: str | None = None
+    """The camera move actually drawn (the camera backend may have to change it)."""
+    continuing: bool = False
+    """The render continues a previous clip from its last frame."""
+    source_size: tuple[int, int] | None = None
+    """Fit the photo to this (larger) size first, so zoomed-in views stay sharp."""
 
 
 @dataclass(frozen=True)

@@ -132,13 +132,10 @@ class CameraBackend:
             steps=0,
             guidance=0.0,
             seed=seed,
-            extra={
-                "camera": move,
-                "motion": request.motion,
-                "continuing": continuing,
-                "source_size": source,
-                "warnings": tuple(notes),
-            },
+            camera=move,
+            continuing=continuing,
+            source_size=source,
+            warnings=tuple(notes),
         )
 
     def render(
@@ -153,7 +150,7 @@ class CameraBackend:
     ) -> np.ndarray:
         """Draw the move: uint8 frames (num_frames, height, width, 3).
 
-        `image` may be larger than the output (see plan.extra["source_size"]) so zoomed-in
+        `image` may be larger than the output (see plan.source_size) so zoomed-in
         frames stay sharp; any aspect mismatch is centre-cropped away first.
         """
         size = (plan.width, plan.height)
@@ -161,11 +158,12 @@ class CameraBackend:
         if abs(math.log((source.width / source.height) / (plan.width / plan.height))) > 0.01:
             source = fit(source, plan.width, plan.height)
         source.load()
-        move = plan.extra.get("camera", request.camera)
-        motion = int(plan.extra.get("motion", request.motion))
-        continuing = bool(plan.extra.get("continuing", request.previous_clip is not None))
         views = camera_path(
-            move, motion, plan.num_frames, aspect=source.width / source.height, continuing=continuing
+            plan.camera or request.camera,
+            request.motion,
+            plan.num_frames,
+            aspect=source.width / source.height,
+            continuing=plan.continuing,
         )
         out = np.empty((plan.num_frames, plan.height, plan.width, 3), dtype=np.uint8)
 

@@ -32,13 +32,21 @@ from pipeline.backends import placement
 from pipeline.backends.base import BackendInfo, Emit, RenderPlan, ShouldStop
 from pipeline.backends.families import Constraints, family_for, supported_kwargs
 from pipeline.backends.frames import fitted, jpeg_preview, to_uint8
-from pipeline.backends.loader import component_parameters, load_pipeline, quiet_libraries
+from pipeline.backends.loader import (
+    component_parameters,
+    load_pipeline,
+    quiet_libraries,
+)
+from pipeline.backends.sizing import render_size
 from pipeline.backends.source import ModelSource, resolve, source_for_pipeline
 from pipeline.backends.speedups import denoisers
-from pipeline.backends.speedups.attention import AttentionConfig, apply_attention, choose_attention
+from pipeline.backends.speedups.attention import (
+    AttentionConfig,
+    apply_attention,
+    choose_attention,
+)
 from pipeline.backends.speedups.cache import CacheConfig, apply_first_block_cache
 from pipeline.backends.speedups.compile import CompileConfig, apply_regional_compile
-from pipeline.backends.sizing import render_size
 from pipeline.presets import frames_for, motion_prompt
 
 if TYPE_CHECKING:
@@ -233,21 +241,15 @@ class DiffusionBackend:
             timesteps = list(preset.default_timesteps)
         seed = int(request.seed) if request.seed is not None else secrets.randbelow(2**31)
 
-        extra: dict[str, Any] = {"call": dict(preset.call_defaults)}
-        if timesteps:
-            extra["timesteps"] = timesteps
+        prompt = negative = ""
         if self.info.supports_prompt:
-            extra["prompt"] = motion_prompt(request.prompt, request.camera, request.motion)
-            extra["negative_prompt"] = request.negative_prompt.strip() or preset.negative_prompt
-        else:  # the orchestrator tells the member that the prompt was not used
-            extra["prompt"] = ""
-            if request.camera != "static":
-                warnings.append(
-                    f"{self.info.label} cannot follow camera moves; motion strength sets how "
-                    "much the picture moves."
-                )
-        extra["call"].update(self.family.call_extras(request, self.options))
-        extra["warnings"] = tuple(warnings)
+            prompt = motion_prompt(request.prompt, request.camera, request.motion)
+            negative = request.negative_prompt.strip() or preset.negative_prompt
+        elif request.camera != "static":  # the orchestrator says the prompt was not used
+            warnings.append(
+                f"{self.info.label} cannot follow camera moves; motion strength sets how "
+                "much the picture moves."
+            )
         return RenderPlan(
             width=int(width),
             height=int(height),
@@ -256,7 +258,11 @@ class DiffusionBackend:
             steps=len(timesteps) or steps,
             guidance=float(preset.guidance),
             seed=seed,
-            extra=extra,
+            prompt=prompt,
+            negative_prompt=negative,
+            timesteps=tuple(timesteps),
+            call={**preset.call_defaults, **self.family.call_extras(request, self.options)},
+            warnings=tuple(warnings),
         )
 
     def render(

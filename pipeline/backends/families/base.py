@@ -85,7 +85,6 @@ class Family:
         self, class_name: str, plan: RenderPlan, image: Any, end_image: Any | None = None
     ) -> dict[str, Any]:
         """Keyword arguments for the pipeline call (without generator, output type, callback)."""
-        extra = plan.extra
         kwargs: dict[str, Any] = {
             "image": image,
             "height": plan.height,
@@ -93,16 +92,15 @@ class Family:
             "num_frames": plan.num_frames,
         }
         if self.text_conditioned:
-            kwargs["prompt"] = extra.get("prompt", "")
-            kwargs["negative_prompt"] = extra.get("negative_prompt") or None
+            kwargs["prompt"] = plan.prompt
+            kwargs["negative_prompt"] = plan.negative_prompt or None
             kwargs["guidance_scale"] = plan.guidance
-        timesteps = extra.get("timesteps")
-        if timesteps:
-            kwargs["timesteps"] = list(timesteps)
+        if plan.timesteps:
+            kwargs["timesteps"] = list(plan.timesteps)
         else:
             kwargs["num_inference_steps"] = plan.steps
         kwargs.update(self.own_kwargs(class_name, plan, image, end_image))
-        kwargs.update(extra.get("call", {}))
+        kwargs.update(plan.call)
         return kwargs
 
     def own_kwargs(
