@@ -23,6 +23,8 @@ RUN pip install --upgrade pip \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot
+COPY contract ./contract
+COPY jobs ./jobs
 COPY pipeline ./pipeline
 RUN pip install .
 
