@@ -3,7 +3,7 @@
 Use::
 
     dispatcher = Dispatcher(config, store, spawn=create_worker)
-    recovery = await dispatcher.start()           # Ray up, workers starting, jobs recovered
+    await dispatcher.start()                      # Ray up, workers starting
     unsubscribe = dispatcher.subscribe(on_event)  # async def on_event(job, event): ...
     dispatcher.wake()                             # a job was queued
     await dispatcher.cancel(job.id)
@@ -22,7 +22,8 @@ order, for each job's events:
 
 A job's ``job`` argument is the row as of that event (final events: after the store update).
 A slow listener delays only that job's stream; a listener that raises is logged and ignored.
-Everything in flight can be rebuilt from SQLite: ``start()`` recovers before the first claim.
+Everything in flight can be rebuilt from SQLite: ``JobService.start()`` recovers it before
+the dispatcher starts.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from contract import Event, Failed, WorkerInfo
 from jobs.config import JobsConfig
 from jobs.pool import Spawner, WorkerPool
 from jobs.ray_runtime import connect_ray
-from jobs.records import Job, Recovery
+from jobs.records import Job
 from jobs.refusals import UnknownJob
 from jobs.retry import refund_note
 from jobs.runner import Runner
@@ -101,11 +102,9 @@ class Dispatcher:
 
     # ---- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> Recovery:
-        """Start or join Ray, recover what a previous process left in flight, start workers.
-
-        Returns the store's Recovery (its ``undelivered`` jobs are done but were never
-        delivered: the bot should deliver them). Raises RayUnavailable (one line).
+    async def start(self) -> None:
+        """Start or join Ray, start the workers and the scheduler loop (recover first: see
+        :meth:`jobs.service.JobService.start`). Raises RayUnavailable (one line).
         Workers load their models in the background; :attr:`models` fills in as they do.
         """
         if self._started:
@@ -114,16 +113,12 @@ class Dispatcher:
             self.config.ray_address, cpu_workers=self.config.cpu_workers
         )
         try:
-            recovery = await self.store.recover(self.config.max_attempts)
-            for job in recovery.requeued:
-                log.info("job %d was in flight when the bot stopped; queued again", job.id)
             await self.pool.scale()
         except BaseException:
             await self._shutdown_ray()
             raise
         self._started = True
         self._loop_task = asyncio.create_task(self._loop(), name="dispatcher")
-        return recovery
 
     async def stop(self, *, release: bool = True) -> None:
         """Stop scheduling, drop the streams and the workers; shut Ray down if we started it.

@@ -8,6 +8,7 @@ only a finished clip can be extended.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from jobs.refusals import (
 )
 from jobs.status import FINISHED, JobAction
 from jobs.store import Store
+
+log = logging.getLogger("jobs.service")
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,21 @@ class JobService:
     # ---- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> Recovery:
-        """Recover what a previous run left in flight and start the workers."""
-        return await self.dispatcher.start()
+        """Recover what a previous run left in flight, then start the workers. The
+        Recovery's ``undelivered`` jobs are done but were never delivered: deliver them."""
+        recovery = await self.recover()
+        await self.dispatcher.start()
+        return recovery
+
+    async def recover(self) -> Recovery:
+        """Put back the jobs a stopped process left rendering (or end them, refunded, when
+        their attempts ran out); report finished clips that were never delivered."""
+        recovery = await self.store.recover(self.config.max_attempts)
+        for job in recovery.requeued:
+            log.info("job %d was in flight when the bot stopped; queued again", job.id)
+        for job in recovery.failed:
+            log.info("job %d was in flight when the bot stopped; out of attempts, refunded", job.id)
+        return recovery
 
     async def stop(self) -> None:
         await self.dispatcher.stop()

@@ -56,7 +56,7 @@ async def dispatcher(
     d = make_dispatcher(settings.jobs_config(), store, log_dir, tick=0.2, stop_grace=stop_grace)
     recorder = Recorder()
     d.subscribe(recorder)
-    recorder.recovery = await d.start()
+    recorder.recovery = await JobService(store, d, d.config).start()
     try:
         deadline = time.monotonic() + 60
         while len(d.workers) < workers:

@@ -188,3 +188,27 @@ async def test_positions_follow_the_fair_order(service: JobService) -> None:
     await service.cancel(a1.id)
     assert await service.position(a1.id) is None
     assert [await service.position(j.id) for j in (a2, b1)] == [1, 2]
+
+
+async def test_recovery_puts_back_what_a_stopped_process_left(
+    service: JobService, tmp_path: Path
+) -> None:
+    """max_attempts is 2: a job that dies with the process once runs again; twice, it ends
+    refunded; a finished clip never posted is reported for delivery."""
+    store = service.store
+    again = await submit(service, model="camera", duration=2.0)
+    spent = await submit(service, model="camera", duration=3.0)
+    posted_never = await submit(service, model="camera", duration=2.0)
+    await finish(service, posted_never.id, tmp_path)
+    for job in (again, spent):
+        assert await store.claim(job.id, "w") is not None  # rendering when the process died
+    first = await service.recover()
+    assert [j.id for j in first.requeued] == [again.id, spent.id] and first.failed == []
+    assert [j.id for j in first.undelivered] == [posted_never.id]
+    assert await store.claim(spent.id, "w") is not None  # its second attempt dies too
+    second = await service.recover()
+    assert [j.id for j in second.failed] == [spent.id] and second.requeued == []
+    ended = await store.get_job(spent.id)
+    assert ended.status is JobStatus.FAILED and "retries ran out" in (ended.error or "")
+    assert (await store.get_job(again.id)).status is JobStatus.QUEUED
+    assert await store.balance(OWNER) == WELCOME - 2 - 2  # the spent job was refunded
