@@ -68,6 +68,3 @@ class NotFinished(Refused):
     def __init__(self) -> None:
         super().__init__("This video isn't finished yet, so it can't be extended.")
 
-
-StoreError = Refused
-"""The store's refusals are the job layer's refusals."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from contract import SEED_MAX, JobSpec, ModelCard, card_for
+from contract import SEED_MAX, JobSpec, card_for
 from jobs.config import JobsConfig
 from jobs.dispatcher import Dispatcher
 from jobs.records import Job, Recovery
@@ -77,9 +77,6 @@ class JobService:
         """Models members can pick: what the workers loaded, else the configured ones."""
         return self.dispatcher.models or list(self.config.models)
 
-    def card(self, model: str) -> ModelCard:
-        return card_for(model)
-
     def cost(self, model: str, duration: float) -> int:
         return self.config.pricing.cost(model, duration)
 
@@ -129,8 +126,9 @@ class JobService:
         action: JobAction = JobAction.ANIMATE,
         parent_id: int | None = None,
     ) -> Job:
-        """Debit and queue in one transaction, then wake the scheduler."""
-        if origin.max_bytes is not None and spec.max_bytes != origin.max_bytes:
+        """Debit and queue in one transaction, then wake the scheduler. The clip is made to
+        fit what the asking surface can post (`origin.max_bytes`)."""
+        if origin.max_bytes is not None:
             spec = spec.replace(max_bytes=origin.max_bytes)
         job = await self.store.create_job(
             user_id=origin.user_id,

@@ -65,7 +65,7 @@ class Animate(commands.Cog):
         spec = bot.jobs.spec(
             model=model, duration=duration, end_image=end_image is not None,
             prompt=prompt.strip(), negative_prompt=negative.strip(), camera=camera,
-            motion=motion, seed=seed, loop=loop, max_bytes=interaction.filesize_limit,
+            motion=motion, seed=seed, loop=loop,
         )
         limit, api_base = settings.max_image_bytes, settings.discord_api_base
         data = await fetch(image, max_bytes=limit, api_base=api_base)
