@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -15,8 +17,13 @@ from bot.settings import Settings, SettingsError
 log = logging.getLogger("bot")
 
 
+INTERACTION_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._-]{20,}")
+"""Interaction tokens in the URLs discord.py logs at DEBUG: 15-minute credentials."""
+
+
 class RedactSecrets(logging.Filter):
-    """Belt and braces: no log line may carry the token, whatever library printed it."""
+    """Belt and braces: no log line may carry the token, or an interaction's token, whatever
+    library printed it."""
 
     def __init__(self, *secrets: str) -> None:
         super().__init__()
@@ -24,10 +31,11 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if any(secret in message for secret in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, "[redacted]")
-            record.msg, record.args = message, None
+        redacted = INTERACTION_TOKEN.sub(r"\1[redacted]", message)
+        for secret in self.secrets:
+            redacted = redacted.replace(secret, "[redacted]")
+        if redacted != message:
+            record.msg, record.args = redacted, None
         return True
 
 
@@ -48,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"animate-bot: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, token)
+    # The Ray processes started from here inherit the environment: keep the token out of it.
+    os.environ.pop("DISCORD_TOKEN", None)
 
     from bot.app import StartupError, run
 

@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -15,7 +16,18 @@ from bot.delivery.events import Delivery
 from bot.endpoints import apply_endpoints
 from bot.errors import answer_error
 from bot.settings import Settings
-from jobs import Dispatcher, Job, JobService, RayUnavailable, Store
+from contract import one_line
+from jobs import (
+    DatabaseInUse,
+    Dispatcher,
+    Job,
+    JobService,
+    ProcessLock,
+    RayUnavailable,
+    StorageUnusable,
+    Store,
+    check_storage,
+)
 
 log = logging.getLogger("bot")
 
@@ -57,8 +69,11 @@ class AnimateBot(commands.Bot):
         self.jobs = jobs
         self.delivery = Delivery(self, store, fit=jobs.dispatcher.fit_upload)
         self._undelivered = list(undelivered or [])
+        self.downloads: aiohttp.ClientSession
+        """Members' attachments are read through this, in bounded chunks."""
 
     async def setup_hook(self) -> None:
+        self.downloads = aiohttp.ClientSession()
         self.tree.on_error = answer_error  # every command error becomes one sentence here
         self.add_dynamic_items(*BUTTONS)
         for extension in EXTENSIONS:
@@ -82,6 +97,8 @@ class AnimateBot(commands.Bot):
 
     async def close(self) -> None:
         await self.delivery.close()
+        if hasattr(self, "downloads"):
+            await self.downloads.close()
         await super().close()
 
     async def is_operator(self, user: discord.abc.User) -> bool:
@@ -126,6 +143,23 @@ async def run(settings: Settings, token: str) -> None:
     refused in about a second rather than after the renderers came up.
     """
     apply_endpoints(settings.discord_api_base, settings.discord_gateway_url)
+    lock = ProcessLock(settings.database_path)
+    try:
+        lock.acquire()  # one bot per database: a second one would render jobs twice
+    except (DatabaseInUse, OSError) as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        check_storage(settings.database_path, settings.output_dir)
+    except StorageUnusable as exc:
+        lock.release()
+        raise StartupError(str(exc)) from None
+    try:
+        await _run(settings, token)
+    finally:
+        lock.release()
+
+
+async def _run(settings: Settings, token: str) -> None:
     try:
         store = await Store.open(settings.database_path, settings.credit_policy())
     except Exception as exc:  # noqa: BLE001 - any failure here is a start-up failure
@@ -146,6 +180,12 @@ async def run(settings: Settings, token: str) -> None:
                 raise StartupError(
                     "Discord rejected DISCORD_TOKEN: reset the token on the Bot page of the "
                     "developer portal and put the new one in .env."
+                ) from None
+            except (aiohttp.ClientError, OSError) as exc:
+                where = settings.discord_api_base or "Discord"
+                raise StartupError(
+                    f"Cannot reach {where} ({one_line(exc, 200)}); check the network"
+                    + (" and DISCORD_API_BASE." if settings.discord_api_base else ".")
                 ) from None
             try:
                 recovery = await jobs.start()

@@ -1,15 +1,17 @@
 """Fetch a member's attachment during the interaction and judge its bytes.
 
 Discord's attachment URLs are signed and expire, so the bytes are read at once with the full
-URL (query included). Only Discord's CDN, or the host of DISCORD_API_BASE when it is set, is
-ever fetched: the URL comes from the interaction payload and must not become a way to make
-the bot fetch arbitrary addresses.
+URL (query included). Only Discord's CDN, or DISCORD_API_BASE's own host and port when it is
+set, is ever fetched: the URL comes from the interaction payload and must not become a way to
+make the bot fetch arbitrary addresses. The download stops at the size limit, whatever the
+payload declared.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import aiohttp
 import discord
 
 from bot.errors import Refusal
@@ -18,18 +20,29 @@ from pipeline.intake import Photo, jpeg_thumbnail, load_photo
 
 DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 THUMBNAIL_SIDE = 320
+DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_read=20)
+DOWNLOAD_FAILED = "I couldn't download your photo from Discord; please try again."
 
 
 class AttachmentRefused(Refusal):
     """The attachment cannot be used; the message is for the member."""
 
 
-def allowed_hosts(api_base: str | None) -> frozenset[str]:
+def is_discord_url(url: str, api_base: str | None) -> bool:
+    """Whether `url` is on Discord's CDN (https, its own port), or on the configured API
+    proxy's exact scheme, host and port: nothing else on those hosts is ever fetched."""
+    try:
+        target = urlsplit(url)
+        port = target.port or (443 if target.scheme == "https" else 80)
+    except ValueError:
+        return False
+    if target.scheme == "https" and target.hostname in DISCORD_CDN_HOSTS and port == 443:
+        return True
     if api_base:
-        host = urlsplit(api_base).hostname
-        if host:
-            return DISCORD_CDN_HOSTS | {host}
-    return DISCORD_CDN_HOSTS
+        proxy = urlsplit(api_base)
+        proxy_port = proxy.port or (443 if proxy.scheme == "https" else 80)
+        return (target.scheme, target.hostname, port) == (proxy.scheme, proxy.hostname, proxy_port)
+    return False
 
 
 def _size(n: int, digits: int = 1) -> str:
@@ -48,24 +61,37 @@ def _too_big(what: str, size: int, limit: int) -> str:
     return f"{what} is {_size(size, digits)}; photos can be at most {_size(limit, digits)}."
 
 
-async def fetch(attachment: discord.Attachment, *, max_bytes: int, api_base: str | None) -> bytes:
-    """The attachment's bytes, refusing oversized files and foreign hosts before downloading."""
+async def fetch(
+    attachment: discord.Attachment,
+    *,
+    session: aiohttp.ClientSession,
+    max_bytes: int,
+    api_base: str | None,
+) -> bytes:
+    """The attachment's bytes, refusing foreign hosts and oversized files before downloading,
+    and stopping a download the moment it passes `max_bytes` (the declared size may lie)."""
     if attachment.size > max_bytes:
         raise AttachmentRefused(_too_big(f"“{attachment.filename}”", attachment.size, max_bytes))
-    host = urlsplit(attachment.url).hostname
-    if host not in allowed_hosts(api_base):
+    if not is_discord_url(attachment.url, api_base):
         raise AttachmentRefused("That attachment isn't hosted by Discord; please upload the photo directly.")
+    data = bytearray()
     try:
-        data = await attachment.read()
-    except (discord.Forbidden, discord.NotFound):
-        raise AttachmentRefused(
-            "Discord's link to your photo has expired; please run the command again with the photo."
-        ) from None
-    except discord.HTTPException:
-        raise AttachmentRefused("I couldn't download your photo from Discord; please try again.") from None
-    if len(data) > max_bytes:
-        raise AttachmentRefused(_too_big("The photo", len(data), max_bytes))
-    return data
+        async with session.get(attachment.url, timeout=DOWNLOAD_TIMEOUT) as response:
+            if response.status in (403, 404):
+                raise AttachmentRefused(
+                    "Discord's link to your photo has expired; please run the command again "
+                    "with the photo."
+                )
+            if response.status >= 400:
+                raise AttachmentRefused(DOWNLOAD_FAILED)
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                data += chunk
+                if len(data) > max_bytes:
+                    shown = max(len(data), response.content_length or 0)
+                    raise AttachmentRefused(_too_big("The photo", shown, max_bytes))
+    except (aiohttp.ClientError, TimeoutError):
+        raise AttachmentRefused(DOWNLOAD_FAILED) from None
+    return bytes(data)
 
 
 def check_photo(data: bytes, *, max_bytes: int) -> Photo:

@@ -108,7 +108,10 @@ class DeleteButton(_OwnerOnly, template=rf"animate:delete:{_JOB}"):
                 await interaction.message.delete()
         except discord.NotFound:
             pass
-        await interaction.edit_original_response(content="Deleted.")
+        await bot.jobs.delete(self.job_id)
+        await interaction.edit_original_response(
+            content="Deleted. The photo, the prompt and the video are gone from the bot too."
+        )
 
 
 class InfoButton(JobButton, template=rf"animate:info:{_JOB}"):

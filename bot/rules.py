@@ -5,7 +5,9 @@ Each refusal is a sentence for the member that says why and, where it can, what 
 
 from __future__ import annotations
 
+import html
 import re
+import unicodedata
 from collections.abc import Iterable
 
 from bot.settings import Settings
@@ -22,6 +24,12 @@ def place_refusal(
     if guild_id is None:
         if not settings.allow_dms:
             return "I don't make videos in direct messages here; please use a server channel."
+        if settings.allowed_guild_ids or settings.allowed_channel_ids or settings.nsfw_channels_only:
+            # A DM belongs to no guild or channel on the lists: it would bypass them.
+            return (
+                "I only make videos in the channels this bot is set up for, not in direct "
+                "messages."
+            )
         return None
     if settings.allowed_guild_ids and guild_id not in settings.allowed_guild_ids:
         return "I'm not set up to make videos in this server."
@@ -35,15 +43,64 @@ def place_refusal(
 
 
 def prompt_refusal(settings: Settings, *texts: str | None) -> str | None:
-    """None when no blocked word or phrase appears (whole words, any case)."""
-    words = settings.blocked_words
-    if not words:
+    """None when no blocked word or phrase appears in any of `texts`: whole words, matched
+    after :func:`words_of` undid the usual disguises."""
+    if not settings.blocked_words:
         return None
-    joined = " ".join(t for t in texts if t).lower()
-    for word in words:
-        if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", joined):
+    said = [words_of(text) for text in texts if text]
+    for entry in settings.blocked_words:
+        phrase = words_of(entry)
+        if phrase and any(_contains(words, phrase) for words in said):
             return (
-                f"Your prompt contains “{word}”, which isn't allowed here; "
+                f"Your prompt contains “{entry}”, which isn't allowed here; "
                 "please rephrase it. Nothing was charged."
             )
     return None
+
+
+# Latin look-alikes that NFKC leaves alone (Cyrillic and Greek), as in Unicode's confusables.
+_CONFUSABLES = str.maketrans(
+    "аᴀвсԁеёһіїјкӏмнорԛѕтуԝхуьαβεηικμνορτυχϲϳ",
+    "aabcdeehiijklmhopqstywxybabenikmvoptuxcj",
+)
+_SEPARATOR = re.compile(r"[\W_]+")
+SPELLED = "·"
+"""Joins the letters of a spelled-out word in :func:`words_of`."""
+
+
+def words_of(text: str) -> list[str]:
+    """The words a model would read in `text`, with disguises undone: HTML entities decoded,
+    compatibility forms folded (NFKC: fullwidth, ligatures), accents, zero-width and format
+    characters (soft hyphens, joiners) removed, Cyrillic and Greek look-alikes mapped to
+    Latin, case folded, and punctuation, underscores and any spaces treated as one gap.
+    Letters spelled out one by one ("n.u.d.e", "n u d e") are joined again."""
+    text = html.unescape(html.unescape(text))
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if unicodedata.category(c) not in ("Mn", "Cf"))
+    text = unicodedata.normalize("NFKC", text).casefold().translate(_CONFUSABLES)
+    words: list[str] = []
+    letters: list[str] = []
+    for word in _SEPARATOR.split(text):
+        if len(word) == 1:
+            letters.append(word)
+            continue
+        words += _spelled(letters)
+        letters = []
+        if word:
+            words.append(word)
+    return words + _spelled(letters)
+
+
+def _spelled(letters: list[str]) -> list[str]:
+    """Three or more single letters in a row are one spelled-out word ("n·u·d·e")."""
+    return [SPELLED.join(letters)] if len(letters) >= 3 else letters
+
+
+def _contains(words: list[str], phrase: list[str]) -> bool:
+    n = len(phrase)
+    joined = [w.replace(SPELLED, "") for w in words]
+    if any(joined[i : i + n] == phrase for i in range(len(words) - n + 1)):
+        return True
+    # A spelled-out run may carry a neighbouring one-letter word ("a n u d e"): within it,
+    # a blocked word counts wherever it sits.
+    return n == 1 and any(SPELLED in w and phrase[0] in j for w, j in zip(words, joined))

@@ -274,7 +274,13 @@ class Settings(BaseSettings):
     def token(self) -> str:
         if self.discord_token is None or not self.discord_token.get_secret_value().strip():
             raise SettingsError(TOKEN_HELP)
-        return self.discord_token.get_secret_value().strip()
+        token = self.discord_token.get_secret_value().strip()
+        if any(c.isspace() or not c.isprintable() for c in token):
+            raise SettingsError(
+                "DISCORD_TOKEN contains a space or an invisible character: copy it again from "
+                "the Bot page of the developer portal into .env, on one line."
+            )
+        return token
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:

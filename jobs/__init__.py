@@ -22,7 +22,8 @@ from jobs.refusals import (
 )
 from jobs.service import JobService, Origin
 from jobs.status import ACTIVE, ALL, FINISHED, REFUNDED, JobAction, JobStatus
-from jobs.store import Store
+from jobs.storage import StorageUnusable, check_storage
+from jobs.store import DatabaseInUse, ProcessLock, Store
 
 __all__ = [
     "ACTIVE",
@@ -32,6 +33,7 @@ __all__ = [
     "Account",
     "ClipSummary",
     "CreditPolicy",
+    "DatabaseInUse",
     "Dispatcher",
     "DurationNotOffered",
     "InsufficientCredits",
@@ -48,11 +50,14 @@ __all__ = [
     "NotSupported",
     "Origin",
     "Pricing",
+    "ProcessLock",
     "QueueFull",
     "RayUnavailable",
     "Recovery",
     "Refused",
+    "StorageUnusable",
     "Store",
     "TooManyQueued",
     "UnknownJob",
+    "check_storage",
 ]

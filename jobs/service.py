@@ -8,10 +8,12 @@ only a finished clip can be extended.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from contract import SEED_MAX, JobSpec, card_for
@@ -114,6 +116,16 @@ class JobService:
             )
         return JobSpec(model=chosen, duration=self.choose_duration(chosen, duration), **fields)
 
+    async def check_room(self, user_id: int, spec: JobSpec) -> None:
+        """Refuse before the expensive part (downloading and decoding the photo) what submit
+        would refuse: too few credits, too many videos waiting. Charges nothing."""
+        await self.store.check_room(
+            user_id,
+            self.cost(spec.model, spec.duration),
+            max_queued_per_user=self.config.max_queued_per_user,
+            max_queue=self.config.max_queue,
+        )
+
     # ---- actions -------------------------------------------------------------------------
 
     async def submit(
@@ -184,6 +196,14 @@ class JobService:
         and the job as it is now (its status says why not)."""
         cancelled = await self.dispatcher.cancel(job_id, reason)
         return cancelled, await self.store.get_job(job_id)
+
+    async def delete(self, job_id: int) -> None:
+        """The member deleted the video: stop it if it is still in the queue or rendering
+        (refunded), then forget its photo, prompts, token and MP4."""
+        await self.dispatcher.cancel(job_id, "Deleted by request.")
+        job = await self.store.forget(job_id)
+        if job.result_path:
+            await asyncio.to_thread(Path(job.result_path).unlink, missing_ok=True)
 
     async def position(self, job_id: int) -> int | None:
         return await self.store.queue_position(job_id)

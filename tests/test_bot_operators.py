@@ -23,6 +23,9 @@ from world import (
     wait_status,
 )
 
+from bot.delivery.record import DeliveryRecord
+from jobs import UnknownJob
+
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("ray_instance")]
 
 PHOTO = small_png()
@@ -202,9 +205,18 @@ async def test_balance_cancel_and_delete(tmp_path: Path) -> None:
         run = await d.click(clip, "Delete", user=bob)
         assert "Only the member who made this video (or a bot operator) can delete it." in await private_text(run)
         assert not d.state.messages[clip.id].deleted
+        deleted = await w.store.get_job(c.id)
+        assert deleted.result_path and Path(deleted.result_path).is_file()
         run = await d.click(clip, "Delete", user=owner)
         assert "Deleted." in await private_text(run)
         assert d.state.messages[clip.id].deleted
+        # Nothing of it is kept: the photo, the prompt, the token and the MP4 are gone.
+        gone = await w.store.get_job(c.id)
+        assert not Path(deleted.result_path).exists() and gone.result_path is None
+        assert gone.spec.prompt == "" and DeliveryRecord.of(gone).token is None
+        with pytest.raises(UnknownJob):
+            await w.store.job_inputs(c.id)
+        assert gone.status == "delivered" and await w.store.balance(alice.id) == 20 - cost
 
         fourth = await animate(w, alice)
         clip = await fourth.message(has_video, timeout=30)

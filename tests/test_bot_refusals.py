@@ -169,11 +169,14 @@ async def test_not_enough_credits_shows_balance_cost_and_next_refill(tmp_path: P
         assert cost > 1
         account = await w.store.account(alice.id)
         assert account.balance == 1 and account.next_refill_at is not None
+        fetched = len(w.discord.requests("GET /*attachments/*"))
         run = await animate(w, alice, {"duration": 8.0})
         text = await refused(w, run, f"costs **{cost}** credit{'' if cost == 1 else 's'} and you have **1**",
                              "Nothing was charged")
         assert f"<t:{int(account.next_refill_at)}:R>" in text  # when the next free credits come
         await unchanged(w, alice, 1)
+        # Refused before the photo was downloaded (let alone decoded).
+        assert len(w.discord.requests("GET /*attachments/*")) == fetched
 
 
 async def test_queue_limits_refuse_with_jobs_really_waiting(tmp_path: Path) -> None:
@@ -196,9 +199,11 @@ async def test_queue_limits_refuse_with_jobs_really_waiting(tmp_path: Path) -> N
         assert waiting.status == "queued"
 
         before = await w.store.balance(alice.id)
+        fetched = len(d.requests("GET /*attachments/*"))
         run = await animate(w, alice)
         await refused(w, run, "You already have 2 videos waiting or rendering", "Nothing was charged")
         await unchanged(w, alice, before, jobs_before=2)
+        assert len(d.requests("GET /*attachments/*")) == fetched  # the photo was never fetched
 
         # Bob's job makes the queue 2 long; then it is full for Carol.
         bobs = await animate(w, bob)

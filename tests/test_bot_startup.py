@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -111,6 +112,27 @@ async def python_m_bot(env: dict[str, str], cwd: Path) -> AsyncIterator[BotProce
             await process.wait()
 
 
+def environ(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    except OSError:  # gone meanwhile
+        return ""
+
+
+def started_by(root: int) -> list[int]:
+    """Every living process in `root`'s session except `root` itself (python_m_bot starts
+    the bot in a new session, so that is everything it started: Ray and its workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != root:
+            try:
+                if os.getsid(int(entry.name)) == root:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
 async def answers_balance(discord_: LoopbackDiscord) -> str:
     await discord_.wait_until_connected(START_TIMEOUT)
     run = await discord_.slash("balance")
@@ -132,6 +154,16 @@ async def test_python_m_bot_starts_syncs_once_and_answers(tmp_path: Path) -> Non
             assert "serving camera" in ready and " on " in ready
             await bot.wait_for_line("logged in as animate-bot")
             assert discord_.token not in bot.log
+            # The Ray processes it started (workers included) do not carry the token.
+            carriers = [pid for pid in started_by(bot.process.pid) if discord_.token in environ(pid)]
+            assert started_by(bot.process.pid) and carriers == [], carriers
+            # A second bot on the same database refuses to start, naming the first one.
+            async with python_m_bot(env, tmp_path) as second:
+                code = await asyncio.wait_for(second.process.wait(), START_TIMEOUT)
+                await second._reader
+            assert code == 2, second.log
+            assert second.lines[-1].startswith("animate-bot: Another animate-bot (pid "), second.log
+            assert f"pid {bot.process.pid} on " in second.lines[-1] and "Traceback" not in second.log
             assert await bot.stop() == 0, bot.log
         syncs = len(discord_.state.command_syncs)
         assert syncs == 1
@@ -142,6 +174,21 @@ async def test_python_m_bot_starts_syncs_once_and_answers(tmp_path: Path) -> Non
             assert "Balance" in await answers_balance(discord_)
             assert len(discord_.state.command_syncs) == syncs
             assert await bot.stop() == 0, bot.log
+
+
+async def test_an_unreachable_api_base_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    async with LoopbackDiscord() as discord_:
+        base = f"http://127.0.0.1:{port}/api/v10"
+        env = bot_env(discord_, tmp_path, DISCORD_API_BASE=base)
+        async with python_m_bot(env, tmp_path) as bot:
+            code = await asyncio.wait_for(bot.process.wait(), START_TIMEOUT)
+            await bot._reader
+        assert code == 2, bot.log
+        assert bot.lines[-1].startswith(f"animate-bot: Cannot reach {base}"), bot.log
+        assert "DISCORD_API_BASE" in bot.lines[-1] and "Traceback" not in bot.log
 
 
 async def test_a_bad_token_is_one_line_and_exit_code_2(tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ from jobs import (
     Origin,
     Pricing,
     Store,
+    TooManyQueued,
+    UnknownJob,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -91,6 +93,11 @@ async def test_refusals_charge_nothing(service: JobService) -> None:
     assert service.spec(model="ltx", end_image=True).model == "ltx"
     with pytest.raises(InputError, match="Motion strength"):
         service.spec(model="camera", motion=11)
+    # What Discord's client enforces is checked again: a forged interaction can send anything.
+    with pytest.raises(InputError, match="at most 1000 characters"):
+        service.spec(model="camera", prompt="x" * 6000)
+    with pytest.raises(InputError, match="seed must be a whole number from 0 to 4294967295"):
+        service.spec(model="camera", seed=2**70)
     with pytest.raises(InsufficientCredits) as refused:
         await submit(service, user=OWNER, model="ltx", duration=8.0)
     assert (refused.value.cost, refused.value.balance) == (32, WELCOME)
@@ -212,3 +219,36 @@ async def test_recovery_puts_back_what_a_stopped_process_left(
     assert ended.status is JobStatus.FAILED and "retries ran out" in (ended.error or "")
     assert (await store.get_job(again.id)).status is JobStatus.QUEUED
     assert await store.balance(OWNER) == WELCOME - 2 - 2  # the spent job was refunded
+
+
+async def test_room_is_checked_before_the_photo_costs_anything(service: JobService) -> None:
+    with pytest.raises(InsufficientCredits):
+        await service.check_room(OWNER, service.spec(model="ltx", duration=8.0))
+    await service.check_room(OWNER, service.spec(model="camera"))
+    for _ in range(5):
+        await submit(service, user=PRESSER)
+    with pytest.raises(TooManyQueued):
+        await service.check_room(PRESSER, service.spec())
+    assert await service.store.balance(OWNER) == WELCOME  # checking charged nothing
+
+
+async def test_delete_forgets_the_photo_prompt_token_and_clip(
+    service: JobService, tmp_path: Path
+) -> None:
+    spec = service.spec(model="camera", duration=2.0, prompt="my secret garden")
+    job = await service.submit(spec, Origin(user_id=OWNER, delivery={"token": "t0k"}), image=b"photo")
+    await finish(service, job.id, tmp_path)
+    await service.delete(job.id)
+    gone = await service.store.get_job(job.id)
+    assert gone.spec.prompt == "" and dict(gone.delivery) == {} and gone.result_path is None
+    assert not (tmp_path / f"{job.id}.mp4").exists()
+    with pytest.raises(UnknownJob):
+        await service.store.job_inputs(job.id)
+    with pytest.raises(UnknownJob):  # its buttons elsewhere say the video no longer exists
+        await service.reroll(job.id, Origin(user_id=PRESSER))
+    assert await service.store.balance(PRESSER) == WELCOME
+    # A job still waiting is cancelled (and refunded) before it is forgotten.
+    waiting = await submit(service, model="camera", duration=3.0)
+    await service.delete(waiting.id)
+    assert (await service.store.get_job(waiting.id)).status is JobStatus.CANCELLED
+    assert await service.store.balance(OWNER) == WELCOME - 2

@@ -140,3 +140,34 @@ def test_log_filter_redacts_the_token(caplog: pytest.LogCaptureFixture) -> None:
         logger.removeHandler(handler)
     assert "tok.en.secret" not in stream.getvalue()
     assert "[redacted]" in stream.getvalue()
+
+
+def test_log_filter_redacts_interaction_tokens() -> None:
+    """discord.py logs webhook URLs at DEBUG; an interaction token is a 15-minute credential."""
+    import io
+    import logging
+
+    from bot.__main__ import RedactSecrets
+
+    token = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDpzZWNyZXQ.abc-DEF_123"
+    logger = logging.getLogger("test.redact.interactions")
+    handler = logging.StreamHandler(stream := io.StringIO())
+    handler.addFilter(RedactSecrets("bot-token"))
+    logger.addHandler(handler)
+    try:
+        logger.warning("PATCH https://discord.com/api/v10/webhooks/1234567890/%s/messages/5", token)
+        logger.warning("POST /api/v10/interactions/987654321/%s/callback has returned 204", token)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert token not in text
+    assert "/webhooks/1234567890/[redacted]/messages/5" in text
+    assert "/interactions/987654321/[redacted]/callback" in text
+
+
+@pytest.mark.parametrize("token", ["abc.def ghi", "abc.def\x07ghi", "abc.\u200bdefghi"])
+def test_a_token_with_a_space_or_control_character_is_one_clear_line(token: str) -> None:
+    settings = Settings.load(env_file=None, discord_token=token)
+    with pytest.raises(SettingsError) as info:
+        settings.token()
+    assert "invisible character" in str(info.value) and token not in str(info.value)

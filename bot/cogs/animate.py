@@ -1,8 +1,9 @@
 """/animate: a photo and a description in, a queued job and its public message out.
 
 The command acknowledges at once (an ephemeral deferral), so refusals stay private and free:
-the cheap checks (place, words, model, length, options) come before the photo is downloaded,
-the photo is decoded once, off the event loop, and only then is anything charged.
+the cheap checks (place, words, model, length, options, credits, queue limits) come before the
+photo is downloaded, the photo is decoded once, off the event loop, and only then is anything
+charged.
 """
 
 from __future__ import annotations
@@ -67,13 +68,14 @@ class Animate(commands.Cog):
             prompt=prompt.strip(), negative_prompt=negative.strip(), camera=camera,
             motion=motion, seed=seed, loop=loop,
         )
+        await bot.jobs.check_room(interaction.user.id, spec)  # before the photo costs anything
         limit, api_base = settings.max_image_bytes, settings.discord_api_base
-        data = await fetch(image, max_bytes=limit, api_base=api_base)
+        data = await fetch(image, session=bot.downloads, max_bytes=limit, api_base=api_base)
         # Decoding is CPU work: off the event loop, so other members' clicks stay instant.
         photo = await asyncio.to_thread(check_photo, data, max_bytes=limit)
         end_data = None
         if end_image is not None:
-            end_data = await fetch(end_image, max_bytes=limit, api_base=api_base)
+            end_data = await fetch(end_image, session=bot.downloads, max_bytes=limit, api_base=api_base)
             await asyncio.to_thread(check_photo, end_data, max_bytes=limit)
         card = card_for(spec.model)
         notes = list(photo.warnings)

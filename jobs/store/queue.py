@@ -79,25 +79,7 @@ class JobQueue:
                 if existing is not None:
                     return Job.from_row(existing)
             now = self.clock()
-            await ledger.touch(tx, user_id, self.policy, now)
-            if max_queued_per_user is not None:
-                mine = await Database.scalar(
-                    tx,
-                    "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ('queued', 'running')",
-                    user_id,
-                )
-                if mine >= max_queued_per_user:
-                    raise TooManyQueued(max_queued_per_user)
-            if max_queue is not None:
-                waiting = await Database.scalar(
-                    tx, "SELECT COUNT(*) FROM jobs WHERE status = 'queued'"
-                )
-                if waiting >= max_queue:
-                    raise QueueFull(max_queue)
-            current = await ledger.balance(tx, user_id)
-            if current < cost:
-                account = await ledger.account(tx, user_id, self.policy)
-                raise InsufficientCredits(current, cost, account.next_refill_at)
+            await self._refuse_without_room(tx, user_id, cost, max_queued_per_user, max_queue, now)
             params = spec.to_dict()
             del params["model"]  # its own column
             cursor = await tx.execute(
@@ -122,6 +104,49 @@ class JobQueue:
             )
             await ledger.append(tx, user_id, -cost, "debit", now, job_id=job_id, reason=str(action))
             return await self._job(tx, job_id)
+
+    async def check_room(
+        self,
+        user_id: int,
+        cost: int,
+        *,
+        max_queued_per_user: int | None = None,
+        max_queue: int | None = None,
+    ) -> None:
+        """Raise now what create_job would refuse (credits, queue limits), charging nothing:
+        so a refusal comes before a photo is downloaded and decoded. create_job checks again
+        in its own transaction, which is what counts."""
+        async with self.db.write(keep_on=(Refused,)) as tx:
+            await self._refuse_without_room(
+                tx, user_id, cost, max_queued_per_user, max_queue, self.clock()
+            )
+
+    async def _refuse_without_room(
+        self,
+        tx: _Tx,
+        user_id: int,
+        cost: int,
+        max_queued_per_user: int | None,
+        max_queue: int | None,
+        now: float,
+    ) -> None:
+        await ledger.touch(tx, user_id, self.policy, now)
+        if max_queued_per_user is not None:
+            mine = await Database.scalar(
+                tx,
+                "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ('queued', 'running')",
+                user_id,
+            )
+            if mine >= max_queued_per_user:
+                raise TooManyQueued(max_queued_per_user)
+        if max_queue is not None:
+            waiting = await Database.scalar(tx, "SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+            if waiting >= max_queue:
+                raise QueueFull(max_queue)
+        current = await ledger.balance(tx, user_id)
+        if current < cost:
+            account = await ledger.account(tx, user_id, self.policy)
+            raise InsufficientCredits(current, cost, account.next_refill_at)
 
     # ---- the one place a status changes ----------------------------------------------------
 
@@ -297,6 +322,23 @@ class JobQueue:
                 "UPDATE jobs SET delivery = ? WHERE id = ?", (json.dumps(dict(delivery)), job_id)
             )
             return await self._job(tx, job_id)
+
+    async def forget(self, job_id: int) -> Job:
+        """Drop what a member deleted: the photo, the prompts and the interaction token; the
+        job row stays (its debit and refund rows point at it). The caller removes the MP4 at
+        the returned job's old ``result_path``. Only for jobs that have ended."""
+        async with self.db.write() as tx:
+            job = await self._job(tx, job_id)
+            if job.status in ACTIVE:
+                raise ValueError(f"job {job_id} is still {job.status}; cancel it first")
+            params = job.spec.replace(prompt="", negative_prompt="").to_dict()
+            del params["model"]
+            await tx.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+            await tx.execute(
+                "UPDATE jobs SET params = ?, delivery = '{}', result_path = NULL WHERE id = ?",
+                (json.dumps(params), job_id),
+            )
+            return job
 
     # ---- queries -------------------------------------------------------------------------
 

@@ -69,6 +69,8 @@ class Upload:
     content_type: Literal["auto"] | str | None = "auto"
     """'auto': from the extension, as Discord does; None: Discord sent no content_type."""
     description: str | None = None
+    declared_size: int | None = None
+    """The size the interaction payload claims, when a test forges it."""
 
 
 def store_upload(
@@ -97,6 +99,7 @@ def store_upload(
         height=size[1] if size else None,
         description=upload.description,
         ephemeral=ephemeral,
+        declared_size=upload.declared_size,
     )
 
 

@@ -211,10 +211,12 @@ class Attachment:
     description: str | None = None
     ephemeral: bool = False
     title: str | None = None
+    declared_size: int | None = None
+    """What the payload claims (a forged interaction may lie); None: the true size."""
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return len(self.data) if self.declared_size is None else self.declared_size
 
 
 @dataclass(frozen=True)
@@ -635,6 +637,7 @@ class DiscordState:
         height: int | None = None,
         description: str | None = None,
         ephemeral: bool = False,
+        declared_size: int | None = None,
     ) -> Attachment:
         attachment = Attachment(
             id=self.ids.next(),
@@ -647,6 +650,7 @@ class DiscordState:
             height=height,
             description=description,
             ephemeral=ephemeral,
+            declared_size=declared_size,
         )
         self.attachments[attachment.id] = attachment
         self.touch()
