@@ -159,7 +159,9 @@ def tiling_config(options: BackendOptions, offload: OffloadConfig) -> TilingConf
 def apply_vae_tiling(pipe: Any, config: TilingConfig, width: int, height: int) -> None:
     """Switch the VAE's tiled decode on or off for frames of `width`×`height`."""
     vae = getattr(pipe, "vae", None)
-    if vae is None or not hasattr(vae, "enable_tiling"):
+    # Every diffusers VAE has enable_tiling(); those without a tiled decode (SVD's temporal
+    # decoder) raise NotImplementedError from it and lack `use_tiling`.
+    if vae is None or not hasattr(vae, "use_tiling"):
         return
     if config.force or width * height > config.max_pixels:
         vae.enable_tiling()
