@@ -40,3 +40,6 @@ class JobsConfig:
     max_queue: int = 100
     max_attempts: int = 2
     job_timeout_seconds: float = 900.0
+    write_patience_seconds: float = 120.0
+    """How long a job's final write (its MP4, its end in the database) is retried while the
+    disk or the database refuses it, before the job is left for the next start to finish."""

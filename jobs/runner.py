@@ -14,14 +14,23 @@ import dataclasses
 import logging
 import os
 import secrets
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ray.exceptions import OutOfMemoryError as RayOutOfMemoryError
 from ray.exceptions import RayActorError, WorkerCrashedError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from contract import (
     AnimateRequest,
@@ -31,6 +40,7 @@ from contract import (
     InputError,
     PipelineError,
     Progress,
+    one_line,
 )
 from jobs.config import JobsConfig
 from jobs.pool import Worker, WorkerPool
@@ -43,6 +53,11 @@ from jobs.store import Store
 log = logging.getLogger("jobs.runner")
 
 _CRASH = (RayActorError, WorkerCrashedError, RayOutOfMemoryError)
+T = TypeVar("T")
+
+
+class Unrecorded(Exception):
+    """A job's final write kept failing: it stays as it was in the database."""
 Emit = Callable[[Job, Event], Awaitable[None]]
 
 
@@ -157,6 +172,12 @@ class Runner:
             )
         except asyncio.CancelledError:
             raise
+        except Unrecorded as exc:
+            # Still "running" in the database: the next start requeues it and it ends once.
+            log.error(
+                "job %d: its end could not be recorded for %g s (%s); the next start of the "
+                "bot will finish it", job.id, self.config.write_patience_seconds, exc,
+            )
         except Exception:  # noqa: BLE001 - e.g. a request Ray could not deliver
             log.exception("job %d failed in the runner", job.id)
             await self._end(running, Failed("Something went wrong on our side.", kind="internal"))
@@ -205,7 +226,8 @@ class Runner:
             on_gpu=running.worker.gpu,
         )
         if not isinstance(verdict, GiveUp):
-            back = await self.store.requeue(
+            back = await self._persist(
+                self.store.requeue,
                 job.id,
                 low_memory=verdict.low_memory,
                 reason=final.reason,
@@ -218,9 +240,9 @@ class Runner:
                 )
             return
         if verdict.cancelled:
-            ended = await self.store.cancel(job.id, verdict.reason, running=True)
+            ended = await self._persist(self.store.cancel, job.id, verdict.reason, running=True)
         else:
-            ended = await self.store.fail(job.id, verdict.reason)
+            ended = await self._persist(self.store.fail, job.id, verdict.reason)
         if ended is not None:
             log.info("job %d failed (%s): %s", job.id, final.kind, verdict.reason)
             await self.emit(ended, Failed(verdict.reason, kind=final.kind))
@@ -228,8 +250,17 @@ class Runner:
     async def _keep(self, job: Job, result: AnimateResult) -> None:
         """Write the MP4 atomically, then mark the job done (a crash in between reruns it)."""
         path = Path(self.config.output_dir) / f"{job.id}.mp4"
-        await asyncio.to_thread(_write_atomic, path, result.video)
-        done = await self.store.finish(job.id, result_path=str(path), clip=ClipSummary.of(result))
+        try:
+            await self._persist(asyncio.to_thread, _write_atomic, path, result.video)
+        except Unrecorded as exc:  # the disk stayed full: end the job, refunded, if we can
+            log.error("job %d: its video could not be saved: %s", job.id, exc)
+            reason = "The video was made, but the bot could not save it." + refund_note(job.cost)
+            if (ended := await self._persist(self.store.fail, job.id, reason)) is not None:
+                await self.emit(ended, Failed(reason, kind="internal"))
+            return
+        done = await self._persist(
+            self.store.finish, job.id, result_path=str(path), clip=ClipSummary.of(result)
+        )
         if done is None:  # cancelled or timed out while it finished: not the member's clip
             log.info("job %d finished after it was stopped; discarding the clip", job.id)
             await asyncio.to_thread(path.unlink, missing_ok=True)
@@ -275,6 +306,29 @@ class Runner:
     def _force_stop(self, running: Running) -> None:
         if running.task is not None and not running.task.done():
             self.pool.restart(running.worker)
+
+    async def _persist(self, write: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """A job's final write, tried again while the database or the disk refuses it (read
+        only, full, an I/O error): the member's video must end exactly once, delivered or
+        refunded, not stay half-recorded. Raises Unrecorded when it never went through."""
+        patience = self.config.write_patience_seconds
+
+        def waiting(state: RetryCallState) -> None:
+            if state.attempt_number == 1:
+                log.warning("job write failed (%s); trying again for up to %g s",
+                            state.outcome.exception() if state.outcome else "?", patience)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((sqlite3.OperationalError, OSError)),
+            wait=wait_exponential(multiplier=0.25, max=5.0),
+            stop=stop_after_delay(patience),
+            before_sleep=waiting,
+        )
+        try:
+            return await retrying(write, *args, **kwargs)
+        except RetryError as exc:
+            cause = exc.last_attempt.exception()
+            raise Unrecorded(one_line(cause) if cause else "unknown") from cause
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """A background task that close() cancels and the garbage collector cannot drop."""

@@ -380,3 +380,25 @@ async def test_a_worker_that_cannot_start_is_given_up_and_tried_again_later(
         assert d.pool._retry_at > time.monotonic()  # a pause before the next try, not a loop
     finally:
         await d.stop()
+
+
+async def test_a_database_that_turns_read_only_as_a_render_ends_is_waited_out(
+    tmp_path: Path, store: Store, log_dir: Path
+) -> None:
+    """The job is recorded once the database takes writes again: delivered once, charged
+    once, never left "running" with nobody to finish it."""
+    async with dispatcher(settings_for(tmp_path), store, log_dir, workers=1) as (d, rec):
+        job = await submit(d, 1, "step=0.2 steps=4")
+        await rec.wait(lambda: rec.rendering(job.id))
+        async with store.db._lock:  # fault injection: the file becomes read-only
+            await store.db._conn.execute("PRAGMA query_only = ON")
+        await eventually(lambda: any(r[0] == "end" for r in render_log(log_dir, job.id)), 10)
+        await asyncio.sleep(1.0)  # its result cannot be written meanwhile
+        assert rec.final(job.id) == [] and (await store.get_job(job.id)).status == "running"
+        async with store.db._lock:
+            await store.db._conn.execute("PRAGMA query_only = OFF")
+        await rec.finished(job.id, timeout=30)
+        [final] = rec.final(job.id)
+        assert isinstance(final, AnimateResult)
+        assert (await store.get_job(job.id)).status == "done"
+        assert await ledger(store, 1) == sorted([("welcome", None), ("debit", job.id)])
