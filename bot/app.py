@@ -16,18 +16,19 @@ from bot.delivery.events import Delivery
 from bot.endpoints import apply_endpoints
 from bot.errors import answer_error
 from bot.settings import Settings
-from contract import one_line
+from contract import Failed, one_line
 from jobs import (
     DatabaseInUse,
     Dispatcher,
-    Job,
     JobService,
     ProcessLock,
     RayUnavailable,
+    Recovery,
     StorageUnusable,
     Store,
     check_storage,
 )
+from jobs.retry import refund_note
 
 log = logging.getLogger("bot")
 
@@ -53,7 +54,7 @@ class AnimateBot(commands.Bot):
         store: Store,
         jobs: JobService,
         *,
-        undelivered: list[Job] | None = None,
+        recovery: Recovery | None = None,
         **options: Any,
     ) -> None:
         # Slash commands and components need no privileged intents.
@@ -68,7 +69,7 @@ class AnimateBot(commands.Bot):
         self.store = store
         self.jobs = jobs
         self.delivery = Delivery(self, store, fit=jobs.dispatcher.fit_upload)
-        self._undelivered = list(undelivered or [])
+        self._recovery = recovery
         self.downloads: aiohttp.ClientSession
         """Members' attachments are read through this, in bounded chunks."""
 
@@ -80,20 +81,23 @@ class AnimateBot(commands.Bot):
             await self.load_extension(extension)
         self.jobs.dispatcher.subscribe(self.delivery.on_event)
         await self.sync_commands()
-        if self._undelivered:
-            self.deliver_recovered(self._undelivered)
+        if self._recovery is not None:
+            self.deliver_recovered(self._recovery)
 
-    def deliver_recovered(self, jobs: list[Job]) -> None:
-        """Clips finished before the last stop but never delivered: deliver them once the
-        gateway is up (call after login)."""
-        self._undelivered = []
-        if jobs:
-            self.loop.create_task(self._deliver_recovered(list(jobs)), name="deliver-recovered")
+    def deliver_recovered(self, recovery: Recovery) -> None:
+        """What the last stop left unsaid, once the gateway is up (call after login): clips
+        finished but never delivered, and jobs that ran out of attempts in the crash."""
+        self._recovery = None
+        if recovery.undelivered or recovery.failed:
+            self.loop.create_task(self._deliver_recovered(recovery), name="deliver-recovered")
 
-    async def _deliver_recovered(self, jobs: list[Job]) -> None:
+    async def _deliver_recovered(self, recovery: Recovery) -> None:
         await self.wait_until_ready()
-        for job in jobs:
+        for job in recovery.undelivered:
             self.delivery.deliver_soon(job.id)  # logs and retries; never raises
+        for job in recovery.failed:
+            reason = (job.error or "The renderer stopped.") + refund_note(job.cost)
+            await self.delivery.on_event(job, Failed(reason, kind="crash"))
 
     async def close(self) -> None:
         await self.delivery.close()
@@ -196,7 +200,7 @@ async def _run(settings: Settings, token: str) -> None:
                     "recovered: %d requeued, %d failed and refunded, %d awaiting delivery",
                     len(recovery.requeued), len(recovery.failed), len(recovery.undelivered),
                 )
-            bot.deliver_recovered(recovery.undelivered)
+            bot.deliver_recovered(recovery)
             try:
                 await bot.connect()
             except discord.PrivilegedIntentsRequired:

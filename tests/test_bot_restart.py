@@ -159,3 +159,31 @@ async def test_a_clip_posted_just_before_a_crash_is_not_posted_again(tmp_path: P
                 timeout=10, what="the progress message to point at the clip",
             )
             assert old.button_labels() == []
+
+
+async def test_a_job_whose_attempts_ran_out_in_a_crash_is_told_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    gate = Gate(tmp_path / "gate")
+    async with LoopbackDiscord() as discord_:
+        alice = discord_.member
+        async with bot_world(
+            tmp_path, discord_=discord_, backend_factory=gate.factory, max_attempts=1
+        ) as w:
+            _, message, job = await post_job(w, alice)
+            await gate.wait_started(job.id)
+            await w.dispatcher.stop(release=False)  # as if the bot had died mid-render
+        async with bot_world(
+            tmp_path, discord_=discord_, backend_factory=gate.factory, max_attempts=1
+        ) as w:
+            await wait_status(w.store, job.id, "failed")
+            # The member is told on the job's message, not left looking at "Rendering".
+            await discord_.wait_for(
+                lambda: "retries ran out" in discord_.state.messages[message.id].text(),
+                timeout=30, what="the job's message to say it failed",
+            )
+            text = discord_.state.messages[message.id].text()
+            assert "refunded" in text and discord_.state.messages[message.id].button_labels() == []
+            assert [k for k in await ledger_kinds(w.store, alice.id) if k[2] == job.id] == [
+                ("debit", -job.cost, job.id), ("refund", job.cost, job.id)
+            ]

@@ -181,7 +181,7 @@ async def bot_world(
         while len(dispatcher.workers) < workers:
             assert time.monotonic() < deadline, "workers did not come up"
             await asyncio.sleep(0.05)
-        bot = TestBot(settings, store, jobs, undelivered=recovery.undelivered)
+        bot = TestBot(settings, store, jobs, recovery=recovery)
         await stack.enter_async_context(discord_.running(bot))
         yield World(discord_, bot, store, dispatcher, settings)
 

@@ -39,6 +39,7 @@ _FAIR_ORDER = """
      ORDER BY turn, j.id
 """
 RETRIES_RAN_OUT = "The renderer stopped while making this video and retries ran out."
+"""Why recovery ended a job; the bot adds the refund when it tells the member."""
 
 
 class JobQueue:
