@@ -12,10 +12,13 @@ import logging
 import os
 import socket
 import sys
+from pathlib import Path
 
 import ray
 
 from contract import one_line
+
+log = logging.getLogger("jobs.ray")
 
 CONNECT_TIMEOUT = 30.0
 """Longest wait for Ray at RAY_ADDRESS before start-up gives up (the TCP probe is faster)."""
@@ -52,6 +55,7 @@ async def connect_ray(address: str | None, *, cpu_workers: int = 1) -> bool:
             )
         except Exception as exc:  # noqa: BLE001 - any failure here stops start-up
             raise RayUnavailable(f"Cannot start a local Ray instance: {one_line(exc, 200)}") from None
+        protect_auth_token()
         return True
     # ray.init against something that is not a healthy Ray cluster retries for minutes, and
     # it must run on the main thread (a driver initialised elsewhere loses its actors), so
@@ -62,6 +66,18 @@ async def connect_ray(address: str | None, *, cpu_workers: int = 1) -> bool:
     except Exception as exc:  # noqa: BLE001
         raise RayUnavailable(_unreachable(address, one_line(exc, 200))) from None
     return True
+
+
+def protect_auth_token(path: Path | None = None) -> None:
+    """Ray writes the cluster's auth token (~/.ray/auth_token) readable by every local user;
+    whoever reads it can run code on the cluster, so only its owner may."""
+    path = path or Path.home() / ".ray" / "auth_token"
+    try:
+        if path.exists():
+            path.parent.chmod(0o700)
+            path.chmod(0o600)
+    except OSError as exc:
+        log.warning("could not restrict %s to its owner: %s", path, exc.strerror or exc)
 
 
 _PROBE = """

@@ -154,6 +154,9 @@ async def test_python_m_bot_starts_syncs_once_and_answers(tmp_path: Path) -> Non
             assert "serving camera" in ready and " on " in ready
             await bot.wait_for_line("logged in as animate-bot")
             assert discord_.token not in bot.log
+            # Ray's cluster token (whoever reads it can run code there) is the owner's alone.
+            token_file = Path.home() / ".ray" / "auth_token"
+            assert not token_file.exists() or token_file.stat().st_mode & 0o077 == 0
             # The Ray processes it started (workers included) do not carry the token.
             carriers = [pid for pid in started_by(bot.process.pid) if discord_.token in environ(pid)]
             assert started_by(bot.process.pid) and carriers == [], carriers
