@@ -31,7 +31,9 @@ FAMILY_OF_CLASS: dict[str, str] = {
 
 I2V_CLASS: dict[str, str] = {
     "LTXPipeline": "LTXConditionPipeline",
-    "LTXImageToVideoPipeline": "LTXImageToVideoPipeline",
+    # Its own call builds sigmas beside the distilled timesteps and draws decode noise with a
+    # CPU generator on the GPU; the condition pipeline loads the same components and does neither.
+    "LTXImageToVideoPipeline": "LTXConditionPipeline",
     "LTXConditionPipeline": "LTXConditionPipeline",
     "WanPipeline": "WanImageToVideoPipeline",
     "WanImageToVideoPipeline": "WanImageToVideoPipeline",

@@ -745,3 +745,29 @@ def test_available_models_on_a_cpu_machine(tmp_path: Path, monkeypatch, tiny_svd
     for name in PRESETS:
         assert not rows[name].runnable and "CUDA" in rows[name].note
     assert "huggingface-cli download" in rows["ltx"].note
+
+
+@pytest.mark.parametrize("saved_as", ["LTXConditionPipeline", "LTXImageToVideoPipeline"])
+def test_an_ltx_directory_renders_at_its_default_settings(
+    tiny_ltx_dir: Path, tmp_path: Path, saved_as: str
+) -> None:
+    """The distilled schedule (8 custom timesteps) is what a member gets without --steps; a
+    0.9.x directory saved as LTXImageToVideoPipeline, which builds its own sigmas too, must
+    still render (it is loaded with LTXConditionPipeline)."""
+    import json
+    import shutil
+
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    directory = tmp_path / saved_as
+    shutil.copytree(tiny_ltx_dir, directory)
+    index = json.loads((directory / "model_index.json").read_text())
+    index["_class_name"] = saved_as
+    (directory / "model_index.json").write_text(json.dumps(index))
+    backend = DiffusionBackend(str(directory))
+    ask = request(steps=None)
+    plan = backend.plan(ask, (64, 64))
+    assert plan.timesteps and plan.steps == len(plan.timesteps)
+    frames = backend.render(photo(64, 64), plan, ask)
+    assert frames.shape[1:] == (64, 64, 3) and type(backend.pipe).__name__ == "LTXConditionPipeline"
+    backend.close()
