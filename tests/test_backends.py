@@ -771,3 +771,39 @@ def test_an_ltx_directory_renders_at_its_default_settings(
     frames = backend.render(photo(64, 64), plan, ask)
     assert frames.shape[1:] == (64, 64, 3) and type(backend.pipe).__name__ == "LTXConditionPipeline"
     backend.close()
+
+
+def test_compile_beside_the_first_block_cache_does_not_demand_a_full_graph(
+    tiny_ltx_dir: Path,
+) -> None:
+    """The cache's hook is compiler-disabled: a fullgraph compile fails at the first denoiser
+    forward of every job (shown here with the eager backend on the CPU); the backend's own
+    choice renders. Group offload's hooks are the same case."""
+    import dataclasses
+
+    import torch
+
+    from pipeline.backends.diffusion import DiffusionBackend, denoisers
+    from pipeline.backends.speedups.compile import (
+        apply_regional_compile,
+        compile_config,
+    )
+
+    assert compile_config(cache=False, offload="none").fullgraph
+    assert not compile_config(cache=False, offload="group").fullgraph
+    outcomes = {}
+    for fullgraph in (True, None):
+        backend = DiffusionBackend(str(tiny_ltx_dir), options=BackendOptions(cache=True))
+        chosen = backend.compile_config()
+        config = dataclasses.replace(
+            chosen, fullgraph=chosen.fullgraph if fullgraph is None else fullgraph,
+            backend="eager", cuda_only=False,
+        )
+        apply_regional_compile(denoisers(backend.pipe), torch.device("cpu"), config)
+        try:
+            frames = backend.render(photo(64, 64), backend.plan(request(), (64, 64)), request())
+            outcomes[config.fullgraph] = frames.shape
+        except Exception as exc:  # noqa: BLE001 - the defect being shown
+            outcomes[config.fullgraph] = type(exc).__name__
+        backend.close()
+    assert outcomes == {True: "Unsupported", False: (9, 64, 64, 3)}

@@ -46,7 +46,11 @@ from pipeline.backends.speedups.attention import (
     choose_attention,
 )
 from pipeline.backends.speedups.cache import CacheConfig, apply_first_block_cache
-from pipeline.backends.speedups.compile import CompileConfig, apply_regional_compile
+from pipeline.backends.speedups.compile import (
+    CompileConfig,
+    apply_regional_compile,
+    compile_config,
+)
 from pipeline.presets import frames_for, motion_prompt
 
 if TYPE_CHECKING:
@@ -201,7 +205,10 @@ class DiffusionBackend:
         if self.options.cache:
             apply_first_block_cache(modules, CacheConfig(self.options.cache_threshold))
         if self.options.compile:
-            apply_regional_compile(modules, device, CompileConfig())
+            apply_regional_compile(modules, device, self.compile_config())
+
+    def compile_config(self) -> CompileConfig:
+        return compile_config(cache=self.options.cache, offload=self.offload)
 
     def call_arguments(
         self, plan: RenderPlan, image: Image.Image, end_image: Image.Image | None = None

@@ -22,6 +22,18 @@ class CompileConfig:
     """torch.compile settings for the repeated blocks."""
 
     fullgraph: bool = True
+    """One graph per block, no breaks: fastest, but only possible when no hook on the block
+    is compiler-disabled."""
+    backend: str = "inductor"
+    cuda_only: bool = True
+    """Skip compiling off CUDA (tests compile on the CPU with backend="eager")."""
+
+
+def compile_config(*, cache: bool, offload: str) -> CompileConfig:
+    """The first-block cache's hook and group offload's hooks are ``torch.compiler.disable``d:
+    with either on, a full graph cannot be traced (Dynamo raises at the first forward of every
+    job), so the blocks compile with graph breaks around those hooks instead."""
+    return CompileConfig(fullgraph=not cache and offload != "group")
 
 
 def apply_regional_compile(
@@ -29,11 +41,11 @@ def apply_regional_compile(
 ) -> None:
     """Compile each module's repeated blocks (or the module); skipped off CUDA, where it does
     not pay for its compile time."""
-    if device.type != "cuda":
+    if config.cuda_only and device.type != "cuda":
         logger.info("torch.compile skipped: it only pays off on CUDA")
         return
     for module in modules:
         if getattr(module, "_repeated_blocks", None):
-            module.compile_repeated_blocks(fullgraph=config.fullgraph)
+            module.compile_repeated_blocks(fullgraph=config.fullgraph, backend=config.backend)
         else:
-            module.compile()
+            module.compile(backend=config.backend)
