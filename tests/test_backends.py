@@ -495,7 +495,13 @@ def test_attention_backend_applies_to_self_attention_only(tiny_ltx_dir: Path) ->
     stay on SDPA while self-attention takes the chosen kernel, and the render must work."""
     from pipeline.backends.diffusion import DiffusionBackend
 
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    default = _AttentionBackendRegistry._active_backend
     backend = DiffusionBackend(str(tiny_ltx_dir), options=BackendOptions(attention="_native_math"))
+    # Only this model's self-attention changed: diffusers' process-wide default did not, so
+    # another model in the same worker is not switched to the kernel unasked.
+    assert _AttentionBackendRegistry._active_backend == default
     backends = _attention_backends(backend.pipe.transformer)
     self_attention = {n: b for n, b in backends.items() if n.endswith("attn1")}
     cross_attention = {n: b for n, b in backends.items() if n.endswith("attn2")}

@@ -54,9 +54,19 @@ def set_self_attention_backend(module: Any, backend: str) -> None:
     Cross-attention to the text carries a padding mask (LTX) that fused kernels such as
     flash-attn refuse, and it is a small share of the work, so it stays on SDPA.
     """
-    from diffusers.models.attention_dispatch import AttentionBackendName
+    from diffusers.models.attention_dispatch import (
+        AttentionBackendName,
+        _AttentionBackendRegistry,
+    )
 
-    module.set_attention_backend(backend)
+    # set_attention_backend also makes the kernel diffusers' process-wide default, which every
+    # other model in this worker (the next one loaded, a benchmark's plain baseline) would
+    # then use unasked, masked cross-attention included: keep the default where it was.
+    default = _AttentionBackendRegistry._active_backend
+    try:
+        module.set_attention_backend(backend)
+    finally:
+        _AttentionBackendRegistry.set_active_backend(default)
     for name, sub in module.named_modules():
         processor = getattr(sub, "processor", None)
         if processor is None or not hasattr(processor, "_attention_backend"):
