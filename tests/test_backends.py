@@ -813,3 +813,21 @@ def test_compile_beside_the_first_block_cache_does_not_demand_a_full_graph(
             outcomes[config.fullgraph] = type(exc).__name__
         backend.close()
     assert outcomes == {True: "Unsupported", False: (9, 64, 64, 3)}
+
+
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [((7, 0), "float16"), ((7, 5), "float16"), ((8, 0), "bfloat16"), ((9, 0), "bfloat16")],
+)
+def test_bf16_only_where_the_card_has_it(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], expected: str
+) -> None:
+    """V100 (7.0) and T4 (7.5) report bf16 as supported (emulated, slow): they get float16."""
+    import torch
+
+    from pipeline.backends.placement import choose_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    dtype = choose_dtype(BackendOptions(), PRESETS["ltx"], torch.device("cuda"))
+    assert dtype == getattr(torch, expected)

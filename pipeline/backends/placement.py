@@ -46,9 +46,17 @@ def choose_dtype(options: BackendOptions, preset: Preset, device: torch.device) 
     import torch
 
     name = options.dtype or (preset.dtype if device.type == "cuda" else "float32")
-    if name == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if name == "bfloat16" and device.type == "cuda" and not native_bf16(device):
         name = "float16"
     return getattr(torch, name)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """bf16 in hardware (compute capability 8.0, Ampere, and newer). torch's
+    is_bf16_supported() also says yes on a V100 or T4, where bf16 is emulated and slow."""
+    import torch
+
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def dtype_argument(preset: Preset, dtype: torch.dtype) -> Any:
