@@ -480,22 +480,17 @@ def test_cache_option_applies_first_block_cache(tiny_wan_ti2v_dir: Path) -> None
 
 
 def _attention_backends(module) -> dict[str, str | None]:
-    """Attention module name -> the backend its processor dispatches to (None: the default)."""
-    found = {}
-    for name, sub in module.named_modules():
-        processor = getattr(sub, "processor", None)
-        if processor is not None and hasattr(processor, "_attention_backend"):
-            backend = processor._attention_backend
-            found[name] = getattr(backend, "value", backend)
-    return found
+    from pipeline.backends.speedups.attention import dispatched_backends
+
+    return dispatched_backends(module)
 
 
 def test_attention_backend_applies_to_self_attention_only(tiny_ltx_dir: Path) -> None:
     """LTX's cross-attention carries a text padding mask that fused kernels refuse: it must
     stay on SDPA while self-attention takes the chosen kernel, and the render must work."""
-    from pipeline.backends.diffusion import DiffusionBackend
-
     from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    from pipeline.backends.diffusion import DiffusionBackend
 
     default = _AttentionBackendRegistry._active_backend
     backend = DiffusionBackend(str(tiny_ltx_dir), options=BackendOptions(attention="_native_math"))
@@ -831,3 +826,13 @@ def test_bf16_only_where_the_card_has_it(
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     dtype = choose_dtype(BackendOptions(), PRESETS["ltx"], torch.device("cuda"))
     assert dtype == getattr(torch, expected)
+
+
+def test_a_model_without_attention_dispatch_says_it_runs_sdpa(tiny_svd_dir: Path) -> None:
+    """SVD's UNet ignores attention backends: the backend must not claim a kernel it never
+    runs (operators read it in the logs and /queue)."""
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    backend = DiffusionBackend(str(tiny_svd_dir), options=BackendOptions(attention="_native_math"))
+    assert backend.attention == "native"
+    backend.close()

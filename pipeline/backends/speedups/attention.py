@@ -94,4 +94,20 @@ def apply_attention(modules: Sequence[Any], config: AttentionConfig) -> str:
             "Attention backend %r not used (%s); PyTorch SDPA instead", config.backend, one_line(exc)
         )
         return NATIVE
+    if not any(config.backend in dispatched_backends(module).values() for module in modules):
+        # SVD's UNet and CogVideoX's processors do not go through diffusers' dispatch.
+        logger.info("%s does not use attention backends; PyTorch SDPA as before",
+                    ", ".join(type(m).__name__ for m in modules))
+        return NATIVE
     return config.backend
+
+
+def dispatched_backends(module: Any) -> dict[str, str | None]:
+    """Attention module name -> the backend its processor dispatches to."""
+    found = {}
+    for name, sub in module.named_modules():
+        processor = getattr(sub, "processor", None)
+        if processor is not None and hasattr(processor, "_attention_backend"):
+            backend = processor._attention_backend
+            found[name] = getattr(backend, "value", backend)
+    return found
