@@ -8,11 +8,16 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     HF_HOME=/hf-cache \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility,video \
+    TORCHINDUCTOR_CACHE_DIR=/hf-cache/inductor \
+    TRITON_CACHE_DIR=/hf-cache/triton \
     DATABASE_PATH=/data/animate-bot.sqlite3 \
     OUTPUT_DIR=/data/outputs
 
+# gcc, libc6-dev, python3-dev: with COMPILE=true Triton builds a small C launcher at run time.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates tini \
+    gcc libc6-dev python3-dev \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/venv
 
