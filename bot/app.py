@@ -11,6 +11,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
+from bot.attachments import PhotoGate
 from bot.buttons import BUTTONS
 from bot.delivery.events import Delivery
 from bot.endpoints import apply_endpoints
@@ -70,6 +71,7 @@ class AnimateBot(commands.Bot):
         self.jobs = jobs
         self.delivery = Delivery(self, store, fit=jobs.dispatcher.fit_upload)
         self._recovery = recovery
+        self.photos = PhotoGate()
         self.downloads: aiohttp.ClientSession
         """Members' attachments are read through this, in bounded chunks."""
 

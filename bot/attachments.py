@@ -9,6 +9,9 @@ payload declared.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -92,6 +95,35 @@ async def fetch(
     except (aiohttp.ClientError, TimeoutError):
         raise AttachmentRefused(DOWNLOAD_FAILED) from None
     return bytes(data)
+
+
+class PhotoGate:
+    """One photo per member at a time (downloaded and decoded), and at most `decodes` full
+    decodes at once in the bot process: a 50-megapixel photo takes about 150 MB to decode,
+    so a burst of /animate from one member must not hold several of them in memory."""
+
+    def __init__(self, decodes: int = 2) -> None:
+        self._decodes = asyncio.Semaphore(decodes)
+        self._members: set[int] = set()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, user_id: int) -> AsyncIterator[None]:
+        """The member's turn to have a photo read; refused while their previous one is."""
+        if user_id in self._members:
+            raise AttachmentRefused(
+                "I'm still reading the photo you sent a moment ago; one at a time, please: "
+                "send this one again once that video is queued."
+            )
+        self._members.add(user_id)
+        try:
+            yield
+        finally:
+            self._members.discard(user_id)
+
+    async def judge(self, data: bytes, *, max_bytes: int) -> Photo:
+        """check_photo off the event loop, within the bound on concurrent decodes."""
+        async with self._decodes:
+            return await asyncio.to_thread(check_photo, data, max_bytes=max_bytes)
 
 
 def check_photo(data: bytes, *, max_bytes: int) -> Photo:

@@ -74,3 +74,43 @@ async def test_a_download_stops_at_the_limit_whatever_the_payload_declared() -> 
     finally:
         await runner.cleanup()
     assert sent < 64 * 2**20  # the server was cut off long before it sent it all
+
+
+@pytest.mark.asyncio
+async def test_one_photo_per_member_at_a_time_and_few_decodes_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    import bot.attachments
+    from bot.attachments import PhotoGate
+
+    gate = PhotoGate(decodes=2)
+    async with gate.turn(1):
+        with pytest.raises(AttachmentRefused, match="one at a time"):
+            async with gate.turn(1):
+                pass
+        async with gate.turn(2):  # another member is not held up
+            pass
+    async with gate.turn(1):  # the member's next photo, once the first was read
+        pass
+    # At most two decodes run at once (in threads); a third waits for a free one.
+    lock, release = threading.Lock(), threading.Event()
+    running, most = 0, 0
+
+    def slow_decode(data: bytes, *, max_bytes: int) -> bytes:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        release.wait(5)
+        with lock:
+            running -= 1
+        return data
+
+    monkeypatch.setattr(bot.attachments, "check_photo", slow_decode)
+    tasks = [asyncio.create_task(gate.judge(b"photo", max_bytes=10)) for _ in range(3)]
+    await asyncio.sleep(0.2)
+    assert (running, most) == (2, 2)
+    release.set()
+    assert await asyncio.gather(*tasks) == [b"photo"] * 3 and most == 2

@@ -15,7 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import AnimateBot
-from bot.attachments import check_photo, fetch, thumbnail
+from bot.attachments import fetch, thumbnail
 from bot.errors import Refusal
 from bot.formatting import credits
 from bot.interactions import check_place, origin_of
@@ -70,13 +70,16 @@ class Animate(commands.Cog):
         )
         await bot.jobs.check_room(interaction.user.id, spec)  # before the photo costs anything
         limit, api_base = settings.max_image_bytes, settings.discord_api_base
-        data = await fetch(image, session=bot.downloads, max_bytes=limit, api_base=api_base)
-        # Decoding is CPU work: off the event loop, so other members' clicks stay instant.
-        photo = await asyncio.to_thread(check_photo, data, max_bytes=limit)
-        end_data = None
-        if end_image is not None:
-            end_data = await fetch(end_image, session=bot.downloads, max_bytes=limit, api_base=api_base)
-            await asyncio.to_thread(check_photo, end_data, max_bytes=limit)
+        async with bot.photos.turn(interaction.user.id):
+            data = await fetch(image, session=bot.downloads, max_bytes=limit, api_base=api_base)
+            # Decoding is CPU work: off the event loop, so other members' clicks stay instant.
+            photo = await bot.photos.judge(data, max_bytes=limit)
+            end_data = None
+            if end_image is not None:
+                end_data = await fetch(
+                    end_image, session=bot.downloads, max_bytes=limit, api_base=api_base
+                )
+                await bot.photos.judge(end_data, max_bytes=limit)
         card = card_for(spec.model)
         notes = list(photo.warnings)
         width, height = photo.original_size
