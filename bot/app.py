@@ -16,6 +16,7 @@ from bot.buttons import BUTTONS
 from bot.delivery.events import Delivery
 from bot.endpoints import apply_endpoints
 from bot.errors import answer_error
+from bot.loop_watch import LoopWatch
 from bot.settings import Settings
 from contract import Failed, one_line
 from jobs import (
@@ -72,10 +73,12 @@ class AnimateBot(commands.Bot):
         self.delivery = Delivery(self, store, fit=jobs.dispatcher.fit_upload)
         self._recovery = recovery
         self.photos = PhotoGate()
+        self.loop_watch = LoopWatch()
         self.downloads: aiohttp.ClientSession
         """Members' attachments are read through this, in bounded chunks."""
 
     async def setup_hook(self) -> None:
+        self.loop_watch.start()
         self.downloads = aiohttp.ClientSession()
         self.tree.on_error = answer_error  # every command error becomes one sentence here
         self.add_dynamic_items(*BUTTONS)
@@ -105,6 +108,7 @@ class AnimateBot(commands.Bot):
         await self.delivery.close()
         if hasattr(self, "downloads"):
             await self.downloads.close()
+        await self.loop_watch.stop()
         await super().close()
 
     async def is_operator(self, user: discord.abc.User) -> bool:

@@ -93,6 +93,8 @@ async def test_only_operators_change_credits_and_the_ledger_names_them(tmp_path:
             run = await d.slash("queue", user=helper)
             queue = await run.original(timeout=15)
             assert queue.ephemeral and "cpu-0: camera on" in field(queue, "Workers (1)")
+            # Operators see whether the event loop keeps up (members wait when it does not).
+            assert queue.embeds[0]["footer"]["text"].startswith("Event loop: p99 lag ")
 
     # A team application: every team developer is an operator too.
     async with LoopbackDiscord(team=True) as discord_:

@@ -55,6 +55,12 @@ class Queue(commands.Cog):
             ) or "none ready yet",
             inline=False,
         )
+        watch = self.bot.loop_watch
+        embed.set_footer(
+            text=f"Event loop: p99 lag {watch.percentile(0.99) * 1000:.0f} ms, "
+            f"{watch.stalls} stall{'' if watch.stalls == 1 else 's'} over "
+            f"{watch.threshold * 1000:.0f} ms since start"
+        )
         await interaction.followup.send(embed=embed, ephemeral=True)
 
 
