@@ -59,6 +59,8 @@ T = TypeVar("T")
 class Unrecorded(Exception):
     """A job's final write kept failing: it stays as it was in the database."""
 Emit = Callable[[Job, Event], Awaitable[None]]
+FOUND_DEAD_FREE = 2
+"""Times a job may find its worker already dead without it counting as an attempt."""
 
 
 @dataclass(eq=False)
@@ -72,6 +74,8 @@ class Running:
     """The worker said the job is leaving the model: it may take its next job."""
     in_model: bool = False
     """Has reached the model stage (a denoise or decode event), not only intake."""
+    heard: bool = False
+    """The worker sent at least one event for it: it was alive when the job got there."""
     bystander: bool = False
     """Was waiting for the model when its worker died under another job's render."""
     abandoned: bool = False
@@ -101,6 +105,7 @@ class Runner:
         self.stop_grace = stop_grace
         self.running: dict[int, Running] = {}
         self.pending_cancels: set[int] = set()
+        self._found_dead_count: dict[int, int] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     def on(self, worker: Worker) -> list[Running]:
@@ -149,6 +154,7 @@ class Runner:
             stream = worker.handle.run.remote(str(job.id), request, job.low_memory)
             async for ref in stream:
                 event = await ref
+                running.heard = True
                 if isinstance(event, Progress):
                     await self._progress(running, event)
                 else:
@@ -157,11 +163,11 @@ class Runner:
                 final = Failed("The renderer stopped without a result.", kind="crash", retryable=True)
             await self._end(running, final)
         except _CRASH as exc:
-            bystander = self._bystander(running)
+            bystander = self._bystander(running) or self._found_dead(running)
             log.warning(
                 "job %d: worker %s died: %s%s",
                 job.id, worker.name, type(exc).__name__,
-                " while it waited for the model (attempt not counted)" if bystander else "",
+                " before this job did anything there (attempt not counted)" if bystander else "",
             )
             self.pool.crashed(worker)
             kind = "oom" if isinstance(exc, RayOutOfMemoryError) else "crash"
@@ -187,6 +193,15 @@ class Runner:
             if self.running.get(job.id) is running:
                 del self.running[job.id]
             self.wake()
+
+    def _found_dead(self, running: Running) -> bool:
+        """Whether the worker was already dead when the job reached it (it died idle, and
+        looked ready): not the job's fault. Limited per job, so a job that kills its worker
+        before a word gets out still runs out of attempts."""
+        if running.heard:
+            return False
+        self._found_dead_count[running.job.id] = self._found_dead_count.get(running.job.id, 0) + 1
+        return self._found_dead_count[running.job.id] <= FOUND_DEAD_FREE
 
     def _bystander(self, running: Running) -> bool:
         """Whether a job on a dead worker had only done intake while another job was in the

@@ -402,3 +402,22 @@ async def test_a_database_that_turns_read_only_as_a_render_ends_is_waited_out(
         assert isinstance(final, AnimateResult)
         assert (await store.get_job(job.id)).status == "done"
         assert await ledger(store, 1) == sorted([("welcome", None), ("debit", job.id)])
+
+
+async def test_a_worker_that_died_idle_costs_the_next_job_no_attempt(
+    tmp_path: Path, store: Store, log_dir: Path
+) -> None:
+    """The worker is killed between jobs and still looks ready: the next job finds it dead.
+    With MAX_ATTEMPTS=1 that job must still render (on the restarted worker), not fail."""
+    settings = settings_for(tmp_path, max_attempts=1)
+    async with dispatcher(settings, store, log_dir, workers=1) as (d, rec):
+        [info] = d.workers
+        os.kill(info.pid, signal.SIGKILL)
+        await asyncio.sleep(0.05)
+        job = await submit(d, 1, "step=0.05 steps=2")
+        await rec.finished(job.id, timeout=60)
+        [final] = rec.final(job.id)
+        assert isinstance(final, AnimateResult), final
+        [(_, _, pid, _), *_] = render_log(log_dir, job.id)
+        assert pid != info.pid
+        assert await ledger(store, 1) == sorted([("welcome", None), ("debit", job.id)])
