@@ -59,8 +59,6 @@ T = TypeVar("T")
 class Unrecorded(Exception):
     """A job's final write kept failing: it stays as it was in the database."""
 Emit = Callable[[Job, Event], Awaitable[None]]
-FOUND_DEAD_FREE = 2
-"""Times a job may find its worker already dead without it counting as an attempt."""
 
 
 @dataclass(eq=False)
@@ -74,8 +72,6 @@ class Running:
     """The worker said the job is leaving the model: it may take its next job."""
     in_model: bool = False
     """Has reached the model stage (a denoise or decode event), not only intake."""
-    heard: bool = False
-    """The worker sent at least one event for it: it was alive when the job got there."""
     bystander: bool = False
     """Was waiting for the model when its worker died under another job's render."""
     abandoned: bool = False
@@ -105,7 +101,6 @@ class Runner:
         self.stop_grace = stop_grace
         self.running: dict[int, Running] = {}
         self.pending_cancels: set[int] = set()
-        self._found_dead_count: dict[int, int] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     def on(self, worker: Worker) -> list[Running]:
@@ -150,11 +145,12 @@ class Runner:
             except PipelineError as exc:
                 await self._end(running, exc.to_event())
                 return
+            if not await self._answers(running):
+                return
             final: Event | None = None
             stream = worker.handle.run.remote(str(job.id), request, job.low_memory)
             async for ref in stream:
                 event = await ref
-                running.heard = True
                 if isinstance(event, Progress):
                     await self._progress(running, event)
                 else:
@@ -163,11 +159,11 @@ class Runner:
                 final = Failed("The renderer stopped without a result.", kind="crash", retryable=True)
             await self._end(running, final)
         except _CRASH as exc:
-            bystander = self._bystander(running) or self._found_dead(running)
+            bystander = self._bystander(running)
             log.warning(
                 "job %d: worker %s died: %s%s",
                 job.id, worker.name, type(exc).__name__,
-                " before this job did anything there (attempt not counted)" if bystander else "",
+                " while it waited for the model (attempt not counted)" if bystander else "",
             )
             self.pool.crashed(worker)
             kind = "oom" if isinstance(exc, RayOutOfMemoryError) else "crash"
@@ -194,14 +190,24 @@ class Runner:
                 del self.running[job.id]
             self.wake()
 
-    def _found_dead(self, running: Running) -> bool:
-        """Whether the worker was already dead when the job reached it (it died idle, and
-        looked ready): not the job's fault. Limited per job, so a job that kills its worker
-        before a word gets out still runs out of attempts."""
-        if running.heard:
+    async def _answers(self, running: Running) -> bool:
+        """Whether the worker is alive before the job goes to it. One that died idle still
+        looks ready until someone calls it; that is not the job's fault, so the job goes back
+        to the queue without using an attempt (and nothing was rendered)."""
+        try:
+            await running.worker.handle.info.remote()
+            return True
+        except _CRASH as exc:
+            log.warning(
+                "job %d: worker %s was found dead (%s); queued again, attempt not counted",
+                running.job.id, running.worker.name, type(exc).__name__,
+            )
+            self.pool.crashed(running.worker)
+            await self._persist(
+                self.store.requeue, running.job.id, reason="The renderer had stopped.",
+                count_attempt=False,
+            )
             return False
-        self._found_dead_count[running.job.id] = self._found_dead_count.get(running.job.id, 0) + 1
-        return self._found_dead_count[running.job.id] <= FOUND_DEAD_FREE
 
     def _bystander(self, running: Running) -> bool:
         """Whether a job on a dead worker had only done intake while another job was in the
