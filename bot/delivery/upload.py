@@ -71,13 +71,16 @@ class ClipUploads:
             posted = await self._upload(job, data, out)
         if posted is None:
             return False
+        # Settle the old progress message first: once the job reads "delivered", nothing about
+        # it still says "95 % · Cancel" (a crash in between retires it again on the next try).
+        await self._retire_progress(await self.routes.store.get_job(job.id), posted)
+        job = await self.routes.store.get_job(job.id)  # as the retirement left it
         record = DeliveryRecord.of(job).replace(
             delivered_via=posted.via, result_message_id=posted.message_id, result_url=posted.url
         )
         if not await self.routes.store.mark_delivered(job.id, record.to_dict()):
             log.warning("job %d was delivered by someone else meanwhile", job.id)
         log.info("job %d delivered via %s", job.id, posted.via)
-        await self._retire_progress(await self.routes.store.get_job(job.id), posted)
         return True
 
     async def _upload(self, job: Job, data: bytes, out: Outgoing) -> Posted | None:
