@@ -21,6 +21,7 @@ from world import (
     ledger_kinds,
     n_credits,
     video_of,
+    wait_status,
 )
 
 from pipeline.encode import decode_frames
@@ -67,6 +68,8 @@ async def test_info_edit_and_extend(tmp_path: Path) -> None:
         )
         clip = await run.message(has_video, timeout=60)
         (original,) = await all_jobs(w.store, alice.id)
+        # The clip is visible a moment before the bot records it as delivered.
+        await wait_status(w.store, original.id, "delivered", timeout=10)
         first = probe(video_of(clip))
 
         # Info: every parameter, privately, to whoever asks.

@@ -71,10 +71,12 @@ class ClipUploads:
             posted = await self._upload(job, data, out)
         if posted is None:
             return False
-        # Settle the old progress message first: once the job reads "delivered", nothing about
-        # it still says "95 % · Cancel" (a crash in between retires it again on the next try).
-        await self._retire_progress(await self.routes.store.get_job(job.id), posted)
-        job = await self.routes.store.get_job(job.id)  # as the retirement left it
+        job = await self.routes.store.get_job(job.id)  # as the upload's roads left it
+        if _moved(job, posted):
+            # Settle the old progress message first: once the job reads "delivered", nothing
+            # about it still says "95 % · Cancel" (a crash in between settles it on the retry).
+            await self._retire_progress(job, posted)
+            job = await self.routes.store.get_job(job.id)
         record = DeliveryRecord.of(job).replace(
             delivered_via=posted.via, result_message_id=posted.message_id, result_url=posted.url
         )
@@ -134,9 +136,6 @@ class ClipUploads:
     async def _retire_progress(self, job: Job, posted: Posted) -> None:
         """The clip went to a new message (channel reply or DM): the progress message must not
         stay at "95 % · Cancel" forever. Point it at the clip instead; best effort."""
-        record = DeliveryRecord.of(job)
-        if not record.has_message or posted.message_id == record.message_id:
-            return
         try:
             await self.routes.edit(
                 job, content=f"<@{job.user_id}>", embed=embeds.moved(job, posted), view=None,
@@ -144,3 +143,9 @@ class ClipUploads:
             )
         except discord.HTTPException as exc:
             log.info("job %d: could not update its old progress message: %s", job.id, exc)
+
+
+def _moved(job: Job, posted: Posted) -> bool:
+    """The clip landed in a new message while the job's own message still exists."""
+    record = DeliveryRecord.of(job)
+    return record.has_message and posted.message_id != record.message_id
