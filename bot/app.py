@@ -212,5 +212,5 @@ async def _run(settings: Settings, token: str) -> None:
             except discord.PrivilegedIntentsRequired:
                 raise StartupError("The bot asked for a privileged intent it is not allowed.") from None
     finally:
-        await dispatcher.stop()
+        await jobs.stop()
         await store.close()

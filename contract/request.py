@@ -83,12 +83,6 @@ class JobSpec:
     def replace(self, **changes: Any) -> JobSpec:
         return dataclasses.replace(self, **changes)
 
-    @property
-    def spec(self) -> JobSpec:
-        """Just the JobSpec fields (drops a request's binary inputs)."""
-        names = {f.name for f in dataclasses.fields(JobSpec)}
-        return JobSpec(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
-
     # ---- (de)serialisation: the only place that knows the stored keys ----------------------
 
     def to_dict(self) -> dict[str, Any]:

@@ -212,14 +212,14 @@ class Dispatcher:
             self.wake()
             await self.emit(job, Failed(reason + refund_note(job.cost), kind="cancelled"))
             return True
-        for _ in range(2):  # before and after reading the row: it may launch meanwhile
-            running = self.runner.running.get(job_id)
-            if running is not None:
-                return await self.runner.abandon(running, "cancelled", reason)
-            try:
-                current = await self.store.get_job(job_id)
-            except UnknownJob:
-                return False
+        if (running := self.runner.running.get(job_id)) is not None:
+            return await self.runner.abandon(running, "cancelled", reason)
+        try:
+            current = await self.store.get_job(job_id)
+        except UnknownJob:
+            return False
+        if (running := self.runner.running.get(job_id)) is not None:  # launched meanwhile
+            return await self.runner.abandon(running, "cancelled", reason)
         if current.status is JobStatus.RUNNING:
             # Claimed a moment ago and not yet launched: stop it as soon as it is.
             self.runner.pending_cancels.add(job_id)

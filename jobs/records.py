@@ -6,6 +6,7 @@ column layouts; everything else reads attributes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,31 +65,14 @@ class ClipSummary:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "width": self.width,
-            "height": self.height,
-            "frames": self.frames,
-            "fps": self.fps,
-            "seed": self.seed,
-            "model": self.model,
-            "bytes": self.bytes,
-            "timings": self.timings,
-            "warnings": list(self.warnings),
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClipSummary:
-        return cls(
-            width=int(data["width"]),
-            height=int(data["height"]),
-            frames=int(data["frames"]),
-            fps=float(data["fps"]),
-            seed=int(data["seed"]),
-            model=str(data["model"]),
-            bytes=int(data.get("bytes", 0)),
-            timings=dict(data.get("timings") or {}),
-            warnings=tuple(data.get("warnings") or ()),
-        )
+        """Read a stored summary; keys this version does not know are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names}
+        return cls(**{**known, "warnings": tuple(known.get("warnings") or ())})
 
 
 @dataclass(frozen=True)

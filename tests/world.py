@@ -23,7 +23,7 @@ from loopback import LoopbackDiscord
 from bot.app import AnimateBot
 from bot.settings import Settings
 from contract import Cancelled, Progress
-from jobs import Dispatcher, JobService, Store
+from jobs import ALL, Dispatcher, JobService, Store
 from pipeline.backends.camera import CameraBackend
 from pipeline.worker import create_worker
 
@@ -176,7 +176,7 @@ async def bot_world(
         )
         jobs = JobService(store, dispatcher, config)
         recovery = await jobs.start()
-        stack.push_async_callback(dispatcher.stop)
+        stack.push_async_callback(jobs.stop)
         deadline = time.monotonic() + 60
         while len(dispatcher.workers) < workers:
             assert time.monotonic() < deadline, "workers did not come up"
@@ -188,7 +188,6 @@ async def bot_world(
 
 # ---- what tests look at ---------------------------------------------------------------------
 
-ALL_STATUSES = ("queued", "running", "done", "delivered", "failed", "cancelled")
 
 
 def has_video(message: Any) -> bool:
@@ -228,7 +227,7 @@ def noisy_png(side: int, seed: int = 0) -> bytes:
 
 
 async def all_jobs(store: Store, user_id: int | None = None) -> list[Any]:
-    return await store.jobs(user_id=user_id, statuses=ALL_STATUSES)
+    return await store.jobs(user_id=user_id, statuses=ALL)
 
 
 async def ledger_kinds(store: Store, user_id: int) -> list[tuple[str, int, int | None]]:
