@@ -12,7 +12,9 @@ from pathlib import Path
 
 from bench import Figure, machine
 
-BENCHMARKS = ("ack", "overhead", "duty", "camera", "gpu")
+BENCHMARKS = ("ack", "overhead", "duty", "camera", "gpu", "soak")
+ON_REQUEST = ("soak",)
+"""Not part of a plain `python -m bench`: long, and a different question (nothing is lost)."""
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -20,7 +22,11 @@ def default_benchmarks() -> list[str]:
     """All of them; `gpu` only where there is a CUDA GPU (it measures nothing elsewhere)."""
     import torch
 
-    return [name for name in BENCHMARKS if name != "gpu" or torch.cuda.is_available()]
+    return [
+        name
+        for name in BENCHMARKS
+        if name not in ON_REQUEST and (name != "gpu" or torch.cuda.is_available())
+    ]
 
 
 def result_path(stamp: datetime.datetime, suffix: str = "") -> Path:
@@ -31,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: bench/results/DATE-HOST.json)")
+    parser.add_argument("--jobs", type=int, default=None, help="soak: how many jobs (default 300)")
     args = parser.parse_args(argv)
     names = args.names or default_benchmarks()
     unknown = sorted(set(names) - set(BENCHMARKS))
@@ -40,9 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, list[Figure]] = {}
     for name in names:
         print(f"running {name} …", file=sys.stderr, flush=True)
-        figures[name] = importlib.import_module(f"bench.{name}").run()
+        module = importlib.import_module(f"bench.{name}")
+        if name == "soak" and args.jobs is not None:
+            figures[name] = module.run(jobs=args.jobs)
+        else:
+            figures[name] = module.run()
 
-    return report(figures, args.out)
+    return report(figures, args.out, suffix="-soak" if names == ["soak"] else "")
 
 
 def report(figures: dict[str, list[Figure]], out: Path | None = None, *, suffix: str = "") -> int:

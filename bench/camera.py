@@ -23,9 +23,9 @@ from pathlib import Path
 from PIL import Image
 
 from bench import Figure, machine
+from contract import CAMERA_MOVES, AnimateRequest, AnimateResult
 from pipeline.animate import animate
 from pipeline.backends.camera import CameraBackend
-from contract import CAMERA_MOVES, AnimateRequest, AnimateResult
 
 TARGET_S = 2.0
 WIDTH, HEIGHT, FPS, DURATION = 1280, 720, 24, 5.0

@@ -25,8 +25,8 @@ import ray
 from PIL import Image
 
 from bench import Figure
-from pipeline.backends.base import BackendInfo, RenderPlan
 from contract import AnimateRequest, Progress
+from pipeline.backends.base import BackendInfo, RenderPlan
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 WIDTH, HEIGHT, FPS, SECONDS = 1280, 720, 24, 5

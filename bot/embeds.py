@@ -67,7 +67,7 @@ def progress(job: Job, event: Progress, eta: float | None, *, picture: str | Non
         title=ACTION_TITLES.get(job.action, "Animating"), description=_prompt(job.spec), colour=BLURPLE
     )
     if event.stage == "queued":
-        status = f"#{event.step} in the queue" if event.step else "starting…"
+        status = event.message or (f"#{event.step} in the queue" if event.step else "starting…")
     else:
         status = describe(event, eta)
     embed.add_field(name="Status", value=status, inline=False)

@@ -14,11 +14,22 @@ from discord import app_commands
 
 from bot.formatting import credits, when
 from contract import InputError
-from jobs import InsufficientCredits, QueueFull, Refused, TooManyQueued, UnknownJob
+from jobs import (
+    InsufficientCredits,
+    QueueFull,
+    Refused,
+    TooManyQueued,
+    UnknownJob,
+    is_storage_fault,
+)
 
 log = logging.getLogger("bot")
 
 SOMETHING_WENT_WRONG = "Something went wrong on our side; nothing was charged. Please try again."
+STORAGE_UNAVAILABLE = (
+    "The bot cannot save anything right now (its storage is unavailable); nothing was "
+    "charged. Please try again in a few minutes."
+)
 
 
 class Refusal(Exception):
@@ -63,6 +74,9 @@ async def answer(interaction: discord.Interaction, text: str) -> None:
 async def answer_error(interaction: discord.Interaction, error: BaseException) -> None:
     original = getattr(error, "original", error)
     text = sentence(original)
+    if text is None and is_storage_fault(original):
+        log.warning("interaction %s refused: storage unavailable (%s)", interaction.id, original)
+        text = STORAGE_UNAVAILABLE
     if text is None:
         where = interaction.command.qualified_name if interaction.command else interaction.data
         log.error("interaction %s (%s) failed", interaction.id, where, exc_info=original)

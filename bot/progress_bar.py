@@ -66,8 +66,18 @@ class Tracker:
     _last_edit: float | None = None
     stage: str | None = None
     """The stage of the last event observed."""
+    message: str = ""
+    """Its text (a queue position, "waiting for a GPU worker")."""
+
+    def news(self, progress: Progress) -> bool:
+        """Whether the member must see this event even inside the edit interval: a new
+        stage, or a new position or state while waiting (those come rarely)."""
+        return progress.stage != self.stage or (
+            progress.stage == "queued" and progress.message != self.message
+        )
 
     def observe(self, progress: Progress, now: float) -> None:
+        self.message = progress.message
         if progress.stage != self.stage:
             self._steps.clear()
             self.stage = progress.stage

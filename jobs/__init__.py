@@ -22,7 +22,7 @@ from jobs.refusals import (
 )
 from jobs.service import JobService, Origin
 from jobs.status import ACTIVE, ALL, FINISHED, REFUNDED, JobAction, JobStatus
-from jobs.storage import StorageUnusable, check_storage
+from jobs.storage import StorageUnusable, check_storage, is_storage_fault
 from jobs.store import DatabaseInUse, ProcessLock, Store
 
 __all__ = [
@@ -60,4 +60,5 @@ __all__ = [
     "TooManyQueued",
     "UnknownJob",
     "check_storage",
+    "is_storage_fault",
 ]

@@ -24,6 +24,11 @@ A job's ``job`` argument is the row as of that event (final events: after the st
 A slow listener delays only that job's stream; a listener that raises is logged and ignored.
 Everything in flight can be rebuilt from SQLite: ``JobService.start()`` recovers it before
 the dispatcher starts.
+
+When the Ray runtime the dispatcher started or joined dies (its raylet or GCS killed, the
+cluster head gone), the jobs in flight go back to the queue without using an attempt, Ray
+is brought back with backoff, and waiting members see "waiting for a GPU worker". A job
+that finds no worker at all for JOB_TIMEOUT_SECONDS is refunded.
 """
 
 from __future__ import annotations
@@ -38,16 +43,19 @@ from typing import Any
 from contract import Event, Failed, WorkerInfo
 from jobs.config import JobsConfig
 from jobs.pool import Spawner, WorkerPool
-from jobs.ray_runtime import connect_ray
+from jobs.ray_runtime import RayRuntime, RayUnavailable
 from jobs.records import Job
 from jobs.refusals import UnknownJob
-from jobs.retry import refund_note
-from jobs.runner import Runner
+from jobs.retry import duration_text, refund_note
+from jobs.runner import Runner, Unrecorded
 from jobs.scheduler import Positions, fill
 from jobs.status import JobStatus
 from jobs.store import Store
 
 log = logging.getLogger("jobs.dispatcher")
+
+FIT_TIMEOUT = 300.0
+"""Longest wait for a worker to re-encode a clip that Discord found too large."""
 
 Listener = Callable[[Job, Event], Awaitable[None] | None]
 
@@ -65,6 +73,8 @@ class Dispatcher:
         scale_interval: seconds between looks at the cluster for new GPUs.
         stop_grace: seconds a cancelled or timed-out job may take to stop before its worker
             is killed and restarted.
+        watch_interval: seconds between health probes of the Ray runtime (two misses in a
+            row mean it is gone).
     """
 
     def __init__(
@@ -77,8 +87,11 @@ class Dispatcher:
         tick: float = 2.0,
         scale_interval: float = 30.0,
         stop_grace: float = 30.0,
+        watch_interval: float = 1.0,
     ) -> None:
         self.config = config
+        self.watch_interval = watch_interval
+        self.runtime = RayRuntime(config.ray_address, cpu_workers=config.cpu_workers)
         self.store = store
         self.tick = tick
         self.scale_interval = scale_interval
@@ -91,13 +104,18 @@ class Dispatcher:
             on_change=self.wake,
         )
         self.runner = Runner(
-            config, store, self.pool, emit=self.emit, wake=self.wake, stop_grace=stop_grace
+            config, store, self.pool, emit=self.emit, wake=self.wake, stop_grace=stop_grace,
+            infrastructure_ok=self._infrastructure_ok,
         )
         self._listeners: list[Listener] = []
         self._positions = Positions()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._owns_ray = False
+        self._watch_task: asyncio.Task[None] | None = None
+        self._runtime_lost = asyncio.Event()
+        """Set when the Ray runtime dies: calls to its actors will never be answered."""
+        self._unserved_since: float | None = None
+        """Wall-clock time since which no worker has been ready (None: one is)."""
         self._started = False
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -109,16 +127,17 @@ class Dispatcher:
         """
         if self._started:
             raise RuntimeError("the dispatcher is already started")
-        self._owns_ray = await connect_ray(
-            self.config.ray_address, cpu_workers=self.config.cpu_workers
-        )
+        await self.runtime.start()
         try:
             await self.pool.scale()
         except BaseException:
-            await self._shutdown_ray()
+            await self.runtime.stop()
             raise
         self._started = True
+        self._unserved_since = self.store.clock()
         self._loop_task = asyncio.create_task(self._loop(), name="dispatcher")
+        if self.runtime.owned:
+            self._watch_task = asyncio.create_task(self._watch(), name="ray-watch")
 
     async def stop(self, *, release: bool = True) -> None:
         """Stop scheduling, drop the streams and the workers; shut Ray down if we started it.
@@ -130,22 +149,77 @@ class Dispatcher:
         if not self._started:
             return
         self._started = False
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in (self._watch_task, self._loop_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         interrupted = await self.runner.close()
         await self.pool.close()
         if release:
             for job_id in interrupted:
                 await self.store.requeue(job_id, reason="The bot restarted.", count_attempt=False)
-        await self._shutdown_ray()
+        await self.runtime.stop()
 
-    async def _shutdown_ray(self) -> None:
-        if self._owns_ray:
-            import ray
+    # ---- the Ray runtime dying under us --------------------------------------------------
 
-            self._owns_ray = False
-            await asyncio.to_thread(ray.shutdown)
+    async def _watch(self) -> None:
+        try:
+            await self._watch_forever()
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            log.critical("the Ray watch stopped; a dead runtime will not be noticed", exc_info=True)
+            raise
+
+    async def _watch_forever(self) -> None:
+        misses = 0
+        while True:
+            await asyncio.sleep(self.watch_interval)
+            if await self.runtime.alive():
+                misses = 0
+                continue
+            misses += 1
+            if misses >= 2:
+                misses = 0
+                await self._bring_ray_back("its GCS or raylet stopped accepting connections")
+
+    async def _infrastructure_ok(self) -> bool:
+        """Whether a worker's death was its own (False: Ray itself is going down with it, and
+        the job should not lose an attempt for that)."""
+        return not self.runtime.owned or (self.runtime.up and await self.runtime.alive())
+
+    async def _bring_ray_back(self, why: str) -> None:
+        """Every actor died with the runtime: requeue what was rendering (no attempt used),
+        start or join Ray again with backoff, then new workers."""
+        self.runtime.lost(why)
+        lost, self._runtime_lost = self._runtime_lost, asyncio.Event()
+        lost.set()
+        self.pool.forget()
+        interrupted = await self.runner.close()
+        for job_id in interrupted:
+            try:
+                await self.runner.persist(
+                    self.store.requeue, job_id, reason="The GPU runtime restarted.",
+                    count_attempt=False,
+                )
+            except Unrecorded:
+                log.error("job %d could not be queued again; the next start will", job_id)
+        if interrupted:
+            log.warning("queued again after the runtime died: %s", interrupted)
+        self.wake()
+        while True:
+            try:
+                await self.runtime.reconnect()
+                break
+            except RayUnavailable as exc:
+                pause = self.runtime.backoff()
+                log.error("cannot bring Ray back (%s); next try in %.0f s", exc, pause)
+                await asyncio.sleep(pause)
+        try:
+            await self.pool.scale()
+        except Exception:  # noqa: BLE001 - the scheduler's next scale tries again
+            log.exception("starting workers after the runtime came back failed")
+        self.wake()
 
     # ---- what the service and the bot read -----------------------------------------------
 
@@ -163,6 +237,11 @@ class Dispatcher:
                 rank = min((order.get(a, len(order)) for a in aliases), default=len(order))
                 found[model] = min(found.get(model, rank), rank)
         return sorted(found, key=lambda m: (found[m], m))
+
+    def describe_runtime(self) -> str:
+        """One line for operators: Ray's state and the workers ready."""
+        ready, alive = len(self.pool.ready()), len(self.pool.alive())
+        return f"{self.runtime.status.describe()} · {ready} of {alive} workers ready"
 
     @property
     def workers(self) -> list[WorkerInfo]:
@@ -232,7 +311,26 @@ class Dispatcher:
         ready = sorted(self.pool.ready(), key=lambda w: (len(self.runner.on(w)), w.name))
         if not ready:
             raise LookupError("no worker is ready to re-encode the clip")
-        return await ready[0].handle.fit_upload.remote(video, max_bytes)
+        return await self._answer(ready[0].handle.fit_upload.remote(video, max_bytes), FIT_TIMEOUT)
+
+    async def _answer(self, ref: Any, timeout: float) -> Any:
+        """A worker's answer, or LookupError when its runtime died first (a reference from a
+        dead Ray session is never resolved) or it took longer than `timeout` seconds."""
+        call = asyncio.ensure_future(ref)
+        lost = asyncio.ensure_future(self._runtime_lost.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {call, lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            lost.cancel()
+            if not call.done():
+                call.cancel()
+        if call in done:
+            return call.result()
+        raise LookupError(
+            "the worker's Ray runtime died" if lost in done else "the worker did not answer in time"
+        )
 
     # ---- the scheduler loop --------------------------------------------------------------
 
@@ -242,12 +340,14 @@ class Dispatcher:
             self._wake.clear()
             try:
                 await fill(self.store, self.pool, self.runner)
+                await self._refund_unserved()
                 if self._listeners:
-                    await self._positions.publish(self.store, self.emit)
+                    note = "" if self.pool.ready() else "waiting for a GPU worker"
+                    await self._positions.publish(self.store, self.emit, note=note)
                 else:
                     self._positions.forget()
                 self.pool.reap(self.runner.busy_workers())
-                if time.monotonic() >= next_scale:
+                if self.runtime.up and time.monotonic() >= next_scale:
                     next_scale = time.monotonic() + self.scale_interval
                     await self.pool.scale()
             except asyncio.CancelledError:
@@ -255,6 +355,29 @@ class Dispatcher:
             except Exception:  # noqa: BLE001 - one bad pass must not stop the scheduler
                 log.exception("scheduler pass failed")
             await self._idle()
+
+    async def _refund_unserved(self) -> None:
+        """Refund the jobs that have waited JOB_TIMEOUT_SECONDS with no worker ready at all
+        (Ray down, a cluster without GPU machines): a queue of record, not a black hole."""
+        now = self.store.clock()
+        if self.pool.ready():
+            self._unserved_since = None
+            return
+        if self._unserved_since is None:
+            self._unserved_since = now
+        limit = self.config.job_timeout_seconds
+        if now - self._unserved_since < limit:
+            return
+        for job in await self.store.jobs(statuses=(JobStatus.QUEUED,)):
+            if now - max(job.created_at, self._unserved_since) < limit:
+                continue
+            reason = (
+                f"No GPU worker was available for {duration_text(limit)}, so this video "
+                "could not be made." + refund_note(job.cost)
+            )
+            if (ended := await self.store.fail(job.id, reason)) is not None:
+                log.warning("job %d refunded: no worker for %s", job.id, duration_text(limit))
+                await self.emit(ended, Failed(reason, kind="timeout"))
 
     async def _idle(self) -> None:
         """Wait for wake() or the next tick (asyncio.wait: cancelling the loop never hangs)."""

@@ -226,6 +226,16 @@ class WorkerPool:
         if not restart:
             self.workers.remove(worker)
 
+    def forget(self) -> None:
+        """The Ray runtime died with every actor in it: drop them without calling Ray."""
+        for worker in self.workers:
+            worker.state = "dead"
+            if worker.bring_up is not None:
+                worker.bring_up.cancel()
+        self.workers.clear()
+        self._failures, self._retry_at = 0, 0.0
+        self.on_change()
+
     async def close(self) -> None:
         for worker in list(self.workers):
             self._kill(worker, restart=False)

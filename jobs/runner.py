@@ -92,8 +92,10 @@ class Runner:
         emit: Emit,
         wake: Callable[[], None],
         stop_grace: float,
+        infrastructure_ok: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.config = config
+        self.infrastructure_ok = infrastructure_ok
         self.store = store
         self.pool = pool
         self.emit = emit
@@ -160,10 +162,12 @@ class Runner:
             await self._end(running, final)
         except _CRASH as exc:
             bystander = self._bystander(running)
+            if not bystander and self.infrastructure_ok is not None:
+                bystander = not await self.infrastructure_ok()  # Ray died, not the job
             log.warning(
                 "job %d: worker %s died: %s%s",
                 job.id, worker.name, type(exc).__name__,
-                " while it waited for the model (attempt not counted)" if bystander else "",
+                " (attempt not counted)" if bystander else "",
             )
             self.pool.crashed(worker)
             kind = "oom" if isinstance(exc, RayOutOfMemoryError) else "crash"
@@ -203,7 +207,7 @@ class Runner:
                 running.job.id, running.worker.name, type(exc).__name__,
             )
             self.pool.crashed(running.worker)
-            await self._persist(
+            await self.persist(
                 self.store.requeue, running.job.id, reason="The renderer had stopped.",
                 count_attempt=False,
             )
@@ -247,7 +251,7 @@ class Runner:
             on_gpu=running.worker.gpu,
         )
         if not isinstance(verdict, GiveUp):
-            back = await self._persist(
+            back = await self.persist(
                 self.store.requeue,
                 job.id,
                 low_memory=verdict.low_memory,
@@ -261,9 +265,9 @@ class Runner:
                 )
             return
         if verdict.cancelled:
-            ended = await self._persist(self.store.cancel, job.id, verdict.reason, running=True)
+            ended = await self.persist(self.store.cancel, job.id, verdict.reason, running=True)
         else:
-            ended = await self._persist(self.store.fail, job.id, verdict.reason)
+            ended = await self.persist(self.store.fail, job.id, verdict.reason)
         if ended is not None:
             log.info("job %d failed (%s): %s", job.id, final.kind, verdict.reason)
             await self.emit(ended, Failed(verdict.reason, kind=final.kind))
@@ -272,14 +276,14 @@ class Runner:
         """Write the MP4 atomically, then mark the job done (a crash in between reruns it)."""
         path = Path(self.config.output_dir) / f"{job.id}.mp4"
         try:
-            await self._persist(asyncio.to_thread, _write_atomic, path, result.video)
+            await self.persist(asyncio.to_thread, _write_atomic, path, result.video)
         except Unrecorded as exc:  # the disk stayed full: end the job, refunded, if we can
             log.error("job %d: its video could not be saved: %s", job.id, exc)
             reason = "The video was made, but the bot could not save it." + refund_note(job.cost)
-            if (ended := await self._persist(self.store.fail, job.id, reason)) is not None:
+            if (ended := await self.persist(self.store.fail, job.id, reason)) is not None:
                 await self.emit(ended, Failed(reason, kind="internal"))
             return
-        done = await self._persist(
+        done = await self.persist(
             self.store.finish, job.id, result_path=str(path), clip=ClipSummary.of(result)
         )
         if done is None:  # cancelled or timed out while it finished: not the member's clip
@@ -328,7 +332,7 @@ class Runner:
         if running.task is not None and not running.task.done():
             self.pool.restart(running.worker)
 
-    async def _persist(self, write: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    async def persist(self, write: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """A job's final write, tried again while the database or the disk refuses it (read
         only, full, an I/O error): the member's video must end exactly once, delivered or
         refunded, not stay half-recorded. Raises Unrecorded when it never went through."""

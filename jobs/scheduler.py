@@ -56,13 +56,20 @@ class Positions:
 
     def __init__(self) -> None:
         self._last: dict[int, int] = {}
+        self._note = ""
 
     def forget(self) -> None:
         self._last = {}
 
-    async def publish(self, store: Store, emit: Callable[[Job, Event], Awaitable[None]]) -> None:
+    async def publish(
+        self, store: Store, emit: Callable[[Job, Event], Awaitable[None]], *, note: str = ""
+    ) -> None:
+        """`note`: said after every position (e.g. "waiting for a GPU worker"); when it
+        changes, every waiting job hears it."""
         order = await store.queue_order()
         positions = {job_id: i for i, job_id in enumerate(order, 1)}
+        if note != self._note:
+            self._last, self._note = {}, note
         changed = [j for j, p in positions.items() if self._last.get(j) != p]
         self._last = positions
         if not changed:
@@ -73,7 +80,5 @@ class Positions:
             if job is None:
                 continue
             position = positions[job_id]
-            await emit(
-                job,
-                Progress("queued", position, len(order), message=f"Waiting: #{position} in the queue"),
-            )
+            text = f"#{position} in the queue" + (f" · {note}" if note else "")
+            await emit(job, Progress("queued", position, len(order), message=text))

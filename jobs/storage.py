@@ -7,8 +7,10 @@ start, in one line that says what to do.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -47,3 +49,14 @@ def check_storage(database: Path, output_dir: Path, *, min_free: int = MIN_FREE_
             )
     if database.exists() and not os.access(database, os.R_OK | os.W_OK):
         raise StorageUnusable(f"Cannot read and write the database {database}; fix its permissions.")
+
+
+_FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES}
+
+
+def is_storage_fault(error: BaseException) -> bool:
+    """Whether `error` is the database or the disk refusing a write (read-only, full, an I/O
+    error): the member is told to try again later, not that something broke."""
+    if isinstance(error, sqlite3.OperationalError):
+        return True
+    return isinstance(error, OSError) and error.errno in _FULL_OR_READ_ONLY

@@ -216,3 +216,24 @@ async def test_queue_limits_refuse_with_jobs_really_waiting(tmp_path: Path) -> N
         gate.open()
         for job in await all_jobs(w.store):
             await wait_status(w.store, job.id, "delivered")
+
+
+async def test_read_only_database_is_a_sentence_and_nothing_is_charged(tmp_path: Path) -> None:
+    """The database turns read-only (a remounted disk): /animate says so in words, not
+    "something went wrong", charges nothing, and works again once it is writable."""
+    async with bot_world(tmp_path) as w:
+        d = w.discord
+        balance = await w.store.balance(d.member.id)
+        db = w.store.db
+        async with db._lock:
+            await db._conn.execute("PRAGMA query_only = ON")
+        try:
+            run = await animate(w, d.member)
+            await refused(w, run, "cannot save anything right now", "nothing was charged")
+        finally:
+            async with db._lock:
+                await db._conn.execute("PRAGMA query_only = OFF")
+        await unchanged(w, d.member, balance)
+        run = await animate(w, d.member)
+        answer = await run.message(lambda m: m.ephemeral and "Queued as job" in m.content, timeout=15)
+        assert answer

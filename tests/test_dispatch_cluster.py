@@ -21,7 +21,7 @@ import pytest
 import ray
 from dispatch_support import Recorder, make_dispatcher, settings_for, submit
 
-from contract import AnimateResult
+from contract import AnimateResult, Progress
 from jobs import CreditPolicy, Store
 
 pytestmark = pytest.mark.asyncio
@@ -93,3 +93,60 @@ async def until(predicate: Any, timeout: float = 30.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+async def test_head_lost_jobs_wait_then_are_refunded_and_the_bot_rejoins(
+    cluster: Any, tmp_path: Path
+) -> None:
+    """RAY_ADDRESS and the head goes away: the dispatcher keeps the queue, tells waiting
+    members why nothing moves, refunds a job only after JOB_TIMEOUT_SECONDS without a worker,
+    and joins the cluster again (same address) when the head is back."""
+    from ray.cluster_utils import Cluster
+
+    address = cluster.address
+    port = int(address.rpartition(":")[2])
+    settings = settings_for(tmp_path, ray_address=address, cpu_workers=1, job_timeout_seconds=6)
+    log_dir = tmp_path / "renders"
+    log_dir.mkdir()
+    async with await Store.open(settings.database_path, CreditPolicy(welcome=20)) as store:
+        d = make_dispatcher(settings.jobs_config(), store, log_dir, tick=0.2, watch_interval=0.5)
+        await d.start()
+        d.runtime.retry_cap = 2.0
+        rec = Recorder()
+        d.subscribe(rec)
+        try:
+            await until(lambda: len(d.workers) == 1)
+            # The head machine goes away (its GCS and raylet, which this driver uses).
+            cluster.head_node.kill_all_processes(check_alive=False, allow_graceful=False)
+            cluster.head_node = None
+            await until(lambda: not d.runtime.up, 15)
+            assert not d.workers
+
+            waiting = await submit(d, 1)
+            queued_at = time.monotonic()
+            await rec.finished(waiting.id, timeout=20)
+            waited = time.monotonic() - queued_at
+            (final,) = rec.final(waiting.id)
+            assert "No GPU worker was available for 6 seconds" in final.reason, final
+            assert "refunded" in final.reason and waited >= 5.5, (final, waited)
+            notes = [e.message for e in rec.of(waiting.id) if isinstance(e, Progress)]
+            assert "#1 in the queue · waiting for a GPU worker" in notes, notes
+            assert await store.balance(1) == 20  # charged, then refunded
+            assert "DOWN" in d.describe_runtime()
+
+            # The head comes back at the same address: the bot rejoins and renders again.
+            head = Cluster(
+                initialize_head=True,
+                head_node_args={"num_cpus": 2, "gcs_server_port": port, "include_dashboard": False},
+            )
+            try:
+                await until(lambda: len(d.workers) == 1, 90)
+                assert d.runtime.up and "up" in d.describe_runtime()
+                job = await submit(d, 2)
+                await rec.finished(job.id, timeout=60)
+                assert isinstance(rec.final(job.id)[0], AnimateResult)
+            finally:
+                await d.stop()
+                head.shutdown()
+        finally:
+            await d.stop()

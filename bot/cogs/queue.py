@@ -27,7 +27,11 @@ class Queue(commands.Cog):
         running = await store.jobs(statuses=(JobStatus.RUNNING,))
         order = await store.queue_order()
         waiting = {job.id: job for job in await store.jobs(statuses=(JobStatus.QUEUED,))}
-        embed = discord.Embed(title="Queue", colour=discord.Colour.blurple())
+        embed = discord.Embed(
+            title="Queue",
+            description=self.bot.jobs.dispatcher.describe_runtime(),
+            colour=discord.Colour.blurple(),
+        )
         embed.add_field(
             name=f"Rendering ({len(running)})",
             value="\n".join(

@@ -39,10 +39,10 @@ class ProgressMessages:
     async def show(self, job: Job, event: Progress) -> None:
         tracker = self._trackers.setdefault(job.id, Tracker())
         now = self.clock()
-        stage_changed = tracker.stage != event.stage
+        news = tracker.news(event)
         tracker.observe(event, now)
         new_preview = event.preview is not None and job.id not in self._previews
-        if not tracker.should_edit(now, force=stage_changed or new_preview):
+        if not tracker.should_edit(now, force=news or new_preview):
             return
         job = await self.routes.store.get_job(job.id)  # as announce() left it (message id)
         record = DeliveryRecord.of(job)
