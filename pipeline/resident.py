@@ -9,15 +9,14 @@ device.
 
 from __future__ import annotations
 
-import gc
 import logging
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from contract import AnimateRequest, BackendOptions, Cancelled, Progress
+from pipeline.backends.placement import free_device_memory
 
 if TYPE_CHECKING:
     from pipeline.backends.base import Backend
@@ -116,7 +115,7 @@ class ResidentModels:
         for _, victim in victims:
             _close(victim)
         if drop:
-            _empty_cuda_cache()
+            free_device_memory()
 
 
 class ModelStage:
@@ -153,12 +152,3 @@ def _close(backend: Any) -> None:
         backend.close()
     except Exception:  # noqa: BLE001 - freeing must not fail a job
         log.exception("closing a backend failed")
-
-
-def _empty_cuda_cache() -> None:
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-

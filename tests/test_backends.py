@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -836,3 +837,75 @@ def test_a_model_without_attention_dispatch_says_it_runs_sdpa(tiny_svd_dir: Path
     backend = DiffusionBackend(str(tiny_svd_dir), options=BackendOptions(attention="_native_math"))
     assert backend.attention == "native"
     backend.close()
+
+
+def test_group_offload_keeps_the_vae_whole_and_renders(tiny_svd_dir: Path) -> None:
+    """C5/C9: streamed, SVD's VAE would reload its stored half-precision weights over the
+    float32 copy the pipeline upcasts it to, and keep tracker hooks nobody removes; it stays
+    whole on the device while the denoiser and encoders are streamed."""
+    import torch
+    from diffusers.hooks import HookRegistry
+
+    from pipeline.backends import placement
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    def group_hooked(module: torch.nn.Module) -> bool:
+        return any(
+            HookRegistry.check_if_exists_or_initialize(m).get_hook("group_offloading") is not None
+            for m in module.modules()
+            if hasattr(m, "_diffusers_hook")
+        )
+
+    backend = DiffusionBackend(str(tiny_svd_dir))
+    pipe = backend.load()
+    placement.apply_offload(pipe, placement.OffloadConfig(torch.device("cpu"), "group"))
+    assert group_hooked(pipe.unet) and not group_hooked(pipe.vae)
+    frames = backend.render(photo(64, 64), backend.plan(request(), (64, 64)), request())
+    assert frames.shape[1:] == (64, 64, 3) and np.isfinite(frames).all()
+    backend.close()
+
+
+def test_dropping_a_model_frees_the_pinned_host_memory_too(monkeypatch) -> None:
+    """C10: `torch.cuda.empty_cache` frees device blocks only; the pinned host memory that
+    offloading staged weights in must be released as well."""
+    import torch
+
+    from pipeline.backends.placement import free_device_memory
+
+    calls: list[str] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("device"))
+    monkeypatch.setattr(torch.accelerator, "empty_host_cache", lambda: calls.append("host"))
+    free_device_memory()
+    assert calls == ["device", "host"]
+
+
+def test_out_of_memory_at_load_frees_only_once_the_pipeline_is_unreachable(
+    tiny_ltx_dir: Path, monkeypatch
+) -> None:
+    """C11: memory freed while the half-placed pipeline is still referenced (by the handler's
+    exception frames) stays "used", and the next placement picks a slower offload."""
+    import gc
+    import weakref
+
+    import torch
+
+    from contract import OutOfMemory
+    from pipeline.backends import placement
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    seen: dict[str, Any] = {}
+
+    def place_out_of_memory(pipe: Any, config: Any) -> None:
+        seen["pipe"] = weakref.ref(pipe)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    def free() -> None:
+        gc.collect()
+        seen["alive_when_freed"] = seen["pipe"]() is not None
+
+    monkeypatch.setattr(placement, "apply_offload", place_out_of_memory)
+    monkeypatch.setattr(placement, "free_device_memory", free)
+    with pytest.raises(OutOfMemory, match="not have enough free memory"):
+        DiffusionBackend(str(tiny_ltx_dir)).load()
+    assert seen["alive_when_freed"] is False

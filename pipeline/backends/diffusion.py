@@ -11,7 +11,6 @@ loaded once and kept between jobs; progress and cancellation go through
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import secrets
 import time
@@ -159,6 +158,7 @@ class DiffusionBackend:
 
     def _install(self, load: Callable[[], Any], device: torch.device) -> Any:
         """Load (or take) the pipeline, read its rules, place it and apply the speed-ups."""
+        out_of_memory = False
         try:
             pipe = load()
             pipe.set_progress_bar_config(disable=True)
@@ -168,7 +168,13 @@ class DiffusionBackend:
         except Exception as exc:
             if not is_out_of_memory(exc) or isinstance(exc, PipelineError):
                 raise
-            self._free()
+            out_of_memory = True
+        if out_of_memory:
+            # Free only outside the handler, once the half-placed pipeline is unreachable: the
+            # exception's frames hold it, and memory freed while it lives stays "used", so the
+            # next placement would pick a slower offload than it needs.
+            pipe = None
+            placement.free_device_memory()
             raise OutOfMemory(
                 f"The GPU does not have enough free memory to load {self.info.label}; free the GPU or "
                 "use a smaller model."
@@ -364,7 +370,7 @@ class DiffusionBackend:
             except Exception:  # hooks may not be installed; freeing must not fail
                 pass
         self._pipe = None
-        self._free()
+        placement.free_device_memory()
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -374,15 +380,5 @@ class DiffusionBackend:
             pipe.maybe_free_model_hooks()
         except Exception:  # best effort; the next call re-hooks anyway
             pass
-        self._free()
+        placement.free_device_memory()
 
-    @staticmethod
-    def _free() -> None:
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass

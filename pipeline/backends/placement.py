@@ -8,7 +8,9 @@ so one worker image runs a 13B model on an 80 GB card and on a 24 GB one.
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -134,6 +136,13 @@ def offload_config(
     return OffloadConfig(device=device, mode=mode)
 
 
+GROUP_OFFLOAD_EXCLUDE = ("vae",)
+"""Kept whole on the GPU under group offload. The VAE is small and runs once per clip; streamed,
+it would reload its stored half-precision weights over the float32 copy that SVD's pipeline
+upcasts it to for decoding (a dtype clash at decode), and keep per-layer tracker hooks that
+are never removed (it decodes through `decode`, not `forward`)."""
+
+
 def apply_offload(pipe: Any, config: OffloadConfig) -> None:
     """Move the pipeline to the device, or install diffusers' model or group offload hooks."""
     if config.mode == "none":
@@ -147,8 +156,24 @@ def apply_offload(pipe: Any, config: OffloadConfig) -> None:
             onload_device=config.device,
             offload_device=torch.device("cpu"),
             offload_type="leaf_level",
-            use_stream=True,
+            use_stream=config.device.type == "cuda",
+            exclude_modules=[m for m in GROUP_OFFLOAD_EXCLUDE if getattr(pipe, m, None) is not None],
         )
+
+
+def free_device_memory() -> None:
+    """Give back what a dropped model held: unreachable tensors, the GPU's cached blocks, and
+    the pinned host memory that offloading staged weights in (``empty_cache`` is device-only;
+    without the host cache, a worker that switches models grows until the host runs out).
+    Call it only once the model is unreachable: blocks still referenced stay "used"."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return
+    torch.cuda.empty_cache()
+    empty_host_cache = getattr(getattr(torch, "accelerator", None), "empty_host_cache", None)
+    if empty_host_cache is not None:
+        empty_host_cache()
 
 
 @dataclass(frozen=True)
