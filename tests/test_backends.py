@@ -510,6 +510,20 @@ def test_attention_backend_applies_to_self_attention_only(tiny_ltx_dir: Path) ->
     backend.close()
 
 
+def test_unmasked_cross_attention_takes_the_kernel_too(tiny_wan_ti2v_dir: Path) -> None:
+    """C12: Wan's cross-attention to the text has no padding mask, so nothing keeps it on
+    SDPA: every attention module of its transformer takes the chosen kernel, and it renders."""
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    backend = DiffusionBackend(str(tiny_wan_ti2v_dir), options=BackendOptions(attention="_native_math"))
+    backends = _attention_backends(backend.pipe.transformer)
+    assert any(n.endswith("attn2") for n in backends), backends
+    assert set(backends.values()) == {"_native_math"}, backends
+    plan = backend.plan(request(steps=2), (64, 64))
+    assert backend.render(photo(64, 64), plan, request(steps=2)).shape == (17, 64, 64, 3)
+    backend.close()
+
+
 def test_unavailable_attention_kernel_falls_back_to_sdpa(tiny_wan_ti2v_dir: Path, caplog) -> None:
     """flash-attn is not installed here: the job must still render, on SDPA, with a warning."""
     import torch

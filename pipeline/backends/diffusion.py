@@ -207,7 +207,9 @@ class DiffusionBackend:
         """Attention kernel, first-block cache and regional torch.compile, when asked for."""
         modules = denoisers(pipe)
         backend = choose_attention(self.options.attention, device)
-        self.attention = apply_attention(modules, AttentionConfig(backend))
+        self.attention = apply_attention(
+            modules, AttentionConfig(backend, masked_cross_attention=self.family.masked_cross_attention)
+        )
         if self.options.cache:
             apply_first_block_cache(modules, CacheConfig(self.options.cache_threshold))
         if self.options.compile:

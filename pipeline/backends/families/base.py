@@ -55,6 +55,9 @@ class Family:
     """The preset whose settings an arbitrary checkpoint of this family gets."""
     text_conditioned: ClassVar[bool] = True
     """Whether ``__call__`` takes prompt, negative_prompt and guidance_scale."""
+    masked_cross_attention: ClassVar[bool] = False
+    """Whether the denoiser's cross-attention to the text carries a padding mask, which fused
+    kernels such as flash-attn refuse: it then stays on SDPA while self-attention is fused."""
 
     def read_rules(self, class_name: str, pipe: Any) -> PipelineRules:
         """The size and frame rules of the loaded `pipe` (loaded as `class_name`)."""

@@ -15,6 +15,7 @@ class LTX(Family):
     name = "ltx"
     label = "LTX-Video"
     preset = "ltx"
+    masked_cross_attention = True
 
     def read_rules(self, class_name: str, pipe: Any) -> PipelineRules:
         return PipelineRules(

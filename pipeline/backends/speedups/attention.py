@@ -20,9 +20,12 @@ NATIVE = "native"
 
 @dataclass(frozen=True)
 class AttentionConfig:
-    """A diffusers attention backend name for self-attention; None keeps SDPA."""
+    """A diffusers attention backend name; None keeps SDPA."""
 
     backend: str | None = None
+    masked_cross_attention: bool = True
+    """Keep cross-attention on SDPA: it carries a text padding mask (LTX) that fused kernels
+    refuse. Models whose cross-attention is unmasked (Wan) run it on the kernel too."""
 
 
 def choose_attention(wanted: str, device: torch.device) -> str | None:
@@ -48,12 +51,10 @@ def choose_attention(wanted: str, device: torch.device) -> str | None:
     return None
 
 
-def set_self_attention_backend(module: Any, backend: str) -> None:
-    """`set_attention_backend` for self-attention only.
-
-    Cross-attention to the text carries a padding mask (LTX) that fused kernels such as
-    flash-attn refuse, and it is a small share of the work, so it stays on SDPA.
-    """
+def set_attention_backend(module: Any, backend: str, *, masked_cross_attention: bool) -> None:
+    """`module.set_attention_backend`, without changing diffusers' process-wide default, and
+    for self-attention only when the cross-attention carries a padding mask (see
+    :class:`AttentionConfig`)."""
     from diffusers.models.attention_dispatch import (
         AttentionBackendName,
         _AttentionBackendRegistry,
@@ -67,6 +68,8 @@ def set_self_attention_backend(module: Any, backend: str) -> None:
         module.set_attention_backend(backend)
     finally:
         _AttentionBackendRegistry.set_active_backend(default)
+    if not masked_cross_attention:
+        return
     for name, sub in module.named_modules():
         processor = getattr(sub, "processor", None)
         if processor is None or not hasattr(processor, "_attention_backend"):
@@ -76,7 +79,7 @@ def set_self_attention_backend(module: Any, backend: str) -> None:
 
 
 def apply_attention(modules: Sequence[Any], config: AttentionConfig) -> str:
-    """Set the backend on every module's self-attention; the backend now in use.
+    """Set the backend on every module's attention (see AttentionConfig); the one in use.
 
     A kernel that is missing or refuses these modules resets them to SDPA with a warning: a
     speed-up must never stop a job.
@@ -85,7 +88,9 @@ def apply_attention(modules: Sequence[Any], config: AttentionConfig) -> str:
         return NATIVE
     try:
         for module in modules:
-            set_self_attention_backend(module, config.backend)
+            set_attention_backend(
+                module, config.backend, masked_cross_attention=config.masked_cross_attention
+            )
     except Exception as exc:  # noqa: BLE001 - a missing kernel must never stop a job
         for module in modules:
             if hasattr(module, "reset_attention_backend"):
