@@ -923,3 +923,25 @@ def test_out_of_memory_at_load_frees_only_once_the_pipeline_is_unreachable(
     with pytest.raises(OutOfMemory, match="not have enough free memory"):
         DiffusionBackend(str(tiny_ltx_dir)).load()
     assert seen["alive_when_freed"] is False
+
+
+def test_a_speed_up_that_fails_here_is_dropped_at_load_not_at_every_job(
+    tiny_wan_ti2v_dir: Path, caplog
+) -> None:
+    """PyTorch's cuDNN attention can be set on any machine but runs only on CUDA: set at load,
+    it would fail every job. The warm-up render at load drops it, says so once, and proves
+    and keeps the first-block cache."""
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    options = BackendOptions(attention="_native_cudnn", cache=True)
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        backend = DiffusionBackend(str(tiny_wan_ti2v_dir), options=options)
+        backend.load()
+    assert "attention kernel _native_cudnn dropped" in caplog.text
+    assert "first-block cache dropped" not in caplog.text
+    assert backend.attention == "native"
+    assert set(_attention_backends(backend.pipe.transformer).values()) == {None}
+    assert backend.pipe.transformer.is_cache_enabled
+    plan = backend.plan(request(steps=2), (64, 64))
+    assert backend.render(photo(64, 64), plan, request(steps=2)).shape == (17, 64, 64, 3)
+    backend.close()

@@ -40,6 +40,7 @@ from pipeline.backends.sizing import render_size
 from pipeline.backends.source import ModelSource, resolve, source_for_pipeline
 from pipeline.backends.speedups import denoisers
 from pipeline.backends.speedups.attention import (
+    NATIVE,
     AttentionConfig,
     apply_attention,
     choose_attention,
@@ -49,6 +50,13 @@ from pipeline.backends.speedups.compile import (
     CompileConfig,
     apply_regional_compile,
     compile_config,
+)
+from pipeline.backends.speedups.warmup import (
+    SpeedUp,
+    prove_each,
+    remove_attention_kernel,
+    remove_cache,
+    remove_compile,
 )
 from pipeline.presets import frames_for, motion_prompt
 
@@ -164,7 +172,6 @@ class DiffusionBackend:
             pipe.set_progress_bar_config(disable=True)
             self._rules = self.family.constraints(self.source.load_class, pipe, self.preset)
             self._place(pipe, device)
-            self._speed_up(pipe, device)
         except Exception as exc:
             if not is_out_of_memory(exc) or isinstance(exc, PipelineError):
                 raise
@@ -185,6 +192,7 @@ class DiffusionBackend:
             device=str(device),
             supports_end_image=self._rules.supports_end_image,
         )
+        self._speed_up(pipe, device)
         return pipe
 
     def memory_need_gib(self, dtype_bytes: int = 2) -> tuple[float, float]:
@@ -204,16 +212,56 @@ class DiffusionBackend:
         self._tiling = placement.tiling_config(self.options, config)
 
     def _speed_up(self, pipe: Any, device: torch.device) -> None:
-        """Attention kernel, first-block cache and regional torch.compile, when asked for."""
+        """Attention kernel, first-block cache and regional torch.compile, when asked for,
+        each proven by a warm-up render (see :mod:`.speedups.warmup`)."""
         modules = denoisers(pipe)
+        speed_ups: list[SpeedUp] = []
         backend = choose_attention(self.options.attention, device)
-        self.attention = apply_attention(
-            modules, AttentionConfig(backend, masked_cross_attention=self.family.masked_cross_attention)
-        )
+        self.attention = NATIVE
+        if backend is not None:
+            config = AttentionConfig(backend, masked_cross_attention=self.family.masked_cross_attention)
+
+            def attention_on() -> bool:
+                self.attention = apply_attention(modules, config)
+                return self.attention != NATIVE
+
+            def attention_off() -> None:
+                remove_attention_kernel(modules)()
+                self.attention = NATIVE
+
+            speed_ups.append(SpeedUp(f"attention kernel {backend}", attention_on, attention_off))
         if self.options.cache:
-            apply_first_block_cache(modules, CacheConfig(self.options.cache_threshold))
+
+            def cache_on() -> bool:
+                apply_first_block_cache(modules, CacheConfig(self.options.cache_threshold))
+                return True
+
+            speed_ups.append(SpeedUp("first-block cache", cache_on, remove_cache(modules)))
         if self.options.compile:
-            apply_regional_compile(modules, device, self.compile_config())
+            speed_ups.append(
+                SpeedUp(
+                    "torch.compile",
+                    lambda: apply_regional_compile(modules, device, self.compile_config()),
+                    remove_compile(modules),
+                )
+            )
+        if speed_ups:
+            started = time.perf_counter()
+            kept = prove_each(speed_ups, self._warm_up_render)
+            logger.info("speed-ups proven by a warm-up render: %s (%.1f s)",
+                        ", ".join(kept) or "none", time.perf_counter() - started)
+
+    def _warm_up_render(self) -> None:
+        """Two steps of a tiny clip: what proves a speed-up works on this machine."""
+        from PIL import Image
+
+        multiple = self.rules.multiple
+        side = max(multiple, -(-64 // multiple) * multiple)
+        request = AnimateRequest(
+            image=b"", prompt="warm-up", seed=0, duration=0.1, fps=8, width=side, height=side, steps=2
+        )
+        plan = self.plan(request, (side, side))
+        self.render(Image.new("RGB", (plan.width, plan.height), (128, 128, 128)), plan, request)
 
     def compile_config(self) -> CompileConfig:
         return compile_config(cache=self.options.cache, offload=self.offload)

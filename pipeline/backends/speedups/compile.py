@@ -38,14 +38,15 @@ def compile_config(*, cache: bool, offload: str) -> CompileConfig:
 
 def apply_regional_compile(
     modules: Sequence[Any], device: torch.device, config: CompileConfig
-) -> None:
+) -> bool:
     """Compile each module's repeated blocks (or the module); skipped off CUDA, where it does
-    not pay for its compile time."""
+    not pay for its compile time. Whether anything was compiled."""
     if config.cuda_only and device.type != "cuda":
         logger.info("torch.compile skipped: it only pays off on CUDA")
-        return
+        return False
     for module in modules:
         if getattr(module, "_repeated_blocks", None):
             module.compile_repeated_blocks(fullgraph=config.fullgraph, backend=config.backend)
         else:
             module.compile(backend=config.backend)
+    return True
