@@ -12,9 +12,9 @@ from pathlib import Path
 
 from bench import Figure, machine
 
-BENCHMARKS = ("ack", "overhead", "duty", "camera", "gpu", "soak")
-ON_REQUEST = ("soak",)
-"""Not part of a plain `python -m bench`: long, and a different question (nothing is lost)."""
+BENCHMARKS = ("ack", "overhead", "duty", "camera", "gpu", "soak", "smoke")
+ON_REQUEST = ("soak", "smoke")
+"""Not part of a plain `python -m bench`: they ask whether things work, not how fast."""
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             figures[name] = module.run()
 
-    return report(figures, args.out, suffix="-soak" if names == ["soak"] else "")
+    alone = names[0] if len(names) == 1 and names[0] in ON_REQUEST else ""
+    return report(figures, args.out, suffix=f"-{alone}" if alone else "")
 
 
 def report(figures: dict[str, list[Figure]], out: Path | None = None, *, suffix: str = "") -> int:

@@ -36,3 +36,23 @@ def test_unknown_benchmark_is_one_line(capsys: pytest.CaptureFixture[str]) -> No
         main(["warp-speed"])
     assert exit_info.value.code == 2
     assert "unknown benchmark warp-speed" in capsys.readouterr().err
+
+
+def test_smoke_runs_on_the_cpu_and_reports_cuda_rows_as_skipped(tmp_path, capsys) -> None:
+    """`python -m bench smoke` is ready for a GPU: here every row that needs CUDA is reported
+    skipped (never passed) and the rest render, the timestep-conditioned LTX directory too."""
+    import json
+
+    from bench.smoke import main as smoke_main
+    from bench.smoke import settings
+
+    out = tmp_path / "smoke.json"
+    assert smoke_main(["--families", "ltx_i2v,svd", "--out", str(out)]) == 0
+    figures = {f["name"]: f for f in json.loads(out.read_text())["figures"]["smoke"]}
+    cpu_rows = sum(not s.needs_cuda() for s in settings())
+    for family in ("ltx_i2v", "svd"):
+        row = figures[f"{family}: rows passed"]
+        assert row["value"] == cpu_rows and row["met"], row
+        assert f"{len(settings()) - cpu_rows} skipped (needs CUDA)" in row["detail"], row
+    assert smoke_main(["--families", "ltx,warp"]) == 2
+    assert "unknown family warp" in capsys.readouterr().err

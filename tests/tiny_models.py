@@ -17,6 +17,7 @@ test modules import the fixtures.
 
 from __future__ import annotations
 
+import json
 import os
 
 # Nothing in the tests may reach the hub; huggingface_hub reads this at import time.
@@ -63,7 +64,7 @@ def build_text_encoder(d_model: int = 32, *, umt5: bool = False) -> Any:
     return model_class(config).eval()
 
 
-def _ltx() -> Any:
+def _ltx(*, timestep_conditioning: bool = False) -> Any:
     import torch
     from diffusers import (
         AutoencoderKLLTXVideo,
@@ -98,7 +99,7 @@ def _ltx() -> Any:
         decoder_inject_noise=(False, False, False, False, False),
         upsample_residual=(False, False, False, False),
         upsample_factor=(1, 1, 1, 1),
-        timestep_conditioning=False,
+        timestep_conditioning=timestep_conditioning,
         patch_size=1,
         patch_size_t=1,
         encoder_causal=True,
@@ -371,8 +372,17 @@ _BUILT: dict[str, Path] = {}
 
 
 def build(kind: str, directory: str | os.PathLike[str]) -> Path:
-    """Build the tiny `kind` pipeline and `save_pretrained` it into `directory`."""
+    """Build the tiny `kind` pipeline and `save_pretrained` it into `directory`.
+
+    ``ltx_i2v``: an LTX 0.9.x-style directory, saved as ``LTXImageToVideoPipeline`` with a
+    timestep-conditioned VAE (the one that asks the pipeline for noise at decode)."""
     directory = Path(directory)
+    if kind == "ltx_i2v":
+        _ltx(timestep_conditioning=True).save_pretrained(directory)
+        index = json.loads((directory / "model_index.json").read_text())
+        index["_class_name"] = "LTXImageToVideoPipeline"
+        (directory / "model_index.json").write_text(json.dumps(index, indent=2))
+        return directory
     pipe = BUILDERS[kind]()
     pipe.save_pretrained(directory)
     return directory
