@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -207,6 +208,10 @@ async def _run(settings: Settings, token: str) -> None:
                     len(recovery.requeued), len(recovery.failed), len(recovery.undelivered),
                 )
             bot.deliver_recovered(recovery)
+            # What start-up built (modules, Ray, discord.py's caches) is never garbage: out
+            # of the collector's reach, a full collection no longer stalls the event loop.
+            gc.collect()
+            gc.freeze()
             try:
                 await bot.connect()
             except discord.PrivilegedIntentsRequired:

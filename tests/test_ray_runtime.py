@@ -9,6 +9,7 @@ No `ray_instance` fixture here: the bot starts (and owns) its own local Ray, exa
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -45,6 +47,20 @@ async def balance_seconds(w: World) -> float:
     return time.monotonic() - started
 
 
+@pytest.fixture
+def frozen_heap() -> Iterator[None]:
+    """`python -m bot` freezes its start-up heap (bot/app.py) so that a full garbage
+    collection never stalls its event loop; this test process carries the heap of every test
+    before it, which such a collection would crawl mid-test. Freeze it the same way."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@pytest.mark.usefixtures("frozen_heap")
 async def test_raylet_killed_mid_render_ray_comes_back_and_nothing_is_lost(tmp_path: Path) -> None:
     assert not ray.is_initialized(), "another test module left Ray running in this process"
     gate = Gate(tmp_path / "gate")
