@@ -20,6 +20,10 @@ STAGE_LABELS: dict[str, str] = {
     "denoise": "Rendering",
     "decode": "Decoding frames",
     "encode": "Encoding the video",
+    "saving": (
+        "Saving is delayed: the bot's storage is unavailable. Your video will be delivered, "
+        "or your credits refunded, as soon as it is back"
+    ),
     "upload": "Uploading",
 }
 # Share of the whole job each stage covers, in order; rendering dominates.
@@ -30,6 +34,7 @@ _SPANS: dict[str, tuple[float, float]] = {
     "denoise": (0.05, 0.90),
     "decode": (0.90, 0.95),
     "encode": (0.95, 0.99),
+    "saving": (0.99, 0.99),
     "upload": (0.99, 1.0),
 }
 EDIT_INTERVAL = 2.0

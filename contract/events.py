@@ -10,7 +10,8 @@ from typing import Literal, Union
 
 from contract.errors import FailureKind
 
-Stage = Literal["queued", "intake", "load", "denoise", "decode", "encode", "upload"]
+Stage = Literal["queued", "intake", "load", "denoise", "decode", "encode", "saving", "upload"]
+""""saving": the clip is made, but the bot's storage refuses it for now (read-only, full)."""
 
 
 @dataclass(frozen=True)

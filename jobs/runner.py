@@ -265,9 +265,11 @@ class Runner:
                 )
             return
         if verdict.cancelled:
-            ended = await self.persist(self.store.cancel, job.id, verdict.reason, running=True)
+            ended = await self.persist(
+                self.store.cancel, job.id, verdict.reason, running=True, telling=job
+            )
         else:
-            ended = await self.persist(self.store.fail, job.id, verdict.reason)
+            ended = await self.persist(self.store.fail, job.id, verdict.reason, telling=job)
         if ended is not None:
             log.info("job %d failed (%s): %s", job.id, final.kind, verdict.reason)
             await self.emit(ended, Failed(verdict.reason, kind=final.kind))
@@ -276,15 +278,16 @@ class Runner:
         """Write the MP4 atomically, then mark the job done (a crash in between reruns it)."""
         path = Path(self.config.output_dir) / f"{job.id}.mp4"
         try:
-            await self.persist(asyncio.to_thread, _write_atomic, path, result.video)
+            await self.persist(asyncio.to_thread, _write_atomic, path, result.video, telling=job)
         except Unrecorded as exc:  # the disk stayed full: end the job, refunded, if we can
             log.error("job %d: its video could not be saved: %s", job.id, exc)
             reason = "The video was made, but the bot could not save it." + refund_note(job.cost)
-            if (ended := await self.persist(self.store.fail, job.id, reason)) is not None:
+            if (ended := await self.persist(self.store.fail, job.id, reason, telling=job)) is not None:
                 await self.emit(ended, Failed(reason, kind="internal"))
             return
         done = await self.persist(
-            self.store.finish, job.id, result_path=str(path), clip=ClipSummary.of(result)
+            self.store.finish, job.id, result_path=str(path), clip=ClipSummary.of(result),
+            telling=job,
         )
         if done is None:  # cancelled or timed out while it finished: not the member's clip
             log.info("job %d finished after it was stopped; discarding the clip", job.id)
@@ -332,16 +335,25 @@ class Runner:
         if running.task is not None and not running.task.done():
             self.pool.restart(running.worker)
 
-    async def persist(self, write: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    async def persist(
+        self,
+        write: Callable[..., Awaitable[T]],
+        *args: Any,
+        telling: Job | None = None,
+        **kwargs: Any,
+    ) -> T:
         """A job's final write, tried again while the database or the disk refuses it (read
         only, full, an I/O error): the member's video must end exactly once, delivered or
-        refunded, not stay half-recorded. Raises Unrecorded when it never went through."""
+        refunded, not stay half-recorded. Raises Unrecorded when it never went through.
+        `telling`: the job whose member hears, at the first refusal, that saving is delayed."""
         patience = self.config.write_patience_seconds
 
         def waiting(state: RetryCallState) -> None:
             if state.attempt_number == 1:
                 log.warning("job write failed (%s); trying again for up to %g s",
                             state.outcome.exception() if state.outcome else "?", patience)
+                if telling is not None:
+                    self.spawn(self.emit(telling, Progress("saving", message="storage unavailable")))
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((sqlite3.OperationalError, OSError)),

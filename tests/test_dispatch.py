@@ -395,6 +395,9 @@ async def test_a_database_that_turns_read_only_as_a_render_ends_is_waited_out(
         await eventually(lambda: any(r[0] == "end" for r in render_log(log_dir, job.id)), 10)
         await asyncio.sleep(1.0)  # its result cannot be written meanwhile
         assert rec.final(job.id) == [] and (await store.get_job(job.id)).status == "running"
+        # The member hears why the video is not there yet (once), not a frozen "Encoding".
+        saving = [e for e in rec.of(job.id) if isinstance(e, Progress) and e.stage == "saving"]
+        assert len(saving) == 1, rec.of(job.id)
         async with store.db._lock:
             await store.db._conn.execute("PRAGMA query_only = OFF")
         await rec.finished(job.id, timeout=30)

@@ -56,3 +56,8 @@ def test_the_line_a_member_reads() -> None:
     line = describe(denoise(10), 28.0)
     assert line.splitlines() == [bar(fraction(denoise(10))), "Rendering · step 10/20 · about 28 s left"]
     assert describe(Progress("intake"), None).splitlines()[1] == "Preparing your photo"
+
+
+def test_a_delayed_save_says_why_and_what_happens_next() -> None:
+    text = describe(Progress("saving", message="storage unavailable"), None)
+    assert "Saving is delayed" in text and "delivered, or your credits refunded" in text
