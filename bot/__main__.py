@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, token)
     # The Ray processes started from here inherit the environment: keep the token out of it.
     os.environ.pop("DISCORD_TOKEN", None)
+    if settings.hf_token_file is not None:
+        # huggingface_hub reads the token from this file itself, in whichever worker needs it.
+        os.environ["HF_TOKEN_PATH"] = str(settings.hf_token_file)
 
     from bot.app import StartupError, run
 

@@ -20,7 +20,8 @@ from jobs import CreditPolicy, JobsConfig, Pricing
 TOKEN_HELP = (
     "DISCORD_TOKEN is not set: create an application at https://discord.com/developers/applications, "
     "open its Bot page, press Reset Token, and put the token in a file named .env next to README.md "
-    "as DISCORD_TOKEN=... (or export DISCORD_TOKEN in the environment)."
+    "as DISCORD_TOKEN=... (or export DISCORD_TOKEN, or point DISCORD_TOKEN_FILE at a file "
+    "holding it)."
 )
 
 DEFAULT_MODEL_COSTS: dict[str, float] = {
@@ -54,6 +55,16 @@ class Settings(BaseSettings):
     # Discord
     discord_token: SecretStr | None = Field(
         default=None, description="the bot token from the Discord developer portal"
+    )
+    discord_token_file: Path | None = Field(
+        default=None,
+        description="a readable file holding the bot token (Docker secrets, systemd "
+        "credentials), instead of DISCORD_TOKEN",
+    )
+    hf_token_file: Path | None = Field(
+        default=None,
+        description="a readable file holding a Hugging Face token for gated weights; the "
+        "workers get its path (HF_TOKEN_PATH), never its content",
     )
     guild_ids: IdList = Field(
         default_factory=list,
@@ -227,6 +238,30 @@ class Settings(BaseSettings):
             raise ValueError("MODEL must name at least one model")
         return self
 
+    @field_validator("discord_token_file", "hf_token_file", mode="before")
+    @classmethod
+    def _readable_file(cls, value: Any) -> Any:
+        if value in (None, ""):
+            return None
+        path = Path(str(value)).expanduser()
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"{path} cannot be read ({exc.strerror or exc})") from None
+        return path
+
+    @model_validator(mode="after")
+    def _token_from_file(self) -> Settings:
+        """A token file replaces DISCORD_TOKEN; both at once is a mistake worth naming."""
+        if self.discord_token_file is None:
+            return self
+        if self.discord_token is not None:
+            raise ValueError("set DISCORD_TOKEN or DISCORD_TOKEN_FILE, not both")
+        text = self.discord_token_file.read_text(encoding="utf-8", errors="replace").strip()
+        self.discord_token = SecretStr(text) if text else None
+        return self
+
     @property
     def models(self) -> list[str]:
         """Enabled models in order; the first is the default."""
@@ -299,7 +334,10 @@ def _describe(exc: ValidationError) -> str:
         field = Settings.model_fields.get(name)
         accepts = field.description if field is not None else ""
         shown = "" if name == "discord_token" else f" (got {error.get('input')!r})"
-        if name:
+        if name.endswith("_file"):  # the reason (missing, unreadable) is what helps here
+            why = error["msg"].removeprefix("Value error, ")
+            lines.append(f"Invalid setting {name.upper()}: {why}; expected {accepts}.")
+        elif name:
             lines.append(f"Invalid setting {name.upper()}{shown}: expected {accepts}.")
         else:
             lines.append(f"Invalid settings: {error['msg'].removeprefix('Value error, ')}.")

@@ -171,11 +171,23 @@ async def test_python_m_bot_starts_syncs_once_and_answers(tmp_path: Path) -> Non
         syncs = len(discord_.state.command_syncs)
         assert syncs == 1
 
-        # Same commands, same database: no sync this time.
-        async with python_m_bot(env, tmp_path) as bot:
+        # Same commands, same database: no sync this time. The secrets now come from files
+        # (Docker secrets): the workers get the Hugging Face token's path, never a token.
+        secrets = tmp_path / "secrets"
+        secrets.mkdir()
+        (secrets / "discord").write_text(discord_.token + "\n")
+        (secrets / "hf").write_text("hf_secret_for_gated_weights\n")
+        env_files = {k: v for k, v in env.items() if k != "DISCORD_TOKEN"}
+        env_files.update(DISCORD_TOKEN_FILE=str(secrets / "discord"), HF_TOKEN_FILE=str(secrets / "hf"))
+        async with python_m_bot(env_files, tmp_path) as bot:
             await bot.wait_for_line("commands unchanged since the last sync; not syncing")
             assert "Balance" in await answers_balance(discord_)
             assert len(discord_.state.command_syncs) == syncs
+            await bot.wait_for_line("ready:")
+            started = started_by(bot.process.pid)
+            environs = [environ(pid) for pid in started]
+            assert not any(discord_.token in e or "hf_secret" in e for e in environs)
+            assert any(f"HF_TOKEN_PATH={secrets / 'hf'}" in e for e in environs)
             assert await bot.stop() == 0, bot.log
 
 

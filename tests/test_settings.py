@@ -171,3 +171,26 @@ def test_a_token_with_a_space_or_control_character_is_one_clear_line(token: str)
     with pytest.raises(SettingsError) as info:
         settings.token()
     assert "invisible character" in str(info.value) and token not in str(info.value)
+
+
+def test_the_token_can_come_from_a_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Docker secrets and systemd credentials hand the token over as a file (with a newline)."""
+    secret = tmp_path / "discord_token"
+    secret.write_text("from-a-file.token\n")
+    assert Settings.load(env_file=None, discord_token_file=str(secret)).token() == "from-a-file.token"
+
+    with pytest.raises(SettingsError, match="DISCORD_TOKEN or DISCORD_TOKEN_FILE, not both"):
+        Settings.load(env_file=None, discord_token="x", discord_token_file=str(secret))
+    missing = tmp_path / "nope"
+    with pytest.raises(SettingsError) as refused:
+        Settings.load(env_file=None, discord_token_file=str(missing))
+    assert str(refused.value).startswith(f"Invalid setting DISCORD_TOKEN_FILE: {missing} cannot be read")
+    with pytest.raises(SettingsError, match="Invalid setting HF_TOKEN_FILE"):
+        Settings.load(env_file=None, hf_token_file=str(missing))
+
+
+def test_a_token_file_that_does_not_exist_is_one_line_at_start(tmp_path: Path) -> None:
+    result = _run_bot(tmp_path, DISCORD_TOKEN_FILE=str(tmp_path / "missing"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("animate-bot: Invalid setting DISCORD_TOKEN_FILE:") and "cannot be read" in line
