@@ -17,6 +17,7 @@ from bot.buttons import BUTTONS
 from bot.delivery.events import Delivery
 from bot.endpoints import apply_endpoints
 from bot.errors import answer_error
+from bot.health import HealthServer
 from bot.loop_watch import LoopWatch
 from bot.settings import Settings
 from contract import Failed, one_line
@@ -75,11 +76,15 @@ class AnimateBot(commands.Bot):
         self._recovery = recovery
         self.photos = PhotoGate()
         self.loop_watch = LoopWatch()
+        self.health: HealthServer | None = None
         self.downloads: aiohttp.ClientSession
         """Members' attachments are read through this, in bounded chunks."""
 
     async def setup_hook(self) -> None:
         self.loop_watch.start()
+        if self.settings.metrics_port is not None:
+            self.health = HealthServer(self, self.settings.metrics_host, self.settings.metrics_port)
+            await self.health.start()
         self.downloads = aiohttp.ClientSession()
         self.tree.on_error = answer_error  # every command error becomes one sentence here
         self.add_dynamic_items(*BUTTONS)
@@ -106,6 +111,8 @@ class AnimateBot(commands.Bot):
             await self.delivery.on_event(job, Failed(reason, kind="crash"))
 
     async def close(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
         await self.delivery.close()
         if hasattr(self, "downloads"):
             await self.downloads.close()

@@ -167,6 +167,15 @@ class Settings(BaseSettings):
         default=25 * 1024 * 1024, ge=1024, description="largest accepted photo in bytes (≥ 1024)"
     )
 
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="port for GET /healthz (1–65535; empty: off)",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", min_length=1,
+        description="address the health endpoint listens on (0.0.0.0: every interface)",
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="DEBUG, INFO, WARNING or ERROR"
     )
@@ -210,7 +219,7 @@ class Settings(BaseSettings):
             raise ValueError("not a ws(s) URL")
         return value
 
-    @field_validator("ray_address", "discord_token", mode="before")
+    @field_validator("ray_address", "discord_token", "metrics_port", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

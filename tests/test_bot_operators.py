@@ -7,6 +7,7 @@ is not one. Every credit change lands in the ledger with the operator's id. Jobs
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,53 @@ async def test_balance_cancel_and_delete(tmp_path: Path) -> None:
         run = await d.click(clip, "Delete", user=alice)
         assert "Deleted." in await private_text(run)
         assert d.state.messages[clip.id].deleted
+
+
+async def test_healthz_says_503_with_reasons_while_the_gateway_database_or_workers_are_down(
+    tmp_path: Path,
+) -> None:
+    """What Docker's health check asks: 200 only while Discord, SQLite and a worker all work."""
+    import socket
+
+    import aiohttp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with bot_world(tmp_path, metrics_port=port) as w, aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{port}/healthz"
+
+        async def health() -> tuple[int, dict]:
+            async with http.get(url) as response:
+                return response.status, await response.json()
+
+        async def healthy() -> bool:
+            """Polled, as Docker's check is: the gateway's READY takes a moment after a resume."""
+            for _ in range(100):
+                if await health() == (200, {"ok": True}):
+                    return True
+                await asyncio.sleep(0.1)
+            return False
+
+        assert await healthy(), await health()
+        async with w.discord.gateway.outage():
+            status, body = await health()
+            assert status == 503 and body["problems"] == ["the Discord gateway is not connected"]
+        assert await healthy(), await health()
+
+        db = w.store.db
+        async with db._lock:
+            await db._conn.execute("PRAGMA query_only = ON")
+        try:
+            status, body = await health()
+        finally:
+            async with db._lock:
+                await db._conn.execute("PRAGMA query_only = OFF")
+        assert status == 503 and body["problems"][0].startswith("the database does not take writes")
+        assert await healthy(), await health()
+
+        w.dispatcher.pool.forget()  # as when the Ray runtime died with every worker
+        status, body = await health()
+        assert status == 503 and body["problems"] == ["no render worker is alive"]
+        await w.dispatcher.pool.scale()
+        assert await healthy(), await health()

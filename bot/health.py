@@ -1,0 +1,68 @@
+"""`GET /healthz` on METRICS_HOST:METRICS_PORT: whether this bot can do its job right now.
+
+A container whose gateway dropped, whose database refuses writes or whose renderers are all
+gone still runs; Docker's health check (see the Dockerfile) asks here and restarts it. 200
+with ``{"ok": true}`` when the gateway is connected and ready, the database takes a write and
+at least one worker is alive (loading counts); otherwise 503 with the reasons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from bot.app import AnimateBot
+
+log = logging.getLogger("bot.health")
+
+WRITE_TIMEOUT = 5.0
+"""A database that takes longer than this for one tiny write counts as not taking writes."""
+
+
+async def problems(bot: AnimateBot) -> list[str]:
+    """What stops the bot from serving members now; empty when nothing does."""
+    found = []
+    ws = bot.ws
+    if bot.is_closed() or not bot.is_ready() or ws is None or not ws.open:
+        found.append("the Discord gateway is not connected")
+    try:
+        await asyncio.wait_for(bot.store.set_meta("health_check", f"{time.time():.0f}"), WRITE_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        found.append(f"the database does not take writes ({type(exc).__name__}: {exc})")
+    if not bot.jobs.dispatcher.pool.alive():
+        found.append("no render worker is alive")
+    return found
+
+
+class HealthServer:
+    """The bot's small HTTP endpoint (``/healthz``), on 127.0.0.1 unless told otherwise."""
+
+    def __init__(self, bot: AnimateBot, host: str, port: int) -> None:
+        self.bot = bot
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        log.info("health check on http://%s:%d/healthz", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        found = await problems(self.bot)
+        if found:
+            return web.json_response({"ok": False, "problems": found}, status=503)
+        return web.json_response({"ok": True})
