@@ -19,6 +19,7 @@ from bot.endpoints import apply_endpoints
 from bot.errors import answer_error
 from bot.health import HealthServer
 from bot.loop_watch import LoopWatch
+from bot.metrics import BotMetrics
 from bot.settings import Settings
 from contract import Failed, one_line
 from jobs import (
@@ -77,6 +78,7 @@ class AnimateBot(commands.Bot):
         self.photos = PhotoGate()
         self.loop_watch = LoopWatch()
         self.health: HealthServer | None = None
+        self.metrics = BotMetrics(self)
         self.downloads: aiohttp.ClientSession
         """Members' attachments are read through this, in bounded chunks."""
 
@@ -91,6 +93,7 @@ class AnimateBot(commands.Bot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.jobs.dispatcher.subscribe(self.delivery.on_event)
+        self.jobs.dispatcher.subscribe(self.metrics.on_event)
         await self.sync_commands()
         if self._recovery is not None:
             self.deliver_recovered(self._recovery)

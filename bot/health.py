@@ -1,4 +1,7 @@
-"""`GET /healthz` on METRICS_HOST:METRICS_PORT: whether this bot can do its job right now.
+"""`GET /healthz` and `GET /metrics` on METRICS_HOST:METRICS_PORT.
+
+`/metrics` is Prometheus' text format (see :mod:`bot.metrics`). `/healthz` says whether this
+bot can do its job right now.
 
 A container whose gateway dropped, whose database refuses writes or whose renderers are all
 gone still runs; Docker's health check (see the Dockerfile) asks here and restarts it. 200
@@ -14,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
     from bot.app import AnimateBot
@@ -40,7 +44,7 @@ async def problems(bot: AnimateBot) -> list[str]:
 
 
 class HealthServer:
-    """The bot's small HTTP endpoint (``/healthz``), on 127.0.0.1 unless told otherwise."""
+    """The bot's small HTTP endpoint for operators, on 127.0.0.1 unless told otherwise."""
 
     def __init__(self, bot: AnimateBot, host: str, port: int) -> None:
         self.bot = bot
@@ -51,6 +55,7 @@ class HealthServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
@@ -60,6 +65,10 @@ class HealthServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = await self.bot.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         found = await problems(self.bot)

@@ -169,7 +169,7 @@ class Settings(BaseSettings):
 
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535,
-        description="port for GET /healthz (1–65535; empty: off)",
+        description="port for GET /metrics and /healthz (1–65535; empty: off)",
     )
     metrics_host: str = Field(
         default="127.0.0.1", min_length=1,

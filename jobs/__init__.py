@@ -7,7 +7,15 @@ data in :mod:`contract`. The bot calls :class:`JobService`; the dispatcher does 
 from jobs.config import JobsConfig, Pricing
 from jobs.dispatcher import Dispatcher, Listener
 from jobs.ray_runtime import RayUnavailable
-from jobs.records import Account, ClipSummary, CreditPolicy, Job, LedgerEntry, Recovery
+from jobs.records import (
+    Account,
+    ClipSummary,
+    CreditPolicy,
+    Job,
+    LedgerEntry,
+    Recovery,
+    Tallies,
+)
 from jobs.refusals import (
     DurationNotOffered,
     InsufficientCredits,
@@ -56,6 +64,7 @@ __all__ = [
     "Recovery",
     "Refused",
     "StorageUnusable",
+    "Tallies",
     "Store",
     "TooManyQueued",
     "UnknownJob",

@@ -178,3 +178,13 @@ class Recovery:
     requeued: list[Job]
     failed: list[Job]
     undelivered: list[Job]
+
+
+@dataclass(frozen=True)
+class Tallies:
+    """Counts from the queue of record (see ``Store.tallies``)."""
+
+    jobs: dict[tuple[str, str], int]
+    """(model, status) -> jobs."""
+    credits: dict[str, int]
+    """Ledger kind (welcome, grant, take, debit, refund, refill) -> credits moved."""

@@ -276,3 +276,65 @@ async def test_healthz_says_503_with_reasons_while_the_gateway_database_or_worke
         assert status == 503 and body["problems"] == ["no render worker is alive"]
         await w.dispatcher.pool.scale()
         assert await healthy(), await health()
+
+
+async def test_metrics_count_deliveries_refunds_and_shrinks(tmp_path: Path) -> None:
+    """/metrics through the real bot: a delivered job, a cancelled (refunded) one and a clip
+    re-encoded after Discord's 40005 are each counted once, with the credits they moved."""
+    import socket
+
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gate = Gate(tmp_path / "gate")
+    async with bot_world(tmp_path, metrics_port=port, backend_factory=gate.factory) as w, \
+            aiohttp.ClientSession() as http:
+        d = w.discord
+        cost = w.settings.cost("camera", 2.0)
+
+        async def scrape() -> dict[tuple[str, tuple], float]:
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                assert response.status == 200
+                text = await response.text()
+            return {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
+
+        first = await animate(w, d.member)
+        await public_message(first)
+        [a] = await all_jobs(w.store, d.member.id)
+        gate.open(a.id)
+        await wait_status(w.store, a.id, "delivered")
+        size = max(
+            att.size for m in d.messages() for att in m.attachments if att.filename.endswith(".mp4")
+        )
+
+        second = await animate(w, d.member, prompt="too big")
+        await public_message(second)
+        second.record.attachment_size_limit = int(size * 0.9)
+        b = (await all_jobs(w.store, d.member.id))[-1]
+        gate.open(b.id)
+        await wait_status(w.store, b.id, "delivered")
+
+        third = await animate(w, d.member, prompt="cancelled")
+        await public_message(third)
+        c = (await all_jobs(w.store, d.member.id))[-1]
+        cancelled, _ = await w.bot.jobs.cancel(c.id)
+        assert cancelled
+        await wait_status(w.store, c.id, "cancelled")
+
+        metrics = await scrape()
+        finished = "animate_jobs_finished_total"
+        assert metrics[(finished, (("model", "camera"), ("outcome", "delivered")))] == 2
+        assert metrics[(finished, (("model", "camera"), ("outcome", "cancelled")))] == 1
+        assert metrics[("animate_deliveries_total", (("route", "interaction"),))] == 2
+        assert metrics[("animate_upload_shrinks_total", ())] == 1
+        assert metrics[("animate_credits_total", (("kind", "debit"),))] == 3 * cost
+        assert metrics[("animate_credits_total", (("kind", "refund"),))] == cost
+        assert metrics[("animate_job_render_seconds_count", (("model", "camera"),))] == 2
+        assert metrics[("animate_workers", (("state", "ready"),))] == 1

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import io
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -44,6 +45,10 @@ class ClipUploads:
     def __init__(self, routes: Routes, fit: Fit) -> None:
         self.routes = routes
         self.fit = fit
+        self.delivered: Counter[str] = Counter()
+        """Clips delivered since start, by route (interaction, channel, dm): for /metrics."""
+        self.shrinks = 0
+        """Re-encodes after Discord found a clip too large (40005), since start."""
 
     async def deliver(self, job: Job) -> bool:
         """Upload a finished job's MP4 once. False when it was already delivered or is missing."""
@@ -83,6 +88,7 @@ class ClipUploads:
         if not await self.routes.store.mark_delivered(job.id, record.to_dict()):
             log.warning("job %d was delivered by someone else meanwhile", job.id)
         log.info("job %d delivered via %s", job.id, posted.via)
+        self.delivered[posted.via] += 1
         return True
 
     async def _upload(self, job: Job, data: bytes, out: Outgoing) -> Posted | None:
@@ -101,6 +107,7 @@ class ClipUploads:
                     target = min(target, GUARANTEED_UPLOAD_BYTES)
                 data = await self.fit(data, target)
                 shrinks += 1
+                self.shrinks += 1
                 log.info("job %d: upload too large, re-encoded to %d bytes", job.id, len(data))
                 job = await self.routes.store.get_job(job.id)
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from jobs.records import CreditPolicy
+from jobs.records import CreditPolicy, Tallies
 from jobs.store.credits import Credits
 from jobs.store.db import Database
 from jobs.store.queue import JobQueue
@@ -33,6 +33,17 @@ class Store(Credits, JobQueue):
         clock: Callable[[], float] = time.time,
     ) -> Store:
         return cls(await Database.open(path), policy or CreditPolicy(), clock)
+
+    async def tallies(self) -> Tallies:
+        """Jobs by model and status, and credits moved by ledger kind, for metrics: counted
+        from the queue of record, so they survive restarts."""
+        async with self.db.read() as tx:
+            jobs = await tx.fetchall("SELECT model, status, COUNT(*) AS n FROM jobs GROUP BY model, status")
+            credits = await tx.fetchall("SELECT kind, SUM(ABS(delta)) AS n FROM ledger GROUP BY kind")
+        return Tallies(
+            jobs={(r["model"], r["status"]): r["n"] for r in jobs},
+            credits={r["kind"]: r["n"] or 0 for r in credits},
+        )
 
     async def close(self) -> None:
         await self.db.close()
