@@ -58,10 +58,13 @@ class BotMetrics(Collector):
         tallies = self._tallies
         depth = GaugeMetricFamily("animate_jobs_active", "Jobs waiting or rendering", labels=["model", "status"])
         finished = CounterMetricFamily("animate_jobs_finished", "Jobs ended, by outcome", labels=["model", "outcome"])
+        active = sorted(str(s) for s in ACTIVE)
+        models = sorted(set(self.bot.settings.models) | {model for model, _ in tallies.jobs})
+        for model in models:  # an empty queue is 0, not a missing series
+            for status in active:
+                depth.add_metric([model, status], tallies.jobs.get((model, status), 0))
         for (model, status), n in sorted(tallies.jobs.items()):
-            if status in {str(s) for s in ACTIVE}:
-                depth.add_metric([model, status], n)
-            elif status != "done":  # done: made, not yet delivered
+            if status not in active and status != "done":  # done: made, not yet delivered
                 finished.add_metric([model, status], n)
         yield depth
         yield finished

@@ -338,3 +338,16 @@ async def test_metrics_count_deliveries_refunds_and_shrinks(tmp_path: Path) -> N
         assert metrics[("animate_credits_total", (("kind", "refund"),))] == cost
         assert metrics[("animate_job_render_seconds_count", (("model", "camera"),))] == 2
         assert metrics[("animate_workers", (("state", "ready"),))] == 1
+        # Every series the shipped Grafana dashboard plots is one the bot exports.
+        import json
+        import re
+
+        dashboard = json.loads((Path(__file__).parents[1] / "ops" / "grafana-dashboard.json").read_text())
+        plotted = {
+            name
+            for panel in dashboard["panels"]
+            for target in panel["targets"]
+            for name in re.findall(r"\banimate_[a-z0-9_]+", target["expr"])
+        }
+        exported = {name for name, _ in metrics}
+        assert plotted and plotted <= exported, plotted - exported
