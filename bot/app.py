@@ -41,6 +41,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.animate",
     "bot.cogs.balance",
     "bot.cogs.credits",
+    "bot.cogs.mod",
     "bot.cogs.queue",
 )
 SYNC_META_KEY = "command_sync"

@@ -16,7 +16,7 @@ import discord
 from bot import embeds
 from bot.errors import answer, answer_error
 from bot.formatting import credits
-from bot.interactions import check_place, origin_of
+from bot.interactions import check_member, origin_of
 from jobs import Job, JobStatus
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class _FollowUp(JobButton, template=rf"animate:follow-up:{_JOB}"):
 
     async def run(self, interaction: discord.Interaction[AnimateBot], bot: AnimateBot) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        check_place(interaction, bot.settings)
+        await check_member(interaction, bot.settings, bot.store)
         job = await self.make(bot, interaction)
         balance = await bot.store.balance(interaction.user.id)
         await bot.delivery.announce(interaction, job, balance=balance)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.errors import Refusal, answer_error
-from bot.interactions import check_place, origin_of
+from bot.interactions import check_member, origin_of
 from bot.rules import prompt_refusal
 from contract import CAMERA_LABELS, PROMPT_MAX
 from jobs import Job
@@ -43,7 +43,7 @@ class EditModal(discord.ui.Modal, title="Edit and animate again"):
     async def on_submit(self, interaction: discord.Interaction[AnimateBot]) -> None:  # type: ignore[override]
         bot = interaction.client
         await interaction.response.defer(ephemeral=True, thinking=True)
-        check_place(interaction, bot.settings)
+        await check_member(interaction, bot.settings, bot.store)
         camera = parse_camera(self.camera.value)
         motion = parse_motion(self.motion.value)
         prompt, negative = self.prompt.value.strip(), self.negative.value.strip()

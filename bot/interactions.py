@@ -8,7 +8,7 @@ from bot.delivery.record import DeliveryRecord
 from bot.errors import Refusal
 from bot.rules import place_refusal
 from bot.settings import Settings
-from jobs import Origin
+from jobs import Origin, Store
 
 
 def origin_of(interaction: discord.Interaction) -> Origin:
@@ -41,3 +41,15 @@ def check_place(interaction: discord.Interaction, settings: Settings) -> None:
         settings, guild_id=interaction.guild_id, channel_ids=channel_ids, nsfw=nsfw
     ):
         raise Refusal(refusal)
+
+
+async def check_member(interaction: discord.Interaction, settings: Settings, store: Store) -> None:
+    """Where (see :func:`check_place`) and who: a member an operator blocked makes nothing,
+    through any command, button or form, and is told so privately; nothing is charged."""
+    check_place(interaction, settings)
+    block = await store.block_of(interaction.user.id)
+    if block is not None:
+        why = f" ({block.reason})" if block.reason else ""
+        raise Refusal(
+            f"An operator of this bot has blocked you from making videos{why}. Nothing was charged."
+        )

@@ -39,6 +39,7 @@ __all__ = [
     "FINISHED",
     "REFUNDED",
     "Account",
+    "Block",
     "ClipSummary",
     "CreditPolicy",
     "DatabaseInUse",

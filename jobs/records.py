@@ -188,3 +188,13 @@ class Tallies:
     """(model, status) -> jobs."""
     credits: dict[str, int]
     """Ledger kind (welcome, grant, take, debit, refund, refill) -> credits moved."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """A member an operator blocked from making videos."""
+
+    user_id: int
+    reason: str
+    operator_id: int
+    created_at: float

@@ -351,3 +351,42 @@ async def test_metrics_count_deliveries_refunds_and_shrinks(tmp_path: Path) -> N
         }
         exported = {name for name, _ in metrics}
         assert plotted and plotted <= exported, plotted - exported
+
+
+async def test_a_blocked_member_makes_nothing_anywhere_until_unblocked_and_it_persists(
+    tmp_path: Path,
+) -> None:
+    async with LoopbackDiscord() as discord_:
+        async with bot_world(tmp_path, discord_=discord_) as w:
+            d = w.discord
+            alice = d.member
+            owner = d.add_member(d.app_owner)
+            mallory = d.add_member("mallory")
+            first = await animate(w, alice)
+            clip = await public_message(first)
+            await wait_status(w.store, (await all_jobs(w.store, alice.id))[-1].id, "delivered")
+
+            refused = await d.slash("mod block", {"user": alice, "reason": "spam"}, user=mallory)
+            assert "Only the bot's operators can block or unblock members." in await private_text(refused)
+            run = await d.slash("mod block", {"user": alice, "reason": "spam"}, user=owner)
+            assert f"Blocked <@{alice.id}>." in await private_text(run)
+            balance, jobs = await w.store.balance(alice.id), len(await all_jobs(w.store, alice.id))
+
+            # Blocked everywhere: the command, and the buttons on her earlier clip.
+            text = await private_text(await animate(w, alice))
+            assert "blocked you from making videos (spam)" in text and "Nothing was charged" in text
+            reroll = await d.click(clip, "Reroll", user=alice)
+            assert "blocked you from making videos" in await private_text(reroll)
+            assert await w.store.balance(alice.id) == balance
+            assert len(await all_jobs(w.store, alice.id)) == jobs
+            listed = await private_text(await d.slash("mod list", {}, user=owner))
+            assert f"<@{alice.id}>" in listed and "spam" in listed
+
+        # A restart does not lift it.
+        async with bot_world(tmp_path, discord_=discord_) as w:
+            owner = d.add_member(d.app_owner)
+            assert "blocked you" in await private_text(await animate(w, alice))
+            run = await d.slash("mod unblock", {"user": alice}, user=owner)
+            assert f"Unblocked <@{alice.id}>." in await private_text(run)
+            again = await animate(w, alice)
+            await again.message(lambda m: m.ephemeral and "Queued as job" in m.content, timeout=15)

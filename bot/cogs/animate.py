@@ -18,7 +18,7 @@ from bot.app import AnimateBot
 from bot.attachments import fetch, thumbnail
 from bot.errors import Refusal
 from bot.formatting import credits
-from bot.interactions import check_place, origin_of
+from bot.interactions import check_member, origin_of
 from bot.rules import prompt_refusal
 from contract import CAMERA_LABELS, CAMERA_MOVES, PROMPT_MAX, SEED_MAX, card_for
 from contract.sizes import low_resolution_warning
@@ -60,7 +60,7 @@ class Animate(commands.Cog):
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         bot, settings = self.bot, self.bot.settings
-        check_place(interaction, settings)
+        await check_member(interaction, settings, bot.store)
         if refusal := prompt_refusal(settings, prompt, negative):
             raise Refusal(refusal)
         spec = bot.jobs.spec(

@@ -15,16 +15,16 @@ from bot.formatting import credits, when
 
 
 class NotOperator(app_commands.CheckFailure):
-    def __init__(self) -> None:
-        super().__init__("Only the bot's operators can change credits.")
+    def __init__(self, action: str) -> None:
+        super().__init__(f"Only the bot's operators can {action}.")
 
 
-def operators_only():
+def operators_only(action: str = "change credits"):
     async def predicate(interaction: discord.Interaction) -> bool:
         bot = interaction.client
         assert isinstance(bot, AnimateBot)
         if not await bot.is_operator(interaction.user):
-            raise NotOperator()
+            raise NotOperator(action)
         return True
 
     return app_commands.check(predicate)

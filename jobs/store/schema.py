@@ -75,6 +75,27 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # 3: moderation that persists: who is blocked now, and an append-only log of who did it.
+    """
+    CREATE TABLE blocks (
+        user_id     INTEGER PRIMARY KEY,
+        reason      TEXT NOT NULL DEFAULT '',
+        operator_id INTEGER NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    CREATE TABLE moderation_log (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id     INTEGER NOT NULL,
+        action      TEXT NOT NULL CHECK (action IN ('block', 'unblock')),
+        reason      TEXT NOT NULL DEFAULT '',
+        operator_id INTEGER NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    CREATE TRIGGER moderation_log_append_only_update BEFORE UPDATE ON moderation_log
+        BEGIN SELECT RAISE(ABORT, 'the moderation log is append-only'); END;
+    CREATE TRIGGER moderation_log_append_only_delete BEFORE DELETE ON moderation_log
+        BEGIN SELECT RAISE(ABORT, 'the moderation log is append-only'); END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,10 +13,11 @@ from pathlib import Path
 from jobs.records import CreditPolicy, Tallies
 from jobs.store.credits import Credits
 from jobs.store.db import Database
+from jobs.store.moderation import Moderation
 from jobs.store.queue import JobQueue
 
 
-class Store(Credits, JobQueue):
+class Store(Credits, JobQueue, Moderation):
     def __init__(
         self, db: Database, policy: CreditPolicy, clock: Callable[[], float] = time.time
     ) -> None:
