@@ -26,8 +26,6 @@ import ray
 from loopback import Upload
 from world import Gate, World, all_jobs, bot_world, small_png, wait_status
 
-pytestmark = pytest.mark.asyncio
-
 PHOTO = small_png()
 
 
@@ -60,6 +58,7 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+@pytest.mark.asyncio
 @pytest.mark.usefixtures("frozen_heap")
 async def test_raylet_killed_mid_render_ray_comes_back_and_nothing_is_lost(tmp_path: Path) -> None:
     assert not ray.is_initialized(), "another test module left Ray running in this process"

@@ -19,15 +19,19 @@ PER_PROCESS = 250  # 200 own keys + 50 keys both processes use (double clicks ac
 SHARED = 50
 
 
-def _hammer(path: str, name: str, start_at: float) -> dict:
-    """Runs in a separate process: fire every creation at once once the start time comes."""
+def _hammer(path: str, name: str, gate: str) -> dict:
+    """Runs in a separate process: fire every creation at once, once both processes are
+    ready (a file each in `gate`: a loaded machine may take many seconds to import)."""
 
     async def main() -> dict:
         store = await Store.open(path, CreditPolicy(welcome=0))
         rng = random.Random(name)
         keys = [f"{name}-{n}" for n in range(PER_PROCESS - SHARED)]
         keys += [f"shared-{n}" for n in range(SHARED)]
-        await asyncio.sleep(max(0.0, start_at - time.time()))
+        (Path(gate) / name).touch()
+        deadline = time.monotonic() + 120
+        while len(list(Path(gate).iterdir())) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
         async def create(key: str):
             # Spread arrivals over a second, like members clicking, so both processes interleave.
@@ -56,9 +60,10 @@ def test_no_overdraft_across_processes(tmp_path: Path) -> None:
             await store.grant(USER, BALANCE, operator_id=1, reason="race test")
 
     asyncio.run(prepare())
-    start_at = time.time() + 3.0  # both processes are importing by then
+    gate = tmp_path / "ready"
+    gate.mkdir()
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_hammer, path, name, start_at) for name in ("a", "b")]
+        futures = [pool.submit(_hammer, path, name, str(gate)) for name in ("a", "b")]
         outcomes = [f.result(timeout=240) for f in futures]
 
     for outcome in outcomes:
