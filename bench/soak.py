@@ -395,7 +395,7 @@ class Soak:
         jobs = _read_db(self.database, "SELECT * FROM jobs ORDER BY id")
         ledger = _read_db(self.database, "SELECT * FROM ledger")
         a.jobs = len(jobs)
-        a.refused = len(self.runs) - len(jobs)
+        a.refused = len(self.refusals)
         carried: Counter[int] = Counter()
         for message in self.d.messages(include_deleted=True):
             names = {att.filename for version in message.history for att in version.attachments}

@@ -100,4 +100,5 @@ class BotMetrics(Collector):
         yield workers
 
     def describe(self) -> list[Any]:
+        """Nothing up front: registering must not call collect(), which reads the bot."""
         return []

@@ -54,9 +54,13 @@ def check_storage(database: Path, output_dir: Path, *, min_free: int = MIN_FREE_
 _FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES}
 
 
+_SQLITE_REFUSALS = ("readonly", "read-only", "disk", "full", "locked", "unable to open")
+"""What SQLite says when the file or the disk refuses (not a bug such as "no such table")."""
+
+
 def is_storage_fault(error: BaseException) -> bool:
     """Whether `error` is the database or the disk refusing a write (read-only, full, an I/O
     error): the member is told to try again later, not that something broke."""
     if isinstance(error, sqlite3.OperationalError):
-        return True
+        return any(word in str(error).lower() for word in _SQLITE_REFUSALS)
     return isinstance(error, OSError) and error.errno in _FULL_OR_READ_ONLY

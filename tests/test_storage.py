@@ -47,3 +47,17 @@ def test_one_process_holds_the_database(tmp_path: Path) -> None:
         assert f"pid {os.getpid()} on " in str(info.value) and str(database) in str(info.value)
     with ProcessLock(database):  # released: the next start takes it
         pass
+
+
+def test_storage_faults_are_told_apart_from_bugs() -> None:
+    """A read-only or full database is the member's "try again later"; a bug is not."""
+    import errno
+    import sqlite3
+
+    from jobs import is_storage_fault
+
+    assert is_storage_fault(sqlite3.OperationalError("attempt to write a readonly database"))
+    assert is_storage_fault(sqlite3.OperationalError("database or disk is full"))
+    assert is_storage_fault(OSError(errno.ENOSPC, "No space left on device"))
+    assert not is_storage_fault(sqlite3.OperationalError("no such table: jobs"))
+    assert not is_storage_fault(OSError(errno.ENOENT, "No such file or directory"))
