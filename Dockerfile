@@ -12,7 +12,9 @@ ENV DEBIAN_FRONTEND=noninteractive \
     TORCHINDUCTOR_CACHE_DIR=/hf-cache/inductor \
     TRITON_CACHE_DIR=/hf-cache/triton \
     DATABASE_PATH=/data/animate-bot.sqlite3 \
-    OUTPUT_DIR=/data/outputs
+    OUTPUT_DIR=/data/outputs \
+    METRICS_PORT=9464 \
+    UNHEALTHY_EXIT_MINUTES=10
 
 # gcc, libc6-dev, python3-dev: with COMPILE=true Triton builds a small C launcher at run time.
 RUN apt-get update \
@@ -38,6 +40,12 @@ RUN useradd --create-home --uid 10001 animate \
  && chown animate:animate /data /hf-cache
 USER animate
 VOLUME ["/data", "/hf-cache"]
+
+# 200 only while the gateway, the database and a worker work (bot/health.py). `docker ps`
+# shows the verdict; after UNHEALTHY_EXIT_MINUTES of failures the bot exits by itself (code 3)
+# and the restart policy brings it back. start-period: a first start downloads the model.
+HEALTHCHECK --interval=30s --timeout=15s --start-period=10m --retries=3 \
+  CMD ["python", "-c", "import os, sys, urllib.request; url = 'http://127.0.0.1:%s/healthz' % os.environ['METRICS_PORT']; sys.exit(urllib.request.urlopen(url, timeout=10).status != 200)"]
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["python", "-m", "bot"]

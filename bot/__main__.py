@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.app import StartupError, run
 
     try:
-        asyncio.run(run(settings, token))
+        return asyncio.run(run(settings, token))
     except StartupError as exc:
         print(f"animate-bot: {exc}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from bot.buttons import BUTTONS
 from bot.delivery.events import Delivery
 from bot.endpoints import apply_endpoints
 from bot.errors import answer_error
-from bot.health import HealthServer
+from bot.health import HealthServer, HealthWatchdog
 from bot.loop_watch import LoopWatch
 from bot.metrics import BotMetrics
 from bot.settings import Settings
@@ -43,6 +43,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.credits",
     "bot.cogs.mod",
     "bot.cogs.queue",
+    "bot.cogs.stats",
 )
 SYNC_META_KEY = "command_sync"
 
@@ -79,6 +80,11 @@ class AnimateBot(commands.Bot):
         self.photos = PhotoGate()
         self.loop_watch = LoopWatch()
         self.health: HealthServer | None = None
+        self.watchdog: HealthWatchdog | None = None
+        self.exit_code = 0
+        self.gateway_session = False
+        """True between READY/RESUMED and the next disconnect (see on_disconnect)."""
+        """What `python -m bot` exits with; the watchdog sets EXIT_UNHEALTHY."""
         self.metrics = BotMetrics(self)
         self.downloads: aiohttp.ClientSession
         """Members' attachments are read through this, in bounded chunks."""
@@ -88,6 +94,9 @@ class AnimateBot(commands.Bot):
         if self.settings.metrics_port is not None:
             self.health = HealthServer(self, self.settings.metrics_host, self.settings.metrics_port)
             await self.health.start()
+        if self.settings.unhealthy_exit_minutes > 0:
+            self.watchdog = HealthWatchdog(self, self.settings.unhealthy_exit_minutes * 60)
+            self.watchdog.start()
         self.downloads = aiohttp.ClientSession()
         self.tree.on_error = answer_error  # every command error becomes one sentence here
         self.add_dynamic_items(*BUTTONS)
@@ -115,6 +124,8 @@ class AnimateBot(commands.Bot):
             await self.delivery.on_event(job, Failed(reason, kind="crash"))
 
     async def close(self) -> None:
+        if self.watchdog is not None:
+            await self.watchdog.stop()
         if self.health is not None:
             await self.health.stop()
         await self.delivery.close()
@@ -156,10 +167,21 @@ class AnimateBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("logged in as %s (%s) in %d guilds", self.user, self.user.id if self.user else "?", len(self.guilds))
 
+    # "Connected" for the health check means a session, not a socket: the socket reopens at
+    # once while Discord may hold the RESUME, and events flow only after READY or RESUMED.
+    # Read off the raw event types, which are dispatched in the order they arrive, in step
+    # with on_disconnect (on_ready comes later, after the guilds load, maybe after a drop).
+    async def on_socket_event_type(self, event_type: str) -> None:
+        if event_type in ("READY", "RESUMED"):
+            self.gateway_session = True
 
-async def run(settings: Settings, token: str) -> None:
+    async def on_disconnect(self) -> None:
+        self.gateway_session = False
+
+
+async def run(settings: Settings, token: str) -> int:
     """Open the store, log in, start the workers (recovering what a previous run left in
-    flight), and serve until stopped.
+    flight), and serve until stopped; returns the exit code (see ``AnimateBot.exit_code``).
 
     The token is checked (login) before Ray and the workers start, so a wrong token is
     refused in about a second rather than after the renderers came up.
@@ -176,12 +198,12 @@ async def run(settings: Settings, token: str) -> None:
         lock.release()
         raise StartupError(str(exc)) from None
     try:
-        await _run(settings, token)
+        return await _run(settings, token)
     finally:
         lock.release()
 
 
-async def _run(settings: Settings, token: str) -> None:
+async def _run(settings: Settings, token: str) -> int:
     try:
         store = await Store.open(settings.database_path, settings.credit_policy())
     except Exception as exc:  # noqa: BLE001 - any failure here is a start-up failure
@@ -227,6 +249,7 @@ async def _run(settings: Settings, token: str) -> None:
                 await bot.connect()
             except discord.PrivilegedIntentsRequired:
                 raise StartupError("The bot asked for a privileged intent it is not allowed.") from None
+        return bot.exit_code
     finally:
         await jobs.stop()
         await store.close()

@@ -128,6 +128,9 @@ class EditButton(JobButton, template=rf"animate:edit:{_JOB}"):
     async def run(self, interaction: discord.Interaction[AnimateBot], bot: AnimateBot) -> None:
         from bot.edit import EditModal
 
+        # Refused before the form, not after the member filled it in (the form checks again:
+        # a block or a role can change while it is open).
+        await check_member(interaction, bot.settings, bot.store)
         await interaction.response.send_modal(EditModal(await bot.store.get_job(self.job_id)))
 
 

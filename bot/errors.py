@@ -15,6 +15,7 @@ from discord import app_commands
 from bot.formatting import credits, when
 from contract import InputError
 from jobs import (
+    DailyLimit,
     InsufficientCredits,
     QueueFull,
     Refused,
@@ -45,6 +46,8 @@ def sentence(error: BaseException) -> str | None:
         if error.next_refill_at is not None:
             text += f" Your next free credits arrive {when(error.next_refill_at)}."
         return text + " Nothing was charged."
+    if isinstance(error, DailyLimit):
+        return f"{error} You can start the next one {when(error.next_at)}. Nothing was charged."
     if isinstance(error, (TooManyQueued, QueueFull)):
         return f"{error} Nothing was charged."
     if isinstance(error, InputError):

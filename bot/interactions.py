@@ -30,15 +30,19 @@ def origin_of(interaction: discord.Interaction) -> Origin:
 
 
 def check_place(interaction: discord.Interaction, settings: Settings) -> None:
-    """Raise Refusal where the bot must not make videos (guild, channel, DMs, NSFW rule)."""
+    """Raise Refusal where the bot must not make videos (guild, channel, DMs, NSFW rule) or
+    for a member without one of ALLOWED_ROLE_IDS. Roles come with the interaction, so a role
+    an admin takes away counts at the next click."""
     channel = interaction.channel
     channel_ids = [interaction.channel_id] if interaction.channel_id else []
     parent_id = getattr(channel, "parent_id", None)
     if parent_id:
         channel_ids.append(parent_id)
     nsfw = bool(getattr(channel, "is_nsfw", lambda: False)())
+    roles = [role.id for role in getattr(interaction.user, "roles", ())]
     if refusal := place_refusal(
-        settings, guild_id=interaction.guild_id, channel_ids=channel_ids, nsfw=nsfw
+        settings, guild_id=interaction.guild_id, channel_ids=channel_ids, nsfw=nsfw,
+        role_ids=roles,
     ):
         raise Refusal(refusal)
 

@@ -68,6 +68,12 @@ class BotMetrics(Collector):
                 finished.add_metric([model, status], n)
         yield depth
         yield finished
+        failed = CounterMetricFamily(
+            "animate_jobs_failed", "Jobs that failed (refunded), by model and kind", labels=["model", "kind"]
+        )
+        for (model, kind), n in sorted(tallies.failures.items()):
+            failed.add_metric([model, kind], n)
+        yield failed
         credits = CounterMetricFamily("animate_credits", "Credits moved, by ledger kind", labels=["kind"])
         for kind, n in sorted(tallies.credits.items()):
             credits.add_metric([kind], n)
@@ -98,6 +104,14 @@ class BotMetrics(Collector):
         for state in ("starting", "ready", "restarting", "retiring"):
             workers.add_metric([state], states.get(state, 0))
         yield workers
+        busy = CounterMetricFamily(
+            "animate_worker_busy_seconds",
+            "Seconds each worker had a job since start; rate() is its busy fraction",
+            labels=["worker", "device"],
+        )
+        for (name, device), seconds in sorted(self.bot.jobs.dispatcher.runner.busy.seconds().items()):
+            busy.add_metric([name, device], seconds)
+        yield busy
 
     def describe(self) -> list[Any]:
         """Nothing up front: registering must not call collect(), which reads the bot."""

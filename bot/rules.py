@@ -1,4 +1,4 @@
-"""Where /animate may be used and which prompts are refused, as plain functions of settings.
+"""Where and by whom /animate may be used, and which prompts are refused, as plain functions of settings.
 
 Each refusal is a sentence for the member that says why and, where it can, what to do.
 """
@@ -19,13 +19,19 @@ def place_refusal(
     guild_id: int | None,
     channel_ids: Iterable[int],
     nsfw: bool,
+    role_ids: Iterable[int] = (),
 ) -> str | None:
-    """None when the bot may work here. `channel_ids`: the channel and, for a thread, its parent."""
+    """None when the bot may work here, for this member. `channel_ids`: the channel and, for a
+    thread, its parent; `role_ids`: the member's roles in this guild."""
     if guild_id is None:
         if not settings.allow_dms:
             return "I don't make videos in direct messages here; please use a server channel."
-        if settings.allowed_guild_ids or settings.allowed_channel_ids or settings.nsfw_channels_only:
-            # A DM belongs to no guild or channel on the lists: it would bypass them.
+        if (
+            settings.allowed_guild_ids or settings.allowed_channel_ids
+            or settings.nsfw_channels_only or settings.allowed_role_ids
+        ):
+            # A DM belongs to no guild or channel on the lists and carries no roles: it would
+            # bypass them.
             return (
                 "I only make videos in the channels this bot is set up for, not in direct "
                 "messages."
@@ -39,6 +45,9 @@ def place_refusal(
         return f"I only make videos in {allowed}."
     if settings.nsfw_channels_only and not nsfw:
         return "I only make videos in age-restricted channels here."
+    if settings.allowed_role_ids and not set(role_ids) & set(settings.allowed_role_ids):
+        roles = ", ".join(f"<@&{r}>" for r in settings.allowed_role_ids[:5])
+        return f"Only members with one of these roles can make videos here: {roles}."
     return None
 
 

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     allowed_channel_ids: IdList = Field(
         default_factory=list, description="comma-separated channel ids the bot works in (empty: all)"
     )
+    allowed_role_ids: IdList = Field(
+        default_factory=list,
+        description="comma-separated role ids; in a server only members with one may animate (empty: all)",
+    )
     allow_dms: bool = Field(default=True, description="true or false: accept /animate in DMs")
     nsfw_channels_only: bool = Field(
         default=False, description="true or false: only accept /animate in age-restricted channels"
@@ -157,6 +161,10 @@ class Settings(BaseSettings):
     max_queue: int = Field(
         default=100, ge=1, description="waiting jobs in all, a whole number ≥ 1"
     )
+    max_jobs_per_day: int = Field(
+        default=0, ge=0,
+        description="videos one member may start in any 24 hours, a whole number ≥ 0 (0: no limit)",
+    )
     max_attempts: int = Field(
         default=2, ge=1, le=10, description="tries per job before it fails and is refunded (1–10)"
     )
@@ -167,6 +175,11 @@ class Settings(BaseSettings):
         default=25 * 1024 * 1024, ge=1024, description="largest accepted photo in bytes (≥ 1024)"
     )
 
+    unhealthy_exit_minutes: float = Field(
+        default=0.0, ge=0,
+        description="minutes the health check may fail in a row before the bot exits with code 3 "
+        "for its supervisor to restart it, a number ≥ 0 (0: never)",
+    )
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535,
         description="port for GET /metrics and /healthz (1–65535; empty: off)",
@@ -181,7 +194,8 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "guild_ids", "admin_user_ids", "allowed_guild_ids", "allowed_channel_ids", mode="before"
+        "guild_ids", "admin_user_ids", "allowed_guild_ids", "allowed_channel_ids", "allowed_role_ids",
+        mode="before",
     )
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
@@ -311,6 +325,7 @@ class Settings(BaseSettings):
             pricing=self.pricing(),
             max_queued_per_user=self.max_queued_per_user,
             max_queue=self.max_queue,
+            max_jobs_per_day=self.max_jobs_per_day or None,
             max_attempts=self.max_attempts,
             job_timeout_seconds=self.job_timeout_seconds,
         )

@@ -8,7 +8,10 @@ from jobs.config import JobsConfig, Pricing
 from jobs.dispatcher import Dispatcher, Listener
 from jobs.ray_runtime import RayUnavailable
 from jobs.records import (
+    OUTCOMES,
     Account,
+    Activity,
+    Block,
     ClipSummary,
     CreditPolicy,
     Job,
@@ -17,6 +20,7 @@ from jobs.records import (
     Tallies,
 )
 from jobs.refusals import (
+    DailyLimit,
     DurationNotOffered,
     InsufficientCredits,
     InvalidAmount,
@@ -35,6 +39,7 @@ from jobs.store import DatabaseInUse, ProcessLock, Store
 
 __all__ = [
     "ACTIVE",
+    "OUTCOMES",
     "ALL",
     "FINISHED",
     "REFUNDED",
@@ -42,12 +47,14 @@ __all__ = [
     "Block",
     "ClipSummary",
     "CreditPolicy",
+    "DailyLimit",
     "DatabaseInUse",
     "Dispatcher",
     "DurationNotOffered",
     "InsufficientCredits",
     "InvalidAmount",
     "Job",
+    "Activity",
     "JobAction",
     "JobService",
     "JobStatus",

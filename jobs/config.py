@@ -38,6 +38,8 @@ class JobsConfig:
     pricing: Pricing = field(default_factory=Pricing)
     max_queued_per_user: int = 3
     max_queue: int = 100
+    max_jobs_per_day: int | None = None
+    """Videos one member may start in any 24 hours (None: no limit)."""
     max_attempts: int = 2
     job_timeout_seconds: float = 900.0
     write_patience_seconds: float = 120.0

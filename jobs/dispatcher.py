@@ -375,7 +375,7 @@ class Dispatcher:
                 f"No GPU worker was available for {duration_text(limit)}, so this video "
                 "could not be made." + refund_note(job.cost)
             )
-            if (ended := await self.store.fail(job.id, reason)) is not None:
+            if (ended := await self.store.fail(job.id, reason, kind="timeout")) is not None:
                 log.warning("job %d refunded: no worker for %s", job.id, duration_text(limit))
                 await self.emit(ended, Failed(reason, kind="timeout"))
 

@@ -188,6 +188,35 @@ class Tallies:
     """(model, status) -> jobs."""
     credits: dict[str, int]
     """Ledger kind (welcome, grant, take, debit, refund, refill) -> credits moved."""
+    failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(model, failure kind: oom, crash, timeout, model, bad_input, internal) -> failed jobs."""
+
+
+OUTCOMES = ("delivered", "failed", "cancelled")
+"""How a job ended, as operators' charts group it (a made clip not yet posted is delivered)."""
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What happened over a window, by hour, for operators' charts (see ``Store.activity``)."""
+
+    since: float
+    until: float
+    bucket_seconds: float
+    ended: dict[str, list[int]]
+    """Outcome (OUTCOMES) -> jobs that ended in each bucket."""
+    render_seconds: dict[str, list[float]]
+    """Model -> the render time (start to finish) of each job that made a clip."""
+    credits_spent: list[int]
+    """Credits members spent in each bucket: debits less refunds."""
+
+    @property
+    def buckets(self) -> int:
+        return len(self.credits_spent)
+
+    @property
+    def total_ended(self) -> int:
+        return sum(sum(counts) for counts in self.ended.values())
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,15 @@ class QueueFull(Refused):
         self.limit = limit
 
 
+class DailyLimit(Refused):
+    def __init__(self, limit: int, next_at: float) -> None:
+        videos = "video" if limit == 1 else "videos"
+        super().__init__(f"You have made {limit} {videos} in the last 24 hours, the most allowed here.")
+        self.limit = limit
+        self.next_at = next_at
+        """When the member may start the next one."""
+
+
 class UnknownJob(Refused):
     def __init__(self, job_id: int) -> None:
         super().__init__(f"There is no job #{job_id}.")

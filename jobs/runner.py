@@ -49,6 +49,7 @@ from jobs.refusals import UnknownJob
 from jobs.retry import GiveUp, decide, refund_note, timeout_reason
 from jobs.status import JobAction
 from jobs.store import Store
+from jobs.usage import BusyClock
 
 log = logging.getLogger("jobs.runner")
 
@@ -102,6 +103,7 @@ class Runner:
         self.wake = wake
         self.stop_grace = stop_grace
         self.running: dict[int, Running] = {}
+        self.busy = BusyClock()
         self.pending_cancels: set[int] = set()
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -114,6 +116,7 @@ class Runner:
     def launch(self, job: Job, worker: Worker) -> None:
         running = Running(job, worker)
         self.running[job.id] = running
+        self.busy.start(worker.name, "gpu" if worker.gpu else "cpu")
         loop = asyncio.get_running_loop()
         timeout = self.config.job_timeout_seconds
         running.timers.append(loop.call_later(timeout, self._on_timeout, running))
@@ -192,6 +195,7 @@ class Runner:
                 timer.cancel()
             if self.running.get(job.id) is running:
                 del self.running[job.id]
+            self.busy.stop(worker.name)
             self.wake()
 
     async def _answers(self, running: Running) -> bool:
@@ -269,7 +273,9 @@ class Runner:
                 self.store.cancel, job.id, verdict.reason, running=True, telling=job
             )
         else:
-            ended = await self.persist(self.store.fail, job.id, verdict.reason, telling=job)
+            ended = await self.persist(
+                self.store.fail, job.id, verdict.reason, kind=final.kind, telling=job
+            )
         if ended is not None:
             log.info("job %d failed (%s): %s", job.id, final.kind, verdict.reason)
             await self.emit(ended, Failed(verdict.reason, kind=final.kind))
@@ -282,7 +288,8 @@ class Runner:
         except Unrecorded as exc:  # the disk stayed full: end the job, refunded, if we can
             log.error("job %d: its video could not be saved: %s", job.id, exc)
             reason = "The video was made, but the bot could not save it." + refund_note(job.cost)
-            if (ended := await self.persist(self.store.fail, job.id, reason, telling=job)) is not None:
+            ended = await self.persist(self.store.fail, job.id, reason, kind="internal", telling=job)
+            if ended is not None:
                 await self.emit(ended, Failed(reason, kind="internal"))
             return
         done = await self.persist(
@@ -317,7 +324,7 @@ class Runner:
         if kind == "cancelled":
             ended = await self.store.cancel(job.id, full, running=True)
         else:
-            ended = await self.store.fail(job.id, full)
+            ended = await self.store.fail(job.id, full, kind=kind)  # type: ignore[arg-type]
         if ended is None:
             return False
         log.info("job %d stopped (%s)", job.id, kind)

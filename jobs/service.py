@@ -118,12 +118,13 @@ class JobService:
 
     async def check_room(self, user_id: int, spec: JobSpec) -> None:
         """Refuse before the expensive part (downloading and decoding the photo) what submit
-        would refuse: too few credits, too many videos waiting. Charges nothing."""
+        would refuse: too few credits, too many videos waiting or made today. Charges nothing."""
         await self.store.check_room(
             user_id,
             self.cost(spec.model, spec.duration),
             max_queued_per_user=self.config.max_queued_per_user,
             max_queue=self.config.max_queue,
+            max_per_day=self.config.max_jobs_per_day,
         )
 
     # ---- actions -------------------------------------------------------------------------
@@ -154,6 +155,7 @@ class JobService:
             delivery=origin.delivery,
             max_queued_per_user=self.config.max_queued_per_user,
             max_queue=self.config.max_queue,
+            max_per_day=self.config.max_jobs_per_day,
         )
         self.dispatcher.wake()
         return job

@@ -8,6 +8,7 @@ is not one. Every credit change lands in the ledger with the operator's id. Jobs
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -278,9 +279,40 @@ async def test_healthz_says_503_with_reasons_while_the_gateway_database_or_worke
         assert await healthy(), await health()
 
 
+async def test_a_bot_that_stays_unhealthy_stops_itself_for_its_supervisor(tmp_path: Path) -> None:
+    """Docker restarts only containers that exit: after UNHEALTHY_EXIT_MINUTES of failed
+    health checks in a row the bot closes with exit code 3; a shorter outage is ridden out."""
+    from bot.health import EXIT_UNHEALTHY
+
+    async with bot_world(tmp_path, unhealthy_exit_minutes=0.15) as w:  # 9 s, checked every 2.25 s
+        watchdog = w.bot.watchdog
+        assert watchdog is not None and watchdog.window == 9.0
+        async with w.discord.gateway.outage():
+            for _ in range(100):
+                if watchdog.unhealthy_since is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert watchdog.unhealthy_since is not None, "the outage was never noticed"
+        for _ in range(200):
+            if watchdog.unhealthy_since is None:
+                break
+            await asyncio.sleep(0.1)
+        assert watchdog.unhealthy_since is None and not w.bot.is_closed()
+        assert w.bot.exit_code == 0
+
+        async with w.discord.gateway.outage():
+            for _ in range(300):
+                if w.bot.is_closed():
+                    break
+                await asyncio.sleep(0.1)
+            assert w.bot.is_closed(), "the bot did not stop after the window"
+        assert w.bot.exit_code == EXIT_UNHEALTHY
+
+
 async def test_metrics_count_deliveries_refunds_and_shrinks(tmp_path: Path) -> None:
-    """/metrics through the real bot: a delivered job, a cancelled (refunded) one and a clip
-    re-encoded after Discord's 40005 are each counted once, with the credits they moved."""
+    """/metrics through the real bot: a delivered job, a cancelled (refunded) one, a failed one
+    (by its kind) and a clip re-encoded after Discord's 40005 are each counted once, with the
+    credits they moved and the seconds the worker was busy."""
     import socket
 
     import aiohttp
@@ -294,6 +326,7 @@ async def test_metrics_count_deliveries_refunds_and_shrinks(tmp_path: Path) -> N
             aiohttp.ClientSession() as http:
         d = w.discord
         cost = w.settings.cost("camera", 2.0)
+        began = time.monotonic()
 
         async def scrape() -> dict[tuple[str, tuple], float]:
             async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
@@ -328,14 +361,25 @@ async def test_metrics_count_deliveries_refunds_and_shrinks(tmp_path: Path) -> N
         assert cancelled
         await wait_status(w.store, c.id, "cancelled")
 
+        fourth = await animate(w, d.member, prompt="the model gives up")
+        await public_message(fourth)
+        e = (await all_jobs(w.store, d.member.id))[-1]
+        await gate.wait_started(e.id)
+        gate.fail(e.id)
+        await wait_status(w.store, e.id, "failed")
+
         metrics = await scrape()
         finished = "animate_jobs_finished_total"
+        assert metrics[(finished, (("model", "camera"), ("outcome", "failed")))] == 1
+        assert metrics[("animate_jobs_failed_total", (("kind", "model"), ("model", "camera")))] == 1
+        busy = metrics[("animate_worker_busy_seconds_total", (("device", "cpu"), ("worker", "cpu-0")))]
+        assert 0 < busy < time.monotonic() - began  # held at the gate, so well above 0
         assert metrics[(finished, (("model", "camera"), ("outcome", "delivered")))] == 2
         assert metrics[(finished, (("model", "camera"), ("outcome", "cancelled")))] == 1
         assert metrics[("animate_deliveries_total", (("route", "interaction"),))] == 2
         assert metrics[("animate_upload_shrinks_total", ())] == 1
-        assert metrics[("animate_credits_total", (("kind", "debit"),))] == 3 * cost
-        assert metrics[("animate_credits_total", (("kind", "refund"),))] == cost
+        assert metrics[("animate_credits_total", (("kind", "debit"),))] == 4 * cost
+        assert metrics[("animate_credits_total", (("kind", "refund"),))] == 2 * cost
         assert metrics[("animate_job_render_seconds_count", (("model", "camera"),))] == 2
         assert metrics[("animate_workers", (("state", "ready"),))] == 1
         # Every series the shipped Grafana dashboard plots is one the bot exports.
@@ -357,7 +401,8 @@ async def test_a_blocked_member_makes_nothing_anywhere_until_unblocked_and_it_pe
     tmp_path: Path,
 ) -> None:
     async with LoopbackDiscord() as discord_:
-        async with bot_world(tmp_path, discord_=discord_) as w:
+        # Commands synced globally (no GUILD_IDS), so Discord offers /animate in DMs too.
+        async with bot_world(tmp_path, discord_=discord_, guild_ids="") as w:
             d = w.discord
             alice = d.member
             owner = d.add_member(d.app_owner)
@@ -377,13 +422,20 @@ async def test_a_blocked_member_makes_nothing_anywhere_until_unblocked_and_it_pe
             assert "blocked you from making videos (spam)" in text and "Nothing was charged" in text
             reroll = await d.click(clip, "Reroll", user=alice)
             assert "blocked you from making videos" in await private_text(reroll)
+            edit = await d.click(clip, "Edit", user=alice)  # refused before the form opens
+            assert "blocked you from making videos" in await private_text(edit)
+            dm = await d.slash(
+                "animate", {"image": Upload(PHOTO, "photo.png"), "duration": 2.0},
+                user=alice, channel=d.dm_channel(alice),
+            )
+            assert "blocked you from making videos" in await private_text(dm)
             assert await w.store.balance(alice.id) == balance
             assert len(await all_jobs(w.store, alice.id)) == jobs
             listed = await private_text(await d.slash("mod list", {}, user=owner))
             assert f"<@{alice.id}>" in listed and "spam" in listed
 
         # A restart does not lift it.
-        async with bot_world(tmp_path, discord_=discord_) as w:
+        async with bot_world(tmp_path, discord_=discord_, guild_ids="") as w:
             owner = d.add_member(d.app_owner)
             assert "blocked you" in await private_text(await animate(w, alice))
             run = await d.slash("mod unblock", {"user": alice}, user=owner)

@@ -11,12 +11,14 @@ from contract import JobSpec
 from jobs import (
     ClipSummary,
     CreditPolicy,
+    DailyLimit,
     InsufficientCredits,
     InvalidAmount,
     QueueFull,
     Store,
     TooManyQueued,
 )
+from jobs.store.queue import DAY
 from jobs.store.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.asyncio
@@ -252,3 +254,75 @@ async def test_cancelled_while_beginning_leaves_no_open_transaction(store: Store
         except asyncio.CancelledError:
             pass
         assert await store.balance(1) == 10  # the connection still works
+
+
+async def test_daily_limit_is_a_rolling_day_and_refunded_jobs_do_not_count(tmp_path: Path) -> None:
+    clock = Clock()
+    store = await Store.open(tmp_path / "bot.sqlite3", CreditPolicy(welcome=100), clock=clock)
+    try:
+        start = clock.now
+        await new_job(store, cost=1, max_per_day=3)
+        clock.now += 3600
+        failed = await new_job(store, cost=1, max_per_day=3)
+        await store.fail(failed.id, "broke", kind="crash")  # refunded: gives its turn back
+        clock.now += 3600
+        await new_job(store, cost=1, max_per_day=3)
+        clock.now += 3600
+        cancelled = await new_job(store, cost=1, max_per_day=3)
+        await store.cancel(cancelled.id)
+        await new_job(store, cost=1, max_per_day=3)
+        with pytest.raises(DailyLimit) as info:
+            await new_job(store, cost=1, max_per_day=3)
+        with pytest.raises(DailyLimit):
+            await store.check_room(1, 1, max_per_day=3)
+        # The oldest counted job (the first) must age out for the next slot.
+        assert (info.value.limit, info.value.next_at) == (3, start + DAY)
+        assert await store.balance(1) == 100 - 3
+        await new_job(store, user=2, cost=1, max_per_day=3)  # another member is not affected
+        clock.now = start + DAY + 1
+        assert (await new_job(store, cost=1, max_per_day=3)).status == "queued"
+        # Lowered to 1 with several made in the day: the newest, not the oldest, must age out.
+        with pytest.raises(DailyLimit) as info:
+            await new_job(store, cost=1, max_per_day=1)
+        assert info.value.next_at == clock.now + DAY
+        assert str(info.value).startswith("You have made 1 video in the last 24 hours")
+    finally:
+        await store.close()
+
+
+async def test_failures_keep_their_kind_for_metrics_and_activity_buckets_by_hour(tmp_path: Path) -> None:
+    clock = Clock(now=100 * 3600.0)
+    store = await Store.open(tmp_path / "bot.sqlite3", CreditPolicy(welcome=100), clock=clock)
+    try:
+        since = clock.now
+        made = await new_job(store, cost=5)
+        await store.claim(made.id, "w")
+        clock.now += 30
+        clip = ClipSummary(width=64, height=48, frames=49, fps=24.0, seed=7, model="camera")
+        await store.finish(made.id, result_path="/tmp/x.mp4", clip=clip)
+        clock.now = since + 2 * 3600 + 10
+        oom = await new_job(store, cost=3)
+        await store.claim(oom.id, "w")
+        await store.fail(oom.id, "out of memory", kind="oom")
+        late = await new_job(store, cost=2)
+        await store.fail(late.id, "no worker", kind="timeout")
+        cancelled = await new_job(store, cost=4)
+        await store.cancel(cancelled.id)
+
+        tallies = await store.tallies()
+        assert tallies.failures == {("camera", "oom"): 1, ("camera", "timeout"): 1}
+        assert tallies.jobs[("camera", "failed")] == 2
+
+        activity = await store.activity(since, since + 4 * 3600)
+        assert activity.buckets == 4
+        assert activity.ended == {
+            "delivered": [1, 0, 0, 0], "failed": [0, 0, 2, 0], "cancelled": [0, 0, 1, 0]
+        }
+        assert activity.render_seconds == {"camera": [30.0]}
+        # Hour 0: 5 debited. Hour 2: 3 + 2 + 4 debited and all refunded.
+        assert activity.credits_spent == [5, 0, 0, 0]
+        assert activity.total_ended == 4
+        later = await store.activity(since + 3600, since + 3 * 3600)
+        assert later.ended["delivered"] == [0, 0] and later.ended["failed"] == [0, 2]
+    finally:
+        await store.close()

@@ -22,7 +22,7 @@ from loopback import LoopbackDiscord
 
 from bot.app import AnimateBot
 from bot.settings import Settings
-from contract import Cancelled, Progress
+from contract import Cancelled, ModelError, Progress
 from jobs import ALL, Dispatcher, JobService, Store
 from pipeline.backends.camera import CameraBackend
 from pipeline.worker import create_worker
@@ -50,7 +50,7 @@ class GatedCamera(CameraBackend):
 
     A test holds jobs "rendering" for as long as it needs (restart mid-render, token expiry,
     a busy worker so that later jobs stay queued) and opens the gate with a file: `open`
-    lets every job through, `open-<job id>` one job. The worker writes `started-<job id>`
+    lets every job through, `open-<job id>` one job, `fail-<job id>` fails one. The worker writes `started-<job id>`
     when a job reaches the gate. Cancellation is honoured while waiting. Runs inside the
     Ray workers (the dispatcher's `backend_factory` seam), so the gate is the file system.
     """
@@ -69,6 +69,8 @@ class GatedCamera(CameraBackend):
         ):
             if should_stop():
                 raise Cancelled()
+            if os.path.exists(os.path.join(self.gate_dir, f"fail-{job}")):
+                raise ModelError("The model gave up on this photo.")
             time.sleep(0.02)
         return super().render(
             image, plan, request, end_image=end_image, emit=emit, should_stop=should_stop
@@ -108,6 +110,10 @@ class Gate:
 
     def open(self, job_id: int | None = None) -> None:
         (self.dir / ("open" if job_id is None else f"open-{job_id}")).touch()
+
+    def fail(self, job_id: int) -> None:
+        """The job waiting at the gate fails as a model that cannot go on does (kind "model")."""
+        (self.dir / f"fail-{job_id}").touch()
 
     def close(self) -> None:
         (self.dir / "open").unlink(missing_ok=True)

@@ -13,9 +13,10 @@ import json
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from contract import JobSpec
+from contract import FailureKind, JobSpec
 from jobs.records import ClipSummary, CreditPolicy, Job, Recovery
 from jobs.refusals import (
+    DailyLimit,
     InsufficientCredits,
     InvalidAmount,
     QueueFull,
@@ -38,6 +39,7 @@ _FAIR_ORDER = """
      WHERE j.status = 'queued' {model_filter}
      ORDER BY turn, j.id
 """
+DAY = 86_400.0
 RETRIES_RAN_OUT = "The renderer stopped while making this video and retries ran out."
 """Why recovery ended a job; the bot adds the refund when it tells the member."""
 
@@ -63,11 +65,13 @@ class JobQueue:
         delivery: Mapping[str, Any] | None = None,
         max_queued_per_user: int | None = None,
         max_queue: int | None = None,
+        max_per_day: int | None = None,
     ) -> Job:
         """Price check, debit and enqueue in one transaction.
 
         The same idempotency key (Discord's interaction id) returns the job it created before,
-        charged once. Raises InsufficientCredits, TooManyQueued or QueueFull, charging nothing.
+        charged once. Raises InsufficientCredits, TooManyQueued, QueueFull or DailyLimit,
+        charging nothing.
         """
         if cost < 0:
             raise InvalidAmount("A job cannot cost less than nothing.")
@@ -80,7 +84,9 @@ class JobQueue:
                 if existing is not None:
                     return Job.from_row(existing)
             now = self.clock()
-            await self._refuse_without_room(tx, user_id, cost, max_queued_per_user, max_queue, now)
+            await self._refuse_without_room(
+                tx, user_id, cost, max_queued_per_user, max_queue, max_per_day, now
+            )
             params = spec.to_dict()
             del params["model"]  # its own column
             cursor = await tx.execute(
@@ -113,13 +119,14 @@ class JobQueue:
         *,
         max_queued_per_user: int | None = None,
         max_queue: int | None = None,
+        max_per_day: int | None = None,
     ) -> None:
         """Raise now what create_job would refuse (credits, queue limits), charging nothing:
         so a refusal comes before a photo is downloaded and decoded. create_job checks again
         in its own transaction, which is what counts."""
         async with self.db.write(keep_on=(Refused,)) as tx:
             await self._refuse_without_room(
-                tx, user_id, cost, max_queued_per_user, max_queue, self.clock()
+                tx, user_id, cost, max_queued_per_user, max_queue, max_per_day, self.clock()
             )
 
     async def _refuse_without_room(
@@ -129,9 +136,21 @@ class JobQueue:
         cost: int,
         max_queued_per_user: int | None,
         max_queue: int | None,
+        max_per_day: int | None,
         now: float,
     ) -> None:
         await ledger.touch(tx, user_id, self.policy, now)
+        if max_per_day is not None:
+            # A rolling 24 hours. Jobs that failed or were cancelled were refunded and made
+            # nothing, so they do not count.
+            made = await tx.fetchall(
+                "SELECT created_at FROM jobs WHERE user_id = ? AND created_at > ?"
+                " AND status NOT IN ('failed', 'cancelled') ORDER BY created_at DESC",
+                user_id, now - DAY,
+            )
+            if len(made) >= max_per_day:
+                # The next one may start when the job that must age out for it is a day old.
+                raise DailyLimit(max_per_day, made[max_per_day - 1]["created_at"] + DAY)
         if max_queued_per_user is not None:
             mine = await Database.scalar(
                 tx,
@@ -250,10 +269,13 @@ class JobQueue:
         async with self.db.write() as tx:
             return await self._transition(tx, job_id, JobStatus.DELIVERED, sets=sets) is not None
 
-    async def fail(self, job_id: int, reason: str) -> Job | None:
-        """queued/running → failed with its refund; None when it had already ended."""
+    async def fail(self, job_id: int, reason: str, *, kind: FailureKind = "internal") -> Job | None:
+        """queued/running → failed with its refund; None when it had already ended. `kind`
+        (oom, crash, timeout ...) is kept for operators' metrics and charts."""
         async with self.db.write() as tx:
-            return await self._transition(tx, job_id, JobStatus.FAILED, reason=reason)
+            return await self._transition(
+                tx, job_id, JobStatus.FAILED, reason=reason, sets={"failure_kind": kind}
+            )
 
     async def cancel(
         self, job_id: int, reason: str = "cancelled", *, running: bool = False
@@ -300,7 +322,8 @@ class JobQueue:
             for row in rows:
                 if row["attempts"] >= max_attempts:
                     job = await self._transition(
-                        tx, row["id"], JobStatus.FAILED, reason=RETRIES_RAN_OUT
+                        tx, row["id"], JobStatus.FAILED, reason=RETRIES_RAN_OUT,
+                        sets={"failure_kind": "crash"},
                     )
                     if job is not None:
                         failed.append(job)

@@ -96,6 +96,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER moderation_log_append_only_delete BEFORE DELETE ON moderation_log
         BEGIN SELECT RAISE(ABORT, 'the moderation log is append-only'); END;
     """,
+    # 4: why a job failed, as a kind (oom, crash, timeout ...) for metrics; indexes for the
+    # daily limit (a member's jobs by creation time) and operators' charts (jobs by end time).
+    """
+    ALTER TABLE jobs ADD COLUMN failure_kind TEXT;
+    CREATE INDEX jobs_by_user_created ON jobs(user_id, created_at);
+    CREATE INDEX jobs_by_finish ON jobs(finished_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,7 +1,8 @@
 """The credits ledger and the job queue of record, in one SQLite file.
 
 Open with :meth:`Store.open`; safe to share between coroutines and between processes. The
-credits half lives in :mod:`jobs.store.credits`, the queue half in :mod:`jobs.store.queue`.
+credits half lives in :mod:`jobs.store.credits`, the queue half in :mod:`jobs.store.queue`,
+blocks in :mod:`jobs.store.moderation`, totals and activity in :mod:`jobs.store.reports`.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from jobs.records import CreditPolicy, Tallies
+from jobs.records import CreditPolicy
 from jobs.store.credits import Credits
 from jobs.store.db import Database
 from jobs.store.moderation import Moderation
 from jobs.store.queue import JobQueue
+from jobs.store.reports import Reports
 
 
-class Store(Credits, JobQueue, Moderation):
+class Store(Credits, JobQueue, Moderation, Reports):
     def __init__(
         self, db: Database, policy: CreditPolicy, clock: Callable[[], float] = time.time
     ) -> None:
@@ -34,17 +36,6 @@ class Store(Credits, JobQueue, Moderation):
         clock: Callable[[], float] = time.time,
     ) -> Store:
         return cls(await Database.open(path), policy or CreditPolicy(), clock)
-
-    async def tallies(self) -> Tallies:
-        """Jobs by model and status, and credits moved by ledger kind, for metrics: counted
-        from the queue of record, so they survive restarts."""
-        async with self.db.read() as tx:
-            jobs = await tx.fetchall("SELECT model, status, COUNT(*) AS n FROM jobs GROUP BY model, status")
-            credits = await tx.fetchall("SELECT kind, SUM(ABS(delta)) AS n FROM ledger GROUP BY kind")
-        return Tallies(
-            jobs={(r["model"], r["status"]): r["n"] for r in jobs},
-            credits={r["kind"]: r["n"] or 0 for r in credits},
-        )
 
     async def close(self) -> None:
         await self.db.close()
