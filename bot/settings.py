@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from contract import BackendOptions
+from contract import CAMERA, BackendOptions, LoraSpec
 from jobs import CreditPolicy, JobsConfig, Pricing
 
 TOKEN_HELP = (
@@ -31,6 +31,7 @@ DEFAULT_MODEL_COSTS: dict[str, float] = {
     "svd": 2.0,
     "cogvideox": 3.0,
     "wan-14b": 4.0,
+    "wan-14b-fast": 1.0,
 }
 """Credits per second of video, per model; rounded up per clip, at least 1."""
 
@@ -111,7 +112,7 @@ class Settings(BaseSettings):
         default="auto",
         description=(
             "comma-separated enabled models, the first is the default: auto, camera, ltx, wan, "
-            "wan-14b, svd, cogvideox, a local directory or a Hugging Face repo id"
+            "wan-14b, wan-14b-fast, svd, cogvideox, a local directory or a Hugging Face repo id"
         ),
     )
     model_costs: Annotated[dict[str, float], NoDecode] = Field(
@@ -120,6 +121,13 @@ class Settings(BaseSettings):
     )
     default_cost_per_second: float = Field(
         default=2.0, ge=0, description="credits per second for models not in MODEL_COSTS (≥ 0)"
+    )
+    loras: Annotated[dict[str, list[str]], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            'a JSON object of LoRAs fused into a model, e.g. {"wan-14b": '
+            '["./loras/film.safetensors@0.8"]}; each REPO_OR_PATH[:WEIGHT_FILE][@STRENGTH]'
+        ),
     )
     ray_address: str | None = Field(
         default=None, description=(
@@ -238,7 +246,7 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("model_costs", mode="before")
+    @field_validator("model_costs", "loras", mode="before")
     @classmethod
     def _costs_json(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -254,6 +262,16 @@ class Settings(BaseSettings):
         if any(not math.isfinite(v) or v < 0 for v in value.values()):
             raise ValueError("costs must be numbers ≥ 0")
         return {**DEFAULT_MODEL_COSTS, **value}
+
+    @field_validator("loras")
+    @classmethod
+    def _loras(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for model, specs in value.items():
+            if model == CAMERA:
+                raise ValueError("the camera move has no AI model to put a LoRA into")
+            for spec in specs:
+                LoraSpec.parse(spec)  # ValueError says which form it wants
+        return value
 
     @model_validator(mode="after")
     def _models_listed(self) -> Settings:
@@ -317,6 +335,10 @@ class Settings(BaseSettings):
             ray_address=self.ray_address,
             cpu_workers=self.cpu_workers,
             backend=BackendOptions(
+                loras=tuple(
+                    (model, tuple(LoraSpec.parse(spec) for spec in specs))
+                    for model, specs in self.loras.items()
+                ),
                 offload=self.offload,
                 compile=self.compile,
                 cache=self.cache,
@@ -350,6 +372,10 @@ class Settings(BaseSettings):
             raise SettingsError(_describe(exc)) from None
 
 
+_REASON_HELPS = frozenset({"loras"})
+"""Settings whose validator's reason names the bad entry in a list (not just the format)."""
+
+
 def _describe(exc: ValidationError) -> str:
     """One line per bad variable, naming it and what it accepts, never echoing secrets."""
     lines = []
@@ -361,6 +387,9 @@ def _describe(exc: ValidationError) -> str:
         if name.endswith("_file"):  # the reason (missing, unreadable) is what helps here
             why = error["msg"].removeprefix("Value error, ")
             lines.append(f"Invalid setting {name.upper()}: {why}; expected {accepts}.")
+        elif name in _REASON_HELPS and error["type"] == "value_error":  # which entry, and why
+            why = error["msg"].removeprefix("Value error, ")
+            lines.append(f"Invalid setting {name.upper()}{shown}: {why}; expected {accepts}.")
         elif name:
             lines.append(f"Invalid setting {name.upper()}{shown}: expected {accepts}.")
         else:

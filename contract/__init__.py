@@ -15,6 +15,7 @@ from contract.errors import (
     one_line,
 )
 from contract.events import AnimateResult, Event, Failed, Progress, Stage
+from contract.loras import LoraSpec
 from contract.models import AUTO, CAMERA, CARDS, ModelCard, card_for
 from contract.request import (
     CAMERA_LABELS,
@@ -44,6 +45,7 @@ __all__ = [
     "FailureKind",
     "InputError",
     "JobSpec",
+    "LoraSpec",
     "ModelCard",
     "ModelError",
     "OutOfMemory",

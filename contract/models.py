@@ -88,6 +88,13 @@ CARDS: dict[str, ModelCard] = {
             multiple=16,
         ),
         ModelCard(
+            name="wan-14b-fast",
+            label="Wan 2.2 I2V A14B Lightning (4 steps, fast)",
+            supports_end_image=True,
+            area=480 * 832,
+            multiple=16,
+        ),
+        ModelCard(
             name="svd",
             label="Stable Video Diffusion XT (no text prompt)",
             durations=(2.0, 3.0),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from contract.loras import LoraSpec
+
 Offload = Literal["auto", "none", "model", "group"]
 
 SLOTS = 2
@@ -39,6 +41,9 @@ class BackendOptions:
     """First-block cache threshold (diffusers' default); higher skips more."""
     low_memory: bool = False
     """Force offload and VAE tiling: the setting to retry with after running out of memory."""
+    loras: tuple[tuple[str, tuple[LoraSpec, ...]], ...] = ()
+    """The operator's LoRAs per model name (LORAS; the CLI's --lora under "*"), fused after
+    the preset's own."""
 
     def __post_init__(self) -> None:
         if self.offload not in ("auto", "none", "model", "group"):
@@ -52,6 +57,14 @@ class BackendOptions:
 
     def replace(self, **changes: Any) -> BackendOptions:
         return replace(self, **changes)
+
+    def loras_for(self, model: str) -> tuple[LoraSpec, ...]:
+        """The LoRAs listed for `model`, else those for every model ("*": the CLI's --lora)."""
+        by_name = dict(self.loras)
+        return by_name.get(model, by_name.get(ANY_MODEL, ()))
+
+
+ANY_MODEL = "*"
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ def _animate(args: argparse.Namespace) -> int:
             cache=args.cache,
             attention=args.attention,
             low_memory=args.low_memory,
+            loras=(("*", tuple(args.lora)),) if args.lora else (),
         )
     except UsageError as exc:
         return _fail(str(exc), EXIT_USAGE)

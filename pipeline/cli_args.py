@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import re
 
-from contract import CAMERA_MOVES
+from contract import CAMERA_MOVES, LoraSpec
+from contract.loras import FORMAT as LORA_FORMAT
 
 
 class UsageError(Exception):
@@ -44,6 +45,13 @@ def _byte_count(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"byte limit must look like 10000000, 10MB or 8MiB, not {text!r}"
         ) from None
+
+
+def _lora(text: str) -> LoraSpec:
+    try:
+        return LoraSpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (a LoRA is {LORA_FORMAT})") from None
 
 
 def _motion(text: str) -> int:
@@ -121,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
         "diffusers backend name such as _native_cudnn",
     )
     speed.add_argument("--low-memory", action="store_true", help="force offload and VAE tiling")
+    speed.add_argument(
+        "--lora",
+        type=_lora,
+        action="append",
+        default=[],
+        metavar=LORA_FORMAT,
+        help="a LoRA fused into the model's denoiser (repeatable): a local .safetensors file or "
+        "folder, or a Hugging Face repo id and the file in it; strength 1 unless @STRENGTH",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract import CAMERA_MOVES, CARDS, ModelCard, ModelError
+from contract import CAMERA_MOVES, CARDS, LoraSpec, ModelCard, ModelError
 
 # Pipeline class in model_index.json -> family. Text-to-video classes are listed because the
 # same checkpoints are loaded with the family's image-to-video class (see I2V_CLASS).
@@ -94,6 +94,12 @@ class Preset:
     """Extra keyword arguments for the pipeline call (family-specific)."""
     default_timesteps: tuple[float, ...] = ()
     """Custom timesteps used when the step count is the preset's default (distilled LTX)."""
+    loras: tuple[LoraSpec, ...] = ()
+    """LoRAs fused into the weights at load (a distillation pair), before any speed-up."""
+    scheduler: str | None = None
+    """A diffusers scheduler class to use instead of the checkpoint's (None: keep it)."""
+    scheduler_config: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    """Settings laid over the checkpoint's scheduler config (e.g. a distilled model's shift)."""
 
     @property
     def card(self) -> ModelCard:
@@ -225,6 +231,64 @@ PRESETS: dict[str, Preset] = {
             "last_image conditions the last frame when there is no CLIP image encoder); Wan2.2 "
             "configs wan_i2v_A14B.py (40 steps, guidance 3.5/3.5) and shared_config.py (16 fps, 81 "
             "frames); 720p (1280x720 area) via --size"
+        ),
+    ),
+    "wan-14b-fast": Preset(
+        name="wan-14b-fast",
+        family="wan",
+        pipeline_class="WanImageToVideoPipeline",
+        repo_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+        area=480 * 832,
+        multiple=16,
+        fps=16,
+        frame_step=4,
+        default_frames=81,
+        min_frames=17,
+        max_frames=81,
+        steps=4,
+        guidance=1.0,
+        dtype="bfloat16",
+        negative_prompt=WAN_NEGATIVE_PROMPT,
+        fp32_components=("vae",),
+        call_defaults={"guidance_scale_2": 1.0},
+        loras=(
+            LoraSpec(
+                "lightx2v/Wan2.2-Lightning",
+                "Wan2.2-I2V-A14B-4steps-lora-rank64-Seko-V1/high_noise_model.safetensors",
+                component="transformer",
+            ),
+            LoraSpec(
+                "lightx2v/Wan2.2-Lightning",
+                "Wan2.2-I2V-A14B-4steps-lora-rank64-Seko-V1/low_noise_model.safetensors",
+                component="transformer_2",
+            ),
+        ),
+        # Lightning was distilled with Euler steps on the timesteps 1000/750/500/250 shifted
+        # by 5. UniPC's flow sigmas at shift 5 give 4 steps at t = 999, 937, 833, 625 (sigmas
+        # 1.0, 0.9376, 0.8336, 0.6259: the shifted training steps), and at first order with
+        # the corrector off each UniPC step is exactly an Euler step. The 0.9 boundary
+        # (t = 900) gives the high-noise expert the first two and the low-noise expert the
+        # last two. (diffusers' FlowMatchEuler spaces 4 steps as 1000, 910, 717, 24: wrong.)
+        # tests/test_loras.py checks all of this with diffusers' own scheduler.
+        scheduler="UniPCMultistepScheduler",
+        scheduler_config={
+            "prediction_type": "flow_prediction",
+            "use_flow_sigmas": True,
+            "flow_shift": 5.0,
+            "solver_order": 1,
+            "disable_corrector": list(range(200)),  # every step a request may ask for
+        },
+        vram_gib=72.0,
+        offload_vram_gib=36.0,
+        min_vram_gib=16.0,
+        source=(
+            "lightx2v/Wan2.2-Lightning README (Wan2.2-I2V-A14B-4steps-lora-rank64-Seko-V1: "
+            "high_noise_model -> high-noise expert, low_noise_model -> low-noise expert, 4 steps, "
+            "no CFG, shift 5); lightx2v WanStepDistillScheduler (Euler on denoising_step_list "
+            "1000/750/500/250 shifted by sample_shift); diffusers scheduling_unipc_multistep.py "
+            "(use_flow_sigmas, disable_corrector) and WanLoraLoaderMixin "
+            "(load_into_transformer_2) and pipeline_wan_i2v.py (boundary_ratio, guidance_scale_2; "
+            "CFG off at guidance 1)"
         ),
     ),
     "svd": Preset(

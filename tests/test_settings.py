@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import TOKEN_HELP, Settings, SettingsError
+from contract import LoraSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,6 +37,8 @@ def test_parsing_from_env_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) ->
     env.write_text(
         "DISCORD_TOKEN=abc.def\nADMIN_USER_IDS=1, 2;3\nGUILD_IDS=10\nMODEL=ltx,camera\n"
         'MODEL_COSTS={"ltx": 0.5}\nBLOCKED_WORDS=Gore, weapon \nLOG_LEVEL=debug\nALLOW_DMS=false\n'
+        'LORAS={"wan-14b": ["someone/loras:film.safetensors@0.8", "./loras/a.safetensors"]}\n'
+        "ALLOWED_ROLE_IDS=5,6\nMAX_JOBS_PER_DAY=12\n"
     )
     settings = Settings.load(env_file=env)
     assert settings.token() == "abc.def"
@@ -45,6 +48,13 @@ def test_parsing_from_env_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) ->
     assert settings.blocked_words == ["gore", "weapon"]
     assert settings.log_level == "DEBUG" and settings.allow_dms is False
     assert "abc.def" not in repr(settings)
+    config = settings.jobs_config()
+    assert config.backend.loras_for("wan-14b") == (
+        LoraSpec("someone/loras", "film.safetensors", strength=0.8),
+        LoraSpec("./loras/a.safetensors"),
+    )
+    assert config.backend.loras_for("ltx") == ()
+    assert settings.allowed_role_ids == [5, 6] and config.max_jobs_per_day == 12
 
 
 def test_environment_overrides_env_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -64,6 +74,10 @@ def test_environment_overrides_env_file(clean_env: pytest.MonkeyPatch, tmp_path:
         ("DISCORD_GATEWAY_URL", "http://x", "ws(s) URL"),
         ("OFFLOAD", "sometimes", "auto, none, model or group"),
         ("REFILL_PERIOD_HOURS", "-1", "hours between free refills"),
+        ("LORAS", '{"wan-14b": ["a/b@9"]}', "LoRA strength 9 is outside -4 to 4"),
+        ("LORAS", '{"camera": ["./x.safetensors"]}', "the camera move has no AI model"),
+        ("MAX_JOBS_PER_DAY", "-1", "videos one member may start in any 24 hours"),
+        ("ALLOWED_ROLE_IDS", "moderators", "Invalid setting ALLOWED_ROLE_IDS"),
     ],
 )
 def test_invalid_value_names_variable(

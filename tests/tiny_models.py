@@ -429,3 +429,36 @@ def tiny_cogvideox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """All tiny pipelines by kind."""
     return {kind: tiny_model_dir(kind, tmp_path_factory) for kind in KINDS}
+
+
+# --- LoRAs in the published layouts --------------------------------------------------------
+
+
+def write_wan_lora(path: str | os.PathLike[str], *, seed: int, dim: int = 24, ffn_dim: int = 32,
+                   layers: int = 2, rank: int = 4, scale: float = 0.5) -> Path:
+    """A random LoRA for the tiny Wan transformer in the key layout of lightx2v's
+    Wan2.2-Lightning files (and most ComfyUI Wan LoRAs): ``diffusion_model.blocks.N.
+    {self_attn,cross_attn}.{q,k,v,o}`` and ``ffn.{0,2}``, each a ``lora_down``/``lora_up``
+    pair with an ``alpha``. diffusers converts this layout on load."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    tensors: dict[str, Any] = {}
+
+    def pair(key: str, fan_in: int, fan_out: int) -> None:
+        prefix = f"diffusion_model.{key}"
+        tensors[f"{prefix}.lora_down.weight"] = torch.randn(rank, fan_in, generator=generator) * scale
+        tensors[f"{prefix}.lora_up.weight"] = torch.randn(fan_out, rank, generator=generator) * scale
+        tensors[f"{prefix}.alpha"] = torch.tensor(float(rank))
+
+    for block in range(layers):
+        for attention in ("self_attn", "cross_attn"):
+            for projection in "qkvo":
+                pair(f"blocks.{block}.{attention}.{projection}", dim, dim)
+        pair(f"blocks.{block}.ffn.0", dim, ffn_dim)
+        pair(f"blocks.{block}.ffn.2", ffn_dim, dim)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path))
+    return path

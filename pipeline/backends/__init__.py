@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from contract import AUTO, CAMERA, CARDS, BackendOptions
+from contract import AUTO, CAMERA, CARDS, BackendOptions, ModelError
 from pipeline.backends.base import Backend, BackendInfo, RenderPlan
 from pipeline.presets import FAST_PRESET, PRESETS
 
@@ -88,6 +88,8 @@ def load_backend(model: str = AUTO, options: BackendOptions | None = None) -> Ba
     if name == CAMERA:
         from pipeline.backends.camera import CameraBackend
 
+        if options is not None and options.loras_for(CAMERA):
+            raise ModelError("The camera move has no AI model to put a LoRA into; pick an AI model.")
         return CameraBackend()
     from pipeline.backends.diffusion import DiffusionBackend
 

@@ -36,6 +36,7 @@ from pipeline.backends.loader import (
     load_pipeline,
     quiet_libraries,
 )
+from pipeline.backends.lora import fuse_loras
 from pipeline.backends.sizing import render_size
 from pipeline.backends.source import ModelSource, resolve, source_for_pipeline
 from pipeline.backends.speedups import denoisers
@@ -170,6 +171,7 @@ class DiffusionBackend:
         try:
             pipe = load()
             pipe.set_progress_bar_config(disable=True)
+            self._adapt(pipe)
             self._rules = self.family.constraints(self.source.load_class, pipe, self.preset)
             self._place(pipe, device)
         except Exception as exc:
@@ -194,6 +196,17 @@ class DiffusionBackend:
         )
         self._speed_up(pipe, device)
         return pipe
+
+    def _adapt(self, pipe: Any) -> None:
+        """The preset's scheduler and LoRAs, then the operator's LoRAs: changes to the weights
+        and the sampler that come before placement, offload and speed-ups."""
+        preset = self.preset
+        if preset.scheduler or preset.scheduler_config:
+            import diffusers
+
+            kind = getattr(diffusers, preset.scheduler) if preset.scheduler else type(pipe.scheduler)
+            pipe.scheduler = kind.from_config(pipe.scheduler.config, **preset.scheduler_config)
+        fuse_loras(pipe, (*preset.loras, *self.options.loras_for(self.source.name)))
 
     def memory_need_gib(self, dtype_bytes: int = 2) -> tuple[float, float]:
         """(GiB to keep everything on the GPU, GiB with model offload), estimated from the

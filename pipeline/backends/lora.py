@@ -1,0 +1,121 @@
+"""LoRAs on a loaded pipeline: found (local file or folder, the hub cache, the hub), loaded with
+diffusers' ``load_lora_weights`` into the denoiser they belong to, then either fused or kept
+as switchable adapters.
+
+Always-on LoRAs (a preset's distillation pair, the operator's ``LORAS``) are fused into the
+weights and the LoRA layers removed before compile, offload or quantization: a fused LoRA costs
+nothing per step, and unfused layers would cancel fp8's speed-up. Effect LoRAs that members
+choose per job stay loaded as named adapters; :func:`use_effect` switches them between jobs
+without reloading the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from contract import LoraSpec, ModelError, is_out_of_memory, one_line
+from pipeline.backends.hub import cached_file, hub_cache_dir, hub_reachable, is_offline
+
+logger = logging.getLogger("pipeline")
+
+
+def locate(spec: LoraSpec) -> tuple[str, str]:
+    """(folder, file name) of the LoRA on this machine, downloading it from the hub only when
+    the hub is reachable and the file is not cached. Raises ModelError naming the file and how
+    to get it."""
+    path = Path(spec.source).expanduser()
+    if path.is_file():
+        return str(path.parent), path.name
+    if path.is_dir():
+        if spec.weight_name:
+            if not (path / spec.weight_name).is_file():
+                raise ModelError(f"The LoRA file {spec.weight_name!r} is not in {str(path)!r}.")
+            return str(path), spec.weight_name
+        files = sorted(p.name for p in path.glob("*.safetensors"))
+        if len(files) != 1:
+            found = ", ".join(files) if files else "none"
+            raise ModelError(
+                f"Name the LoRA file in {str(path)!r} ({spec.source}:FILE.safetensors); "
+                f".safetensors files there: {found}."
+            )
+        return str(path), files[0]
+    if _looks_local(spec.source):
+        raise ModelError(f"The LoRA {spec.source!r} does not exist on this machine.")
+    if not spec.weight_name:
+        raise ModelError(
+            f"Name the LoRA file in the repo {spec.source!r}: {spec.source}:FILE.safetensors."
+        )
+    cached = cached_file(spec.source, spec.weight_name)
+    if cached is None:
+        if not hub_reachable():
+            why = " (HF_HUB_OFFLINE is set)" if is_offline() else ""
+            raise ModelError(
+                f"The LoRA {spec.weight_name!r} of {spec.source!r} is not downloaded and the "
+                f"Hugging Face hub is unreachable{why}; get it with `huggingface-cli download "
+                f"{spec.source} {spec.weight_name}`."
+            )
+        cached = _download(spec)
+    return os.path.dirname(cached), os.path.basename(cached)
+
+
+def _looks_local(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or source.endswith(".safetensors") or os.sep + os.sep in source
+
+
+def _download(spec: LoraSpec) -> str:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(spec.source, spec.weight_name, cache_dir=hub_cache_dir())
+    except Exception as exc:  # noqa: BLE001 - a missing repo or file, no access, a cut download
+        raise ModelError(f"Cannot download the LoRA {spec.label}: {_reason(exc)}.") from None
+
+
+def load_adapters(pipe: Any, loras: Sequence[LoraSpec], *, prefix: str) -> list[str]:
+    """Load each LoRA as an adapter named ``{prefix}{i}`` into its component."""
+    if not loras:
+        return []
+    if not hasattr(pipe, "load_lora_weights"):
+        raise ModelError(f"{type(pipe).__name__} does not take LoRAs; remove them from LORAS.")
+    names = []
+    for i, spec in enumerate(loras):
+        if spec.component == "transformer_2" and getattr(pipe, "transformer_2", None) is None:
+            raise ModelError(
+                f"The LoRA {spec.label} is for a second denoiser (Wan 2.2 A14B's low-noise "
+                "expert), which this model does not have."
+            )
+        folder, weight_name = locate(spec)
+        name = f"{prefix}{i}"
+        extra = {"load_into_transformer_2": True} if spec.component == "transformer_2" else {}
+        try:
+            pipe.load_lora_weights(folder, weight_name=weight_name, adapter_name=name, **extra)
+        except ModelError:
+            raise
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
+            raise ModelError(
+                f"The LoRA {spec.label} does not fit this model ({_reason(exc)}); check that it "
+                "was made for this model and this expert."
+            ) from None
+        names.append(name)
+    return names
+
+
+def fuse_loras(pipe: Any, loras: Sequence[LoraSpec]) -> None:
+    """Load, fuse at each LoRA's strength, and remove the LoRA layers."""
+    names = load_adapters(pipe, loras, prefix="fused_")
+    if not names:
+        return
+    for name, spec in zip(names, loras):
+        pipe.fuse_lora(components=[spec.component], lora_scale=spec.strength, adapter_names=[name])
+    pipe.unload_lora_weights()
+    logger.info("fused LoRAs: %s", ", ".join(spec.label for spec in loras))
+
+
+def _reason(exc: BaseException) -> str:
+    return one_line(exc).rstrip(".")
