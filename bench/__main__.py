@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench import Figure, machine
 
-BENCHMARKS = ("ack", "overhead", "duty", "camera", "gpu", "soak", "smoke")
+BENCHMARKS = ("ack", "overhead", "duty", "camera", "flops", "gpu", "soak", "smoke")
 ON_REQUEST = ("soak", "smoke")
 """Not part of a plain `python -m bench`: they ask whether things work, not how fast."""
 RESULTS = Path(__file__).parent / "results"
@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             figures[name] = module.run()
 
-    alone = names[0] if len(names) == 1 and names[0] in ON_REQUEST else ""
+    # One benchmark alone gets its own file, so it never replaces the day's full run.
+    alone = names[0] if len(names) == 1 else ""
     return report(figures, args.out, suffix=f"-{alone}" if alone else "")
 
 

@@ -56,3 +56,23 @@ def test_smoke_runs_on_the_cpu_and_reports_cuda_rows_as_skipped(tmp_path, capsys
         assert f"{len(settings()) - cpu_rows} skipped (needs CUDA)" in row["detail"], row
     assert smoke_main(["--families", "ltx,warp"]) == 2
     assert "unknown family warp" in capsys.readouterr().err
+
+
+def test_flops_counts_the_fast_wan_preset_as_a_twentieth_of_the_quality_one() -> None:
+    """Exact counts on `meta` for the two Wan 2.2 A14B presets (same weights, same clip): the
+    Lightning preset's 4 steps without CFG are 4/80 of the 40 CFG steps, under the 10 PFLOP
+    promise, and the quality preset is the 134 PFLOP the README states."""
+    from bench.flops import CLIPS, count, figures_for
+
+    quality, fast = count(CLIPS["wan-14b"]), count(CLIPS["wan-14b-fast"])
+    assert quality.denoiser_per_forward == fast.denoiser_per_forward  # the same model and clip
+    assert (quality.steps, quality.forwards_per_step, fast.steps, fast.forwards_per_step) == (40, 2, 4, 1)
+    assert fast.denoiser_per_clip * 20 == quality.denoiser_per_clip
+    assert 134 < quality.denoiser_per_clip / 1e15 < 135
+    # Each expert in bf16 is 14 B parameters × 2 bytes; the VAE is kept in float32.
+    assert 26 < fast.weight_bytes["transformer"] / 2**30 < 27.5
+    assert fast.weight_bytes["transformer"] == fast.weight_bytes["transformer_2"]
+    figures = {f.name: f for f in figures_for(CLIPS["wan-14b-fast"], fast)}
+    headline = figures["wan-14b-fast_denoise_pflop_per_clip"]
+    assert headline.met and headline.value == pytest.approx(6.71, abs=0.01)
+    assert "4 steps, no CFG" in headline.detail
