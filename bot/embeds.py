@@ -42,6 +42,8 @@ def settings_line(job: Job) -> str:
     parts = [f"`{job.model}`", f"{spec.duration:g} s"]
     parts.append(f"camera: {CAMERA_LABELS[spec.camera]}")
     parts.append(f"motion {spec.motion}/10")
+    if spec.effect:
+        parts.append(f"effect: {spec.effect}")
     if spec.loop:
         parts.append("loop")
     return " · ".join(parts)
@@ -132,6 +134,8 @@ def info(job: Job) -> str:
         f"Camera: {CAMERA_LABELS[spec.camera]} · motion {spec.motion}/10 · "
         f"{spec.duration:g} s" + (" · loop" if spec.loop else ""),
     ]
+    if spec.effect:
+        lines.append(f"Effect: {spec.effect}")
     if clip:
         lines.append(f"Output: {clip.width}×{clip.height}, {clip.frames} frames at {clip.fps:g} fps")
     if job.parent_id:

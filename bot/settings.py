@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from contract import CAMERA, BackendOptions, LoraSpec
+from contract import CAMERA, BackendOptions, Effect, LoraSpec
 from jobs import CreditPolicy, JobsConfig, Pricing
 
 TOKEN_HELP = (
@@ -121,6 +121,14 @@ class Settings(BaseSettings):
     )
     default_cost_per_second: float = Field(
         default=2.0, ge=0, description="credits per second for models not in MODEL_COSTS (≥ 0)"
+    )
+    effects: Annotated[dict[str, dict[str, dict[str, Any]]], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            'a JSON object of effects members may pick per model, e.g. {"wan-14b-fast": {"orbit": '
+            '{"label": "360° orbit", "loras": ["someone/orbit:high.safetensors", '
+            '"someone/orbit:low.safetensors#transformer_2"], "prompt": "orbit shot"}}}'
+        ),
     )
     loras: Annotated[dict[str, list[str]], NoDecode] = Field(
         default_factory=dict,
@@ -246,7 +254,7 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("model_costs", "loras", mode="before")
+    @field_validator("model_costs", "loras", "effects", mode="before")
     @classmethod
     def _costs_json(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -272,6 +280,24 @@ class Settings(BaseSettings):
             for spec in specs:
                 LoraSpec.parse(spec)  # ValueError says which form it wants
         return value
+
+    @field_validator("effects")
+    @classmethod
+    def _effects(cls, value: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+        for model, effects in value.items():
+            if model == CAMERA:
+                raise ValueError("the camera move has no AI model to put an effect into")
+            if len(effects) > 25:
+                raise ValueError(f"{model} has {len(effects)} effects; Discord lists at most 25")
+            for name, entry in effects.items():
+                _effect(name, entry)  # ValueError names what is wrong
+        return value
+
+    def effects_by_model(self) -> tuple[tuple[str, tuple[Effect, ...]], ...]:
+        return tuple(
+            (model, tuple(_effect(name, entry) for name, entry in effects.items()))
+            for model, effects in self.effects.items()
+        )
 
     @model_validator(mode="after")
     def _models_listed(self) -> Settings:
@@ -339,6 +365,7 @@ class Settings(BaseSettings):
                     (model, tuple(LoraSpec.parse(spec) for spec in specs))
                     for model, specs in self.loras.items()
                 ),
+                effects=self.effects_by_model(),
                 offload=self.offload,
                 compile=self.compile,
                 cache=self.cache,
@@ -372,7 +399,21 @@ class Settings(BaseSettings):
             raise SettingsError(_describe(exc)) from None
 
 
-_REASON_HELPS = frozenset({"loras"})
+def _effect(name: str, entry: Any) -> Effect:
+    if not isinstance(entry, dict) or not isinstance(entry.get("loras"), list):
+        raise ValueError(f"the effect {name!r} needs {{\"label\": ..., \"loras\": [...]}}")
+    unknown = set(entry) - {"label", "loras", "prompt"}
+    if unknown:
+        raise ValueError(f"the effect {name!r} has unknown keys: {', '.join(sorted(unknown))}")
+    return Effect(
+        name=name,
+        label=str(entry.get("label") or name),
+        loras=tuple(LoraSpec.parse(str(spec)) for spec in entry["loras"]),
+        prompt=str(entry.get("prompt", "")).strip(),
+    )
+
+
+_REASON_HELPS = frozenset({"loras", "effects"})
 """Settings whose validator's reason names the bad entry in a list (not just the format)."""
 
 

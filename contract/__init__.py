@@ -15,7 +15,7 @@ from contract.errors import (
     one_line,
 )
 from contract.events import AnimateResult, Event, Failed, Progress, Stage
-from contract.loras import LoraSpec
+from contract.loras import Effect, LoraSpec
 from contract.models import AUTO, CAMERA, CARDS, ModelCard, card_for
 from contract.request import (
     CAMERA_LABELS,
@@ -40,6 +40,7 @@ __all__ = [
     "AnimateResult",
     "BackendOptions",
     "Cancelled",
+    "Effect",
     "Event",
     "Failed",
     "FailureKind",

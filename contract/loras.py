@@ -13,7 +13,11 @@ from typing import Literal
 Component = Literal["transformer", "transformer_2"]
 
 _STRENGTH = re.compile(r"@(-?\d+(?:\.\d*)?|-?\.\d+)$")
+_COMPONENT = re.compile(r"#(transformer(?:_2)?)$")
 FORMAT = "REPO_OR_PATH[:WEIGHT_FILE][@STRENGTH]"
+"""How operators write a LoRA; ``#transformer_2`` after it sends it to Wan 2.2 A14B's
+low-noise expert."""
+EFFECT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,10 @@ class LoraSpec:
         ``lightx2v/Wan2.2-Lightning:Wan2.2-I2V-A14B-4steps-lora-rank64-Seko-V1/high_noise_model.safetensors@1``
         or ``./loras/orbit.safetensors@0.8``. Raises ValueError with the form expected."""
         text = text.strip()
-        strength = 1.0
+        strength, component = 1.0, "transformer"
+        if match := _COMPONENT.search(text):
+            component = match.group(1)
+            text = text[: match.start()]
         if match := _STRENGTH.search(text):
             strength = float(match.group(1))
             text = text[: match.start()]
@@ -60,4 +67,27 @@ class LoraSpec:
             source, weight_name = head, tail
         if not source:
             raise ValueError(f"{text!r} is not a LoRA; write {FORMAT}")
-        return cls(source=source, weight_name=weight_name, strength=strength)
+        return cls(source=source, weight_name=weight_name, strength=strength, component=component)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A look members may pick per job (``/animate effect``): LoRAs kept loaded as adapters
+    and switched on for that job only, plus any trigger words they were trained with."""
+
+    name: str
+    """What a job stores and members pick: lower-case letters, digits and dashes."""
+    label: str
+    loras: tuple[LoraSpec, ...]
+    prompt: str = ""
+    """Words added to the member's prompt while the effect is on (a LoRA's trigger words)."""
+
+    def __post_init__(self) -> None:
+        if not EFFECT_NAME.match(self.name):
+            raise ValueError(
+                f"an effect's name is 1-32 lower-case letters, digits or dashes, not {self.name!r}"
+            )
+        if not self.loras:
+            raise ValueError(f"the effect {self.name!r} names no LoRA")
+        if not self.label.strip() or len(self.label) > 80:
+            raise ValueError(f"the effect {self.name!r} needs a label of 1-80 characters")

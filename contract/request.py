@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contract.errors import InputError
+from contract.loras import EFFECT_NAME
 
 CAMERA_MOVES: tuple[str, ...] = (
     "static",
@@ -55,6 +56,8 @@ class JobSpec:
     """Ping-pong the clip so it loops seamlessly."""
     max_bytes: int | None = None
     """The MP4 is never larger than this (Discord's per-file upload limit)."""
+    effect: str | None = None
+    """An effect the operator set up for this model (EFFECTS), by name; None: the plain model."""
 
     def __post_init__(self) -> None:
         if self.camera not in CAMERA_MOVES:
@@ -79,6 +82,8 @@ class JobSpec:
             raise InputError(f"Prompts can be at most {PROMPT_MAX} characters.")
         if self.seed is not None and not 0 <= int(self.seed) <= SEED_MAX:
             raise InputError(f"The seed must be a whole number from 0 to {SEED_MAX}.")
+        if self.effect is not None and not EFFECT_NAME.match(self.effect):
+            raise InputError(f"There is no effect called {self.effect[:40]!r}.")
 
     def replace(self, **changes: Any) -> JobSpec:
         return dataclasses.replace(self, **changes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from contract.loras import LoraSpec
+from contract.loras import Effect, LoraSpec
 
 Offload = Literal["auto", "none", "model", "group"]
 
@@ -44,6 +44,8 @@ class BackendOptions:
     loras: tuple[tuple[str, tuple[LoraSpec, ...]], ...] = ()
     """The operator's LoRAs per model name (LORAS; the CLI's --lora under "*"), fused after
     the preset's own."""
+    effects: tuple[tuple[str, tuple[Effect, ...]], ...] = ()
+    """Per model name, the effects members may pick per job (EFFECTS)."""
 
     def __post_init__(self) -> None:
         if self.offload not in ("auto", "none", "model", "group"):
@@ -57,6 +59,10 @@ class BackendOptions:
 
     def replace(self, **changes: Any) -> BackendOptions:
         return replace(self, **changes)
+
+    def effects_for(self, model: str) -> tuple[Effect, ...]:
+        """The effects members may pick for `model` (EFFECTS)."""
+        return dict(self.effects).get(model, ())
 
     def loras_for(self, model: str) -> tuple[LoraSpec, ...]:
         """The LoRAs listed for `model`, else those for every model ("*": the CLI's --lora)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract import SEED_MAX, JobSpec, card_for
+from contract import SEED_MAX, Effect, JobSpec, card_for
 from jobs.config import JobsConfig
 from jobs.dispatcher import Dispatcher
 from jobs.records import Job, Recovery
@@ -90,6 +90,21 @@ class JobService:
             raise ModelUnavailable(model, enabled)
         return model
 
+    def effects(self, model: str) -> tuple[Effect, ...]:
+        """The effects members may pick for `model`."""
+        return self.config.backend.effects_for(model)
+
+    def choose_effect(self, model: str, effect: str | None) -> str | None:
+        if effect is None:
+            return None
+        offered = self.effects(model)
+        if not any(e.name == effect for e in offered):
+            if not offered:
+                raise NotSupported(f"`{model}` has no effects; leave out effect or pick another model.")
+            names = ", ".join(f"{e.name} ({e.label})" for e in offered)
+            raise NotSupported(f"`{model}` has no effect called “{effect}”; it offers {names}.")
+        return effect
+
     def choose_duration(self, model: str, duration: float | None) -> float:
         card = card_for(model)
         if duration is None:
@@ -104,17 +119,23 @@ class JobService:
         model: str | None = None,
         duration: float | None = None,
         end_image: bool = False,
+        effect: str | None = None,
         **fields: Any,
     ) -> JobSpec:
-        """The one validation of what a member asked for: model and length offered here,
-        end image supported, every field in range (InputError or a refusal otherwise)."""
+        """The one validation of what a member asked for: model, length and effect offered
+        here, end image supported, every field in range (InputError or a refusal otherwise)."""
         chosen = self.choose_model(model)
         if end_image and not card_for(chosen).supports_end_image:
             raise NotSupported(
                 f"The model `{chosen}` can't end on a chosen image; leave out end_image or "
                 "pick another model."
             )
-        return JobSpec(model=chosen, duration=self.choose_duration(chosen, duration), **fields)
+        return JobSpec(
+            model=chosen,
+            duration=self.choose_duration(chosen, duration),
+            effect=self.choose_effect(chosen, effect),
+            **fields,
+        )
 
     async def check_room(self, user_id: int, spec: JobSpec) -> None:
         """Refuse before the expensive part (downloading and decoding the photo) what submit
@@ -215,4 +236,6 @@ class JobService:
         a length that model offers."""
         model = job.model if job.model in self.models() else self.choose_model(None)
         duration = self.choose_duration(model, job.spec.duration)
-        return job.spec.replace(model=model, duration=duration)
+        # An effect the operator has since removed (or that the new model lacks) is dropped.
+        effect = job.spec.effect if any(e.name == job.spec.effect for e in self.effects(model)) else None
+        return job.spec.replace(model=model, duration=duration, effect=effect)

@@ -4,6 +4,8 @@ limit, and /stats charts; all through the real bot and the loopback Discord.
 (/mod block|unblock|list is in test_bot_operators.py.)
 """
 
+# ruff: noqa: F811  (pytest fixtures imported from tiny_models are "redefined" as arguments)
+
 from __future__ import annotations
 
 import io
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from loopback import InteractionHandle, LoopbackDiscord, Message, Upload
 from PIL import Image
+from tiny_models import tiny_wan_a14b_dir  # noqa: F401  (a session fixture)
 from world import Gate, World, all_jobs, bot_world, small_png, wait_status
 
 from bot.charts import DPI, SIZE_INCHES
@@ -154,3 +157,39 @@ async def test_stats_draws_a_chart_that_follows_the_data(tmp_path: Path) -> None
         week = await run.message(lambda m: m.ephemeral and bool(m.attachments), timeout=30)
         assert week.content.startswith("**Last 7 days:** 2 jobs ended")
         assert png_of(week).size == before.size
+
+
+async def test_members_pick_an_operators_effect_and_a_model_without_one_refuses_it(
+    tmp_path: Path, tiny_wan_a14b_dir: Path
+) -> None:
+    """EFFECTS through /animate: offered by autocomplete with its label for the model chosen,
+    refused for free on a model without effects, stored on the job when chosen (the job is
+    cancelled before it renders: a tiny model at the preset's full size is minutes on a CPU)."""
+    import json
+
+    from tiny_models import write_wan_lora
+
+    lora = write_wan_lora(tmp_path / "loras" / "orbit.safetensors", seed=8)
+    tiny = str(tiny_wan_a14b_dir)
+    effects = {tiny: {"orbit": {"label": "360° orbit", "loras": [str(lora)], "prompt": "orbit shot"}}}
+    async with bot_world(tmp_path, model=f"camera,{tiny}", effects=json.dumps(effects)) as w:
+        d, alice = w.discord, w.discord.member
+        offered = await d.autocomplete("animate", "effect", {"model": tiny, "effect": ""}, user=alice)
+        assert [(c["name"], c["value"]) for c in offered] == [("360° orbit (orbit)", "orbit")]
+        assert await d.autocomplete("animate", "effect", {"effect": ""}, user=alice) == []  # camera
+
+        balance = await w.store.balance(alice.id)
+        refused = await private_text(await animate(w, alice, effect="orbit"))
+        assert refused == "`camera` has no effects; leave out effect or pick another model."
+        wrong = await private_text(await animate(w, alice, model=tiny, effect="sparkle"))
+        assert wrong == f"`{tiny}` has no effect called “sparkle”; it offers orbit (360° orbit)."
+        assert await w.store.balance(alice.id) == balance and await all_jobs(w.store, alice.id) == []
+
+        run = await animate(w, alice, model=tiny, effect="orbit")
+        await public_message(run)
+        [job] = await all_jobs(w.store, alice.id)
+        assert job.spec.effect == "orbit" and job.model == tiny
+        cancelled, _ = await w.bot.jobs.cancel(job.id)
+        assert cancelled
+        await wait_status(w.store, job.id, "cancelled")
+        assert await w.store.balance(alice.id) == balance

@@ -6,6 +6,8 @@ Tiny random-weight Wan A14B pipelines and LoRAs written in the published Lightni
 layout stand in for the real files; nothing is downloaded.
 """
 
+# ruff: noqa: F811  (pytest fixtures imported from tiny_models are "redefined" as arguments)
+
 from __future__ import annotations
 
 import shutil
@@ -202,3 +204,45 @@ def test_the_cli_fuses_an_operators_lora_and_refuses_a_missing_one(
 
     assert main(["animate", str(photo), "--model", "camera", "--lora", str(lora), "-q"]) == 2
     assert "The camera move has no AI model to put a LoRA into" in capsys.readouterr().err
+
+
+def test_a_members_effect_applies_to_that_job_only(tiny_wan_a14b_dir: Path, tmp_path: Path) -> None:
+    """Effects stay loaded as adapters: a job with one renders differently, the next job
+    without it renders exactly as the plain model, and switching back gives the same clip."""
+    import numpy as np
+    from PIL import Image
+
+    from contract import AnimateRequest, Effect
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    high = write_wan_lora(tmp_path / "orbit" / "high.safetensors", seed=8, scale=2.0)
+    low = write_wan_lora(tmp_path / "orbit" / "low.safetensors", seed=9, scale=2.0)
+    orbit = Effect(
+        "orbit", "360° orbit",
+        (LoraSpec(str(high)), LoraSpec(str(low), strength=0.8, component="transformer_2")),
+        prompt="orbit shot",
+    )
+    model = str(tiny_wan_a14b_dir)
+    with_effects = DiffusionBackend(
+        model, options=BackendOptions(device="cpu", effects=((model, (orbit,)),))
+    )
+    plain = DiffusionBackend(model, options=BackendOptions(device="cpu"))
+    photo = Image.new("RGB", (48, 32), (90, 140, 200))
+
+    def render(backend: DiffusionBackend, effect: str | None) -> np.ndarray:
+        request = AnimateRequest(
+            image=b"-", prompt="a cat", seed=7, width=32, height=32, duration=1.0, fps=8,
+            steps=2, effect=effect,
+        )
+        plan = backend.plan(request, (48, 32))
+        if effect:
+            assert plan.prompt.endswith(" orbit shot")
+        return backend.render(photo, plan, request)
+
+    styled = render(with_effects, "orbit")
+    after = render(with_effects, None)
+    assert np.array_equal(after, render(plain, None))  # off again: exactly the plain model
+    assert np.abs(styled.astype(int) - after.astype(int)).mean() > 1
+    assert np.array_equal(render(with_effects, "orbit"), styled)
+    with pytest.raises(ModelError, match="The effect 'sparkle' is not set up"):
+        render(with_effects, "sparkle")

@@ -57,6 +57,28 @@ def test_parsing_from_env_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) ->
     assert settings.allowed_role_ids == [5, 6] and config.max_jobs_per_day == 12
 
 
+def test_effects_are_read_per_model(clean_env: pytest.MonkeyPatch) -> None:
+    from contract import Effect
+
+    clean_env.setenv(
+        "EFFECTS",
+        '{"wan-14b-fast": {"orbit": {"label": "360° orbit", "prompt": " orbit shot ", "loras": '
+        '["someone/orbit:high.safetensors", "someone/orbit:low.safetensors@0.7#transformer_2"]}}}',
+    )
+    config = Settings.load(env_file=None, discord_token="x").jobs_config()
+    assert config.backend.effects_for("wan-14b-fast") == (
+        Effect(
+            "orbit", "360° orbit",
+            (
+                LoraSpec("someone/orbit", "high.safetensors"),
+                LoraSpec("someone/orbit", "low.safetensors", strength=0.7, component="transformer_2"),
+            ),
+            prompt="orbit shot",
+        ),
+    )
+    assert config.backend.effects_for("ltx") == ()
+
+
 def test_environment_overrides_env_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     env = tmp_path / ".env"
     env.write_text("WELCOME_CREDITS=5\n")
@@ -76,6 +98,9 @@ def test_environment_overrides_env_file(clean_env: pytest.MonkeyPatch, tmp_path:
         ("REFILL_PERIOD_HOURS", "-1", "hours between free refills"),
         ("LORAS", '{"wan-14b": ["a/b@9"]}', "LoRA strength 9 is outside -4 to 4"),
         ("LORAS", '{"camera": ["./x.safetensors"]}', "the camera move has no AI model"),
+        ("EFFECTS", '{"wan-14b": {"Orbit!": {"label": "o", "loras": ["a/b:c.safetensors"]}}}',
+         "an effect's name is 1-32 lower-case letters"),
+        ("EFFECTS", '{"wan-14b": {"orbit": {"label": "o"}}}', "needs {\"label\": ..., \"loras\": [...]}"),
         ("MAX_JOBS_PER_DAY", "-1", "videos one member may start in any 24 hours"),
         ("ALLOWED_ROLE_IDS", "moderators", "Invalid setting ALLOWED_ROLE_IDS"),
     ],

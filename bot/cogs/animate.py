@@ -42,6 +42,7 @@ class Animate(commands.Cog):
         seed="repeat a result: the same seed and settings give the same video",
         loop="play forward then backward so it loops seamlessly",
         end_image="a last frame to end on (models that support it)",
+        effect="a look this server's operators set up for the model (same price)",
     )
     @app_commands.choices(camera=CAMERA_CHOICES)
     async def animate(
@@ -57,6 +58,7 @@ class Animate(commands.Cog):
         seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
         loop: bool = False,
         end_image: discord.Attachment | None = None,
+        effect: str | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         bot, settings = self.bot, self.bot.settings
@@ -66,7 +68,7 @@ class Animate(commands.Cog):
         spec = bot.jobs.spec(
             model=model, duration=duration, end_image=end_image is not None,
             prompt=prompt.strip(), negative_prompt=negative.strip(), camera=camera,
-            motion=motion, seed=seed, loop=loop,
+            motion=motion, seed=seed, loop=loop, effect=effect,
         )
         await bot.jobs.check_room(interaction.user.id, spec)  # before the photo costs anything
         limit, api_base = settings.max_image_bytes, settings.discord_api_base
@@ -106,6 +108,18 @@ class Animate(commands.Cog):
             if current.lower() in label.lower():
                 choices.append(app_commands.Choice(name=label[:100], value=name[:100]))
         return choices[:25]
+
+    @animate.autocomplete("effect")
+    async def effect_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        models = self.bot.jobs.models()
+        model = getattr(interaction.namespace, "model", None)
+        if model not in models:
+            model = models[0]
+        return [
+            app_commands.Choice(name=f"{effect.label} ({effect.name})"[:100], value=effect.name)
+            for effect in self.bot.jobs.effects(model)
+            if current.lower() in f"{effect.label} {effect.name}".lower()
+        ][:25]
 
     @animate.autocomplete("duration")
     async def duration_autocomplete(self, interaction: discord.Interaction, current: float | str) -> list[app_commands.Choice[float]]:

@@ -22,6 +22,8 @@ from contract import (
     AnimateRequest,
     BackendOptions,
     Cancelled,
+    Effect,
+    ModelError,
     OutOfMemory,
     PipelineError,
     Progress,
@@ -36,7 +38,7 @@ from pipeline.backends.loader import (
     load_pipeline,
     quiet_libraries,
 )
-from pipeline.backends.lora import fuse_loras
+from pipeline.backends.lora import fuse_loras, load_effects, use_effect
 from pipeline.backends.sizing import render_size
 from pipeline.backends.source import ModelSource, resolve, source_for_pipeline
 from pipeline.backends.speedups import denoisers
@@ -98,6 +100,9 @@ class DiffusionBackend:
         self._tiling = placement.TilingConfig(force=self.options.low_memory)
         self.attention = "native"
         """The attention backend the denoiser's self-attention runs on."""
+        self._effects: dict[str, tuple[Effect, list[str]]] = {}
+        """Effect name -> (its settings, its adapters on the pipeline)."""
+        self._effect_on: str | None = None
         # A checkpoint that is not a preset is described by its family's preset card, under its
         # own name.
         label = None
@@ -207,6 +212,33 @@ class DiffusionBackend:
             kind = getattr(diffusers, preset.scheduler) if preset.scheduler else type(pipe.scheduler)
             pipe.scheduler = kind.from_config(pipe.scheduler.config, **preset.scheduler_config)
         fuse_loras(pipe, (*preset.loras, *self.options.loras_for(self.source.name)))
+        effects = self.options.effects_for(self.source.name)
+        adapters = load_effects(pipe, effects)
+        self._effects = {
+            effect.name: (effect, adapters[effect.name]) for effect in effects
+        }
+        self._effect_on = None
+
+    def _effect(self, name: str | None) -> Effect | None:
+        if name is None:
+            return None
+        if name not in self._effects:
+            offered = ", ".join(self._effects) or "none"
+            raise ModelError(
+                f"The effect {name!r} is not set up for {self.info.label} here (effects: {offered})."
+            )
+        return self._effects[name][0]
+
+    def _switch_effect(self, pipe: Any, name: str | None) -> None:
+        """The job's effect on, any other off; nothing to do when it is already so."""
+        if name == self._effect_on or not self._effects:
+            return
+        if name is None:
+            use_effect(pipe, None)
+        else:
+            effect, adapters = self._effects[name]
+            use_effect(pipe, adapters, [spec.strength for spec in effect.loras])
+        self._effect_on = name
 
     def memory_need_gib(self, dtype_bytes: int = 2) -> tuple[float, float]:
         """(GiB to keep everything on the GPU, GiB with model offload), estimated from the
@@ -318,8 +350,11 @@ class DiffusionBackend:
         seed = int(request.seed) if request.seed is not None else secrets.randbelow(2**31)
 
         prompt = negative = ""
+        effect = self._effect(request.effect)
         if self.info.supports_prompt:
             prompt = motion_prompt(request.prompt, request.camera, request.motion)
+            if effect is not None and effect.prompt:
+                prompt = f"{prompt} {effect.prompt}"
             negative = request.negative_prompt.strip() or preset.negative_prompt
         elif request.camera != "static":  # the orchestrator says the prompt was not used
             warnings.append(
@@ -376,6 +411,8 @@ class DiffusionBackend:
             end_image.convert("RGB") if end_image is not None else None,
         )
         placement.apply_vae_tiling(pipe, self._tiling, plan.width, plan.height)
+        self._effect(request.effect)  # a ModelError for an effect this worker lacks
+        self._switch_effect(pipe, request.effect)
         emit(Progress("denoise", 0, plan.steps))
 
         def on_step_end(

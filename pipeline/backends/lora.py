@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from contract import LoraSpec, ModelError, is_out_of_memory, one_line
+from contract import Effect, LoraSpec, ModelError, is_out_of_memory, one_line
 from pipeline.backends.hub import cached_file, hub_cache_dir, hub_reachable, is_offline
 
 logger = logging.getLogger("pipeline")
@@ -119,3 +119,26 @@ def fuse_loras(pipe: Any, loras: Sequence[LoraSpec]) -> None:
 
 def _reason(exc: BaseException) -> str:
     return one_line(exc).rstrip(".")
+
+
+def load_effects(pipe: Any, effects: Sequence[Effect]) -> dict[str, list[str]]:
+    """Load every effect's LoRAs as adapters, then switch them all off: the plain model runs
+    until a job asks for an effect. Returns each effect's adapter names."""
+    adapters = {
+        effect.name: load_adapters(pipe, effect.loras, prefix=f"effect-{effect.name}-")
+        for effect in effects
+    }
+    if adapters:
+        pipe.disable_lora()
+        logger.info("effects ready: %s", ", ".join(adapters))
+    return adapters
+
+
+def use_effect(pipe: Any, adapters: Sequence[str] | None, strengths: Sequence[float] = ()) -> None:
+    """Switch the adapters of one effect on (at their strengths) and every other one off;
+    None: all off, the plain model. Cheap: no weights are loaded or moved."""
+    if adapters is None:
+        pipe.disable_lora()
+        return
+    pipe.enable_lora()
+    pipe.set_adapters(list(adapters), list(strengths))
