@@ -44,10 +44,7 @@ class Clip:
 
 
 CLIPS: dict[str, Clip] = {
-    "ltx-2b": Clip(
-        "ltx-2b", "ltx", CONFIGS / "ltx-2b", 768, 512, 121, 0.3,
-        "LTX-Video 0.9.8 2B distilled at the 13B preset's settings (8 steps, no CFG)",
-    ),
+    "ltx-2b": Clip("ltx-2b", "ltx-2b", CONFIGS / "ltx-2b", 768, 512, 121, 0.3),
     "wan": Clip("wan", "wan", CONFIGS / "wan-5b", 1280, 704, 121),
     "wan-14b": Clip("wan-14b", "wan-14b", CONFIGS / "wan-14b", 832, 480, 81),
     "wan-14b-fast": Clip("wan-14b-fast", "wan-14b-fast", CONFIGS / "wan-14b", 832, 480, 81, 10.0),

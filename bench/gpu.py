@@ -83,7 +83,7 @@ class Case:
 
 CASES: dict[str, Case] = {
     "ltx-2b": Case(
-        "ltx-2b", "ltx", CONFIGS / "ltx-2b", 768, 512, 121, 24, 8, 3.0,
+        "ltx-2b", "ltx-2b", CONFIGS / "ltx-2b", 768, 512, 121, 24, 8, 3.0,
         "LTX-Video 0.9.8 2B distilled, 768×512, 121 frames, 8 steps, no CFG",
     ),
     "wan-5b": Case(

@@ -27,6 +27,7 @@ TOKEN_HELP = (
 DEFAULT_MODEL_COSTS: dict[str, float] = {
     "camera": 0.2,
     "ltx": 1.0,
+    "ltx-2b": 0.5,
     "wan": 2.0,
     "svd": 2.0,
     "cogvideox": 3.0,
@@ -112,7 +113,7 @@ class Settings(BaseSettings):
         default="auto",
         description=(
             "comma-separated enabled models, the first is the default: auto, camera, ltx, wan, "
-            "wan-14b, wan-14b-fast, svd, cogvideox, a local directory or a Hugging Face repo id"
+            "ltx-2b, wan-14b, wan-14b-fast, svd, cogvideox, a local directory or a Hugging Face repo id"
         ),
     )
     model_costs: Annotated[dict[str, float], NoDecode] = Field(

@@ -74,6 +74,14 @@ CARDS: dict[str, ModelCard] = {
             multiple=32,
         ),
         ModelCard(
+            name="ltx-2b",
+            label="LTX-Video 0.9.8 2B distilled (fastest, small GPUs)",
+            durations=(2.0, 3.0, 5.0, 8.0),
+            supports_end_image=True,
+            area=768 * 512,
+            multiple=32,
+        ),
+        ModelCard(
             name="wan",
             label="Wan 2.2 TI2V 5B (balanced)",
             # expand_timesteps pipelines ignore last_image

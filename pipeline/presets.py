@@ -100,6 +100,19 @@ class Preset:
     """A diffusers scheduler class to use instead of the checkpoint's (None: keep it)."""
     scheduler_config: Mapping[str, Any] = field(default_factory=dict, hash=False)
     """Settings laid over the checkpoint's scheduler config (e.g. a distilled model's shift)."""
+    single_file: tuple[str, str] | None = None
+    """(repo, file) of a checkpoint published as one .safetensors in the original layout: its
+    transformer and VAE come from that file, everything else (text encoder, tokenizer,
+    scheduler, and the two components' configs) from `repo_id`, a diffusers-format repo."""
+
+    def downloads(self) -> list[tuple[str, str | None]]:
+        """What must be on this machine to run the preset: (repo, None) for a diffusers repo,
+        (repo, file) for one file of a repo."""
+        needed: list[tuple[str, str | None]] = [(self.repo_id, None)]
+        if self.single_file:
+            needed.append(self.single_file)
+        needed += [(lora.source, lora.weight_name) for lora in self.loras]
+        return needed
 
     @property
     def card(self) -> ModelCard:
@@ -175,6 +188,43 @@ PRESETS: dict[str, Preset] = {
             "guidance 1.0, 8 custom timesteps, decode_timestep 0.05, decode_noise_scale 0.025, "
             "image_cond_noise_scale 0.0, guidance_rescale 0.7, bf16, 480x832, fps 24; H,W ÷32, "
             "frames 8k+1 from pipeline_ltx_condition.py check_inputs and VAE ratios)"
+        ),
+    ),
+    "ltx-2b": Preset(
+        name="ltx-2b",
+        family="ltx",
+        pipeline_class="LTXConditionPipeline",
+        repo_id="Lightricks/LTX-Video-0.9.5",
+        single_file=("Lightricks/LTX-Video", "ltxv-2b-0.9.8-distilled.safetensors"),
+        area=768 * 512,
+        multiple=32,
+        fps=24,
+        frame_step=8,
+        default_frames=121,
+        min_frames=9,
+        max_frames=257,
+        steps=8,
+        guidance=1.0,
+        dtype="bfloat16",
+        negative_prompt=LTX_NEGATIVE_PROMPT,
+        call_defaults={
+            "guidance_rescale": 0.7,
+            "decode_timestep": 0.05,
+            "decode_noise_scale": 0.025,
+            "image_cond_noise_scale": 0.0,
+        },
+        default_timesteps=(1000, 993, 987, 981, 975, 909, 725, 0.03),
+        vram_gib=18.0,
+        offload_vram_gib=8.0,
+        min_vram_gib=6.0,
+        source=(
+            "Lightricks/LTX-Video ltxv-2b-0.9.8-distilled.safetensors (transformer + VAE in the "
+            "original layout); diffusers single_file_utils.infer_diffusers_model_type maps a 2B "
+            "checkpoint whose VAE encoder conv_out takes 2048 channels to ltx-video-0.9.5, whose "
+            "default config repo Lightricks/LTX-Video-0.9.5 has the same 2B transformer and "
+            "0.9.5/0.9.7 VAE configs (bench/configs/SOURCES.md checks both against the file's "
+            "size), and it is passed explicitly; settings as the 13B distilled preset (8 "
+            "timesteps, guidance 1), 768x512 and 121 frames as in the LTX-Video 2B distilled config"
         ),
     ),
     "wan": Preset(

@@ -462,3 +462,80 @@ def write_wan_lora(path: str | os.PathLike[str], *, seed: int, dim: int = 24, ff
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path))
     return path
+
+
+# --- single-file checkpoints in the original layout -----------------------------------------
+
+_VAE_TOKENS = (("resnets", "res_blocks"), ("conv_shortcut.conv", "conv_shortcut"))
+_VAE_BLOCK = r"(encoder|decoder)\.(down_blocks\.\d+(?:\.downsamplers\.0|\.conv_out)?|up_blocks\.\d+(?:\.upsamplers\.0|\.conv_in)?|mid_block)\.(.*)"
+
+
+def write_ltx_single_file(model_dir: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """The transformer and VAE of a tiny LTX directory as one .safetensors in LTX-Video's own
+    layout (``model.diffusion_model.*`` and ``vae.*``, original block numbering), as Lightricks
+    publishes ``ltxv-*.safetensors``. The VAE must be timestep-conditioned (the 0.9.1+ layout).
+
+    Each original key is the one that diffusers' own conversion maps back to the diffusers key
+    (checked for the whole file before it is written), so the file is what diffusers expects."""
+    import re
+
+    from diffusers.loaders.single_file_utils import (
+        convert_ltx_transformer_checkpoint_to_diffusers,
+        convert_ltx_vae_checkpoint_to_diffusers,
+    )
+    from safetensors.torch import load_file, save_file
+
+    model_dir = Path(model_dir)
+    transformer = load_file(str(next((model_dir / "transformer").glob("*.safetensors"))))
+    vae = load_file(str(next((model_dir / "vae").glob("*.safetensors"))))
+    renames = (("proj_in", "patchify_proj"), ("time_embed", "adaln_single"), ("norm_q", "q_norm"), ("norm_k", "k_norm"))
+    original: dict[str, Any] = {}
+    for key, tensor in transformer.items():
+        for new, old in renames:
+            key = key.replace(new, old)
+        original[f"model.diffusion_model.{key}"] = tensor
+
+    fixed = {  # the keys diffusers reads to tell the VAE's version
+        "vae.encoder.conv_out.conv.weight": vae["encoder.conv_out.conv.weight"],
+        "vae.decoder.last_time_embedder.timestep_embedder.linear_1.weight":
+            vae["decoder.time_embedder.timestep_embedder.linear_1.weight"],
+    }
+    baseline = set(convert_ltx_vae_checkpoint_to_diffusers(dict(fixed)))
+
+    def converts_to(candidate: str, tensor: Any) -> set[str]:
+        return set(convert_ltx_vae_checkpoint_to_diffusers({**fixed, candidate: tensor})) - baseline
+
+    def candidates(key: str) -> set[str]:
+        found = {key}
+        if match := re.match(_VAE_BLOCK, key):
+            side, _, rest = match.groups()
+            kind = "down_blocks" if side == "encoder" else "up_blocks"
+            found |= {f"{side}.{kind}.{j}.{rest}" for j in range(10)}
+        for new, old in (*_VAE_TOKENS, ("time_embedder", "last_time_embedder"), ("scale_shift_table", "last_scale_shift_table")):
+            found |= {c.replace(new, old) for c in found}
+        names = {"latents_mean": "per_channel_statistics.mean-of-means",
+                 "latents_std": "per_channel_statistics.std-of-means"}
+        return found | ({names[key]} if key in names else set())
+
+    def published(candidate: str) -> tuple[int, list[int]]:
+        """Among keys that convert alike, LTX's own: res_blocks, "last_" only on the decoder's
+        own embedder and table, the lowest original block number."""
+        own = sum(token in candidate for token in ("res_blocks", "per_channel", "conv_shortcut."))
+        top = candidate.startswith(("decoder.last_time_embedder.", "decoder.last_scale_shift_table"))
+        inner_last = candidate.count("last_") - top
+        return (-own - 2 * top + inner_last, [int(n) for n in re.findall(r"_blocks\.(\d+)", candidate)])
+
+    for key, tensor in vae.items():
+        if f"vae.{key}" in fixed or key == "decoder.time_embedder.timestep_embedder.linear_1.weight":
+            continue
+        hits = [c for c in candidates(key) if converts_to(f"vae.{c}", tensor) == {key}]
+        assert hits, f"no original key converts to {key}"
+        original[f"vae.{min(hits, key=published)}"] = tensor
+    original.update(fixed)
+
+    assert set(convert_ltx_vae_checkpoint_to_diffusers(dict(original))) == set(vae)
+    assert set(convert_ltx_transformer_checkpoint_to_diffusers(dict(original))) == set(transformer)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(original, str(path))
+    return path

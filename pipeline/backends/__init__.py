@@ -116,7 +116,7 @@ class ModelStatus:
 def available_models() -> list[ModelStatus]:
     """Every preset (and the camera move) with whether this machine can run it. No network
     beyond one short reachability probe of the hub, skipped when HF_HUB_OFFLINE is set."""
-    from pipeline.backends.hub import hub_reachable, is_cached
+    from pipeline.backends.hub import cached_file, hub_reachable, is_cached
 
     memory = cuda_memory()
     camera = CARDS[CAMERA]
@@ -134,7 +134,12 @@ def available_models() -> list[ModelStatus]:
     ]
     online: bool | None = None
     for preset in PRESETS.values():
-        downloaded = is_cached(preset.repo_id)
+        missing = [
+            f"{repo} {file}" if file else repo
+            for repo, file in preset.downloads()
+            if not (cached_file(repo, file) if file else is_cached(repo))
+        ]
+        downloaded = not missing
         if not downloaded and online is None:
             online = hub_reachable()
         runnable = memory is not None and memory[1] >= preset.min_vram_gib
@@ -155,7 +160,9 @@ def available_models() -> list[ModelStatus]:
                 note += "; downloads on first use"
             else:
                 runnable = False
-                note += f"; not downloaded (huggingface-cli download {preset.repo_id})"
+                note += "; not downloaded (" + "; ".join(
+                    f"huggingface-cli download {item}" for item in missing
+                ) + ")"
         rows.append(
             ModelStatus(
                 name=preset.name,

@@ -96,3 +96,27 @@ def missing_hub_model(repo_id: str) -> ModelError:
         f"Model {repo_id!r} not found locally and the Hugging Face hub is unreachable{why}; "
         f"download it first with `huggingface-cli download {repo_id}` or pass a local directory."
     )
+
+
+def fetch_file(repo_id: str, filename: str, what: str) -> str:
+    """The local path of one file of a hub repo: from the cache, or downloaded when the hub is
+    reachable. `what` names it in the error ("The LoRA", "The checkpoint")."""
+    cached = cached_file(repo_id, filename)
+    if cached is not None:
+        return cached
+    if not hub_reachable():
+        why = " (HF_HUB_OFFLINE is set)" if is_offline() else ""
+        raise ModelError(
+            f"{what} {filename!r} of {repo_id!r} is not downloaded and the Hugging Face hub is "
+            f"unreachable{why}; get it with `huggingface-cli download {repo_id} {filename}`."
+        )
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(repo_id, filename, cache_dir=hub_cache_dir())
+    except Exception as exc:  # noqa: BLE001 - a missing repo or file, no access, a cut download
+        raise ModelError(
+            f"Cannot download {what.lower()} {filename!r} of {repo_id!r} ({type(exc).__name__}); "
+            f"check the name and your access, or get it with `huggingface-cli download {repo_id} "
+            f"{filename}`."
+        ) from None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from contract import ModelError, is_out_of_memory, one_line
-from pipeline.backends.hub import hub_cache_dir
+from pipeline.backends.hub import fetch_file, hub_cache_dir
 from pipeline.backends.model_index import component_names
 from pipeline.backends.source import ModelSource
 
@@ -43,6 +43,8 @@ def load_pipeline(source: ModelSource, dtype: Any) -> Any:
         kwargs["cache_dir"] = hub_cache_dir()
     if source.variant:
         kwargs["variant"] = source.variant
+    if source.single_file is not None:
+        kwargs.update(single_file_components(source, dtype))
     try:
         pipe = loader.from_pretrained(source.location, **kwargs)
     except ImportError as exc:
@@ -66,6 +68,44 @@ def load_pipeline(source: ModelSource, dtype: Any) -> Any:
             f"{source.name!r} loaded as {type(pipe).__name__}, not an image-to-video pipeline."
         )
     return pipe
+
+
+SINGLE_FILE_COMPONENTS = ("transformer", "vae")
+"""What a single-file video checkpoint in the original layout holds (LTX: both)."""
+
+
+def single_file_components(source: ModelSource, dtype: Any) -> dict[str, Any]:
+    """The transformer and VAE of `source.single_file`, each converted by diffusers'
+    ``from_single_file`` with the config of the same component in the base repo given
+    explicitly: diffusers' own guess would fetch another repo's config from the hub."""
+    import diffusers
+
+    repo, filename = source.single_file  # type: ignore[misc]
+    path = str(Path(repo) / filename) if Path(repo).is_dir() else fetch_file(repo, filename, "The checkpoint")
+    # The configs from the folder on disk (the hub cache's snapshot): diffusers reads a repo
+    # id's config through the cache it found at import, not the one the environment names now.
+    config: dict[str, Any] = {
+        "config": source.files_dir or source.location,
+        "local_files_only": source.local_files_only,
+    }
+    if not source.is_local:
+        config["cache_dir"] = hub_cache_dir()
+    components = {}
+    for name in SINGLE_FILE_COMPONENTS:
+        class_name = source.model_index[name][1]
+        wanted = dtype.get(name, dtype["default"]) if isinstance(dtype, dict) else dtype
+        try:
+            components[name] = getattr(diffusers, class_name).from_single_file(
+                path, subfolder=name, torch_dtype=wanted, **config
+            )
+        except Exception as exc:  # noqa: BLE001 - a wrong or cut file is the checkpoint's fault
+            if is_out_of_memory(exc):
+                raise
+            raise ModelError(
+                f"Cannot load the {name} of {filename!r}: {_reason(exc)}; download it again "
+                f"(`huggingface-cli download {repo} {filename}`)."
+            ) from None
+    return components
 
 
 def _load_without_variant(loader: Any, source: ModelSource, kwargs: dict[str, Any]) -> Any:

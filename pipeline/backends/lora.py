@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from contract import Effect, LoraSpec, ModelError, is_out_of_memory, one_line
-from pipeline.backends.hub import cached_file, hub_cache_dir, hub_reachable, is_offline
+from pipeline.backends.hub import fetch_file
 
 logger = logging.getLogger("pipeline")
 
@@ -49,30 +49,12 @@ def locate(spec: LoraSpec) -> tuple[str, str]:
         raise ModelError(
             f"Name the LoRA file in the repo {spec.source!r}: {spec.source}:FILE.safetensors."
         )
-    cached = cached_file(spec.source, spec.weight_name)
-    if cached is None:
-        if not hub_reachable():
-            why = " (HF_HUB_OFFLINE is set)" if is_offline() else ""
-            raise ModelError(
-                f"The LoRA {spec.weight_name!r} of {spec.source!r} is not downloaded and the "
-                f"Hugging Face hub is unreachable{why}; get it with `huggingface-cli download "
-                f"{spec.source} {spec.weight_name}`."
-            )
-        cached = _download(spec)
+    cached = fetch_file(spec.source, spec.weight_name, "The LoRA")
     return os.path.dirname(cached), os.path.basename(cached)
 
 
 def _looks_local(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.endswith(".safetensors") or os.sep + os.sep in source
-
-
-def _download(spec: LoraSpec) -> str:
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return hf_hub_download(spec.source, spec.weight_name, cache_dir=hub_cache_dir())
-    except Exception as exc:  # noqa: BLE001 - a missing repo or file, no access, a cut download
-        raise ModelError(f"Cannot download the LoRA {spec.label}: {_reason(exc)}.") from None
 
 
 def load_adapters(pipe: Any, loras: Sequence[LoraSpec], *, prefix: str) -> list[str]:

@@ -49,6 +49,8 @@ class ModelSource:
     """Directory holding the files (the local dir, or the hub cache snapshot), when on disk."""
     local_files_only: bool = True
     variant: str | None = None
+    single_file: tuple[str, str] | None = None
+    """(repo, file) whose transformer and VAE replace the repo's (see Preset.single_file)."""
 
     @classmethod
     def of(
@@ -172,7 +174,7 @@ def _resolve_hub(name: str, repo_id: str, preset: Preset | None) -> ModelSource:
             f"finish the download with `huggingface-cli download {repo_id}` or pass a local directory."
         )
     if preset is not None and source.preset is preset and repo_id == preset.repo_id:
-        return replace(source, variant=preset.variant)
+        return replace(source, variant=preset.variant, single_file=preset.single_file)
     return source
 
 
