@@ -8,11 +8,12 @@ and only when called.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from contract import AUTO, CAMERA, CARDS, BackendOptions, ModelError
 from pipeline.backends.base import Backend, BackendInfo, RenderPlan
-from pipeline.presets import FAST_PRESET, PRESETS
+from pipeline.presets import AUTO_ORDER, PRESETS, Preset
 
 __all__ = [
     "Backend",
@@ -41,11 +42,8 @@ def cuda_memory() -> tuple[float, float] | None:
 
 
 def resolve_auto(options: BackendOptions | None = None) -> str:
-    """What ``auto`` means on this machine: the fast preset with CUDA, else the camera move.
-
-    With CUDA but the fast preset neither downloaded nor downloadable (hub unreachable), the
-    camera move is used too, so a bot on an offline GPU box still answers. Logged in one line.
-    """
+    """What ``auto`` means on this machine, in one log line saying why: the camera move
+    without CUDA, else the fastest preset this GPU can run (see :func:`choose_auto`)."""
     options = options or BackendOptions()
     wants_cpu = (options.device or "").startswith("cpu")
     memory = None if wants_cpu else cuda_memory()
@@ -53,26 +51,51 @@ def resolve_auto(options: BackendOptions | None = None) -> str:
         why = "CPU device requested" if wants_cpu else "no CUDA GPU"
         logger.info("model auto -> %s (%s): camera moves, no AI", CAMERA, why)
         return CAMERA
-    from pipeline.backends.hub import hub_reachable, is_cached
+    from pipeline.backends.hub import cached_file, hub_reachable, is_cached
 
-    preset = PRESETS[FAST_PRESET]
-    if not is_cached(preset.repo_id) and not hub_reachable():
-        logger.info(
-            "model auto -> %s: CUDA GPU present but %s is not downloaded and the hub is unreachable "
-            "(run `huggingface-cli download %s`)",
-            CAMERA,
-            preset.repo_id,
-            preset.repo_id,
+    def downloaded(preset: Preset) -> bool:
+        return all(
+            cached_file(repo, file) if file else is_cached(repo) for repo, file in preset.downloads()
         )
-        return CAMERA
-    logger.info(
-        "model auto -> %s (%s) on CUDA, %.0f of %.0f GiB VRAM free",
-        FAST_PRESET,
-        preset.repo_id,
-        memory[0],
-        memory[1],
+
+    name, why = choose_auto(memory, downloaded, hub_reachable)
+    logger.info("model auto -> %s: %s", name, why)
+    return name
+
+
+def choose_auto(
+    memory: tuple[float, float],
+    downloaded: Callable[[Preset], bool],
+    online: Callable[[], bool],
+) -> tuple[str, str]:
+    """(model, why) for a GPU with `memory` = (free, total) GiB: the first preset of
+    AUTO_ORDER that is downloaded and fits (at least with group offload), else the first that
+    fits and can be downloaded, else the camera move, so an offline GPU box still answers."""
+    free, total = memory
+    fitting = [PRESETS[name] for name in AUTO_ORDER if total >= PRESETS[name].min_vram_gib]
+    if not fitting:
+        smallest = min(PRESETS[name].min_vram_gib for name in AUTO_ORDER)
+        return CAMERA, f"no AI preset runs in {total:.0f} GiB of VRAM (the smallest needs {smallest:g})"
+    for preset in fitting:
+        if downloaded(preset):
+            return preset.name, f"fastest downloaded preset for this GPU ({_placement_note(preset, free)})"
+    first = fitting[0]
+    if online():
+        return first.name, (
+            f"fastest preset for this GPU ({_placement_note(first, free)}); downloads on first use"
+        )
+    fetch = " and ".join(
+        f"huggingface-cli download {repo}" + (f" {file}" if file else "") for repo, file in first.downloads()
     )
-    return FAST_PRESET
+    return CAMERA, f"no AI preset is downloaded and the hub is unreachable (to use {first.name}: {fetch})"
+
+
+def _placement_note(preset: Preset, free: float) -> str:
+    if free >= preset.vram_gib:
+        return f"all on the GPU, {free:.0f} GiB free"
+    if free >= preset.offload_vram_gib:
+        return f"model CPU offload, {free:.0f} of {preset.vram_gib:g} GiB free"
+    return f"group offload, {free:.0f} of {preset.vram_gib:g} GiB free"
 
 
 def load_backend(model: str = AUTO, options: BackendOptions | None = None) -> Backend:
