@@ -790,7 +790,7 @@ def test_an_ltx_directory_renders_at_its_default_settings(
 
 
 def test_compile_beside_the_first_block_cache_does_not_demand_a_full_graph(
-    tiny_ltx_dir: Path,
+    tiny_wan_ti2v_dir: Path,
 ) -> None:
     """The cache's hook is compiler-disabled: a fullgraph compile fails at the first denoiser
     forward of every job (shown here with the eager backend on the CPU); the backend's own
@@ -809,7 +809,7 @@ def test_compile_beside_the_first_block_cache_does_not_demand_a_full_graph(
     assert not compile_config(cache=False, offload="group").fullgraph
     outcomes = {}
     for fullgraph in (True, None):
-        backend = DiffusionBackend(str(tiny_ltx_dir), options=BackendOptions(cache=True))
+        backend = DiffusionBackend(str(tiny_wan_ti2v_dir), options=BackendOptions(cache=True))
         chosen = backend.compile_config()
         config = dataclasses.replace(
             chosen, fullgraph=chosen.fullgraph if fullgraph is None else fullgraph,
@@ -822,7 +822,7 @@ def test_compile_beside_the_first_block_cache_does_not_demand_a_full_graph(
         except Exception as exc:  # noqa: BLE001 - the defect being shown
             outcomes[config.fullgraph] = type(exc).__name__
         backend.close()
-    assert outcomes == {True: "Unsupported", False: (9, 64, 64, 3)}
+    assert outcomes == {True: "Unsupported", False: (17, 64, 64, 3)}
 
 
 @pytest.mark.parametrize(
@@ -945,3 +945,42 @@ def test_a_speed_up_that_fails_here_is_dropped_at_load_not_at_every_job(
     plan = backend.plan(request(steps=2), (64, 64))
     assert backend.render(photo(64, 64), plan, request(steps=2)).shape == (17, 64, 64, 3)
     backend.close()
+
+
+def test_a_distilled_preset_ignores_the_cache_with_one_line(tiny_ltx_dir: Path, caplog) -> None:
+    """Eight distilled steps each change the picture a lot: a cache would skip the steps
+    that matter, so CACHE=true is ignored there (and said once), and kept on a 40-step one."""
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        backend = DiffusionBackend(str(tiny_ltx_dir), options=BackendOptions(cache=True))
+    lines = [r.getMessage() for r in caplog.records if "CACHE=true ignored" in r.getMessage()]
+    assert len(lines) == 1 and "8 steps is a distilled schedule" in lines[0]
+    assert not backend.pipe.transformer.is_cache_enabled
+    backend.close()
+
+
+def test_auto_attention_takes_a_cached_hub_kernel_only_where_it_runs(tmp_path: Path, monkeypatch) -> None:
+    """FlashAttention 3 and SageAttention have no PyPI wheels: "auto" uses diffusers' hub
+    kernels when one is already in the local hub cache (never a download at job time), each on
+    the GPUs it runs on, an installed FlashAttention before them, else SDPA."""
+    from pipeline.backends.speedups.attention import _kernel_cached, auto_attention
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    assert not _kernel_cached("kernels-community/flash-attn3")
+    (tmp_path / "models--kernels-community--flash-attn3" / "snapshots" / "abc").mkdir(parents=True)
+    assert _kernel_cached("kernels-community/flash-attn3")
+
+    def pick(capability, installed=(), hub=True, cached=("kernels-community/flash-attn3",)):
+        return auto_attention(capability, installed=set(installed), hub_kernels=hub,
+                              cached=lambda repo: repo in cached)
+
+    hopper, ampere, ada, turing = (9, 0), (8, 0), (8, 9), (7, 5)
+    assert pick(hopper, installed=("_flash_3",)) == "_flash_3"
+    assert pick(hopper) == "_flash_3_hub"
+    assert pick(hopper, hub=False) is None  # the `kernels` package is not installed
+    assert pick(ampere) is None  # FlashAttention 3 needs Hopper
+    both = ("kernels-community/flash-attn3", "SageAttention/sage-attention")
+    assert pick(ada, cached=both) == "sage_hub" and pick(hopper, cached=both) == "_flash_3_hub"
+    assert pick(ampere, installed=("flash",), cached=()) == "flash"
+    assert pick(turing, installed=("flash",), cached=both) is None

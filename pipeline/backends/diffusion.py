@@ -70,6 +70,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pipeline")
 
+CACHE_MIN_STEPS = 20
+"""Caches reuse a step's work when the next one would barely differ; below this many steps
+(distilled presets) consecutive steps differ too much for that to pay."""
+
 
 class DiffusionBackend:
     """Adapter over one loaded diffusers image-to-video pipeline.
@@ -275,7 +279,13 @@ class DiffusionBackend:
                 self.attention = NATIVE
 
             speed_ups.append(SpeedUp(f"attention kernel {backend}", attention_on, attention_off))
-        if self.options.cache:
+        if self.options.cache and self.preset.steps < CACHE_MIN_STEPS:
+            logger.info(
+                "CACHE=true ignored for %s: %d steps is a distilled schedule, where each step "
+                "changes the picture a lot and a cache would skip the work that matters",
+                self.info.label, self.preset.steps,
+            )
+        elif self.options.cache:
 
             def cache_on() -> bool:
                 apply_first_block_cache(modules, CacheConfig(self.options.cache_threshold))

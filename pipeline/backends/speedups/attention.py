@@ -29,11 +29,8 @@ class AttentionConfig:
 
 
 def choose_attention(wanted: str, device: torch.device) -> str | None:
-    """The attention backend to set, or None to keep PyTorch SDPA.
-
-    "auto" takes FlashAttention 3 (Hopper) or 2 when the package is installed on a CUDA machine;
-    elsewhere SDPA already picks a fused kernel itself.
-    """
+    """The attention backend to set, or None to keep PyTorch SDPA (see :func:`auto_attention`
+    for what "auto" picks on a CUDA GPU; elsewhere SDPA already picks a fused kernel itself)."""
     if wanted == NATIVE:
         return None
     if wanted != "auto":
@@ -41,14 +38,68 @@ def choose_attention(wanted: str, device: torch.device) -> str | None:
     if device.type != "cuda":
         return None
     try:
+        import torch
         from diffusers.models import attention_dispatch as dispatch
     except ImportError:
         return None
-    if getattr(dispatch, "_CAN_USE_FLASH_ATTN_3", False):
+    installed = {
+        name
+        for name, flag in (("_flash_3", "_CAN_USE_FLASH_ATTN_3"), ("flash", "_CAN_USE_FLASH_ATTN"))
+        if getattr(dispatch, flag, False)
+    }
+    return auto_attention(
+        torch.cuda.get_device_capability(device),
+        installed=installed,
+        hub_kernels=_hub_kernels_usable(),
+        cached=_kernel_cached,
+    )
+
+
+HUB_KERNELS: tuple[tuple[str, str, tuple[int, int], tuple[int, int]], ...] = (
+    # (diffusers backend, kernel repo, lowest and highest compute capability it runs on)
+    ("_flash_3_hub", "kernels-community/flash-attn3", (9, 0), (9, 0)),
+    ("sage_hub", "SageAttention/sage-attention", (8, 0), (9, 0)),
+)
+"""FlashAttention 3 and SageAttention 2 have no PyPI wheels; diffusers loads them from the
+hub through the `kernels` package. Only one already in the local cache is used: a job must
+never wait for (or depend on) a download, and the hub may be unreachable."""
+
+
+def auto_attention(
+    capability: tuple[int, int],
+    *,
+    installed: set[str],
+    hub_kernels: bool,
+    cached: Any,
+) -> str | None:
+    """"auto" on a CUDA GPU of `capability`: FlashAttention 3 installed (Hopper), then a hub
+    kernel in the local cache (FlashAttention 3 on Hopper, SageAttention on Ampere to Hopper),
+    then FlashAttention 2 installed, else None (SDPA)."""
+    if "_flash_3" in installed and capability >= (9, 0):
         return "_flash_3"
-    if getattr(dispatch, "_CAN_USE_FLASH_ATTN", False):
+    if hub_kernels:
+        for backend, repo, lowest, highest in HUB_KERNELS:
+            if lowest <= capability <= highest and cached(repo):
+                return backend
+    if "flash" in installed and capability >= (8, 0):
         return "flash"
     return None
+
+
+def _hub_kernels_usable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("kernels") is not None
+
+
+def _kernel_cached(repo_id: str) -> bool:
+    """Whether the hub cache holds a snapshot of the kernel repo (no network)."""
+    from pathlib import Path
+
+    from pipeline.backends.hub import hub_cache_dir
+
+    snapshots = Path(hub_cache_dir()) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return snapshots.is_dir() and any(snapshots.iterdir())
 
 
 def set_attention_backend(module: Any, backend: str, *, masked_cross_attention: bool) -> None:
