@@ -156,11 +156,16 @@ class RerollButton(_FollowUp, template=rf"animate:reroll:{_JOB}"):
         return await bot.jobs.reroll(self.job_id, origin_of(interaction))
 
 
-class ExtendButton(_FollowUp, template=rf"animate:extend:{_JOB}"):
+class ExtendButton(JobButton, template=rf"animate:extend:{_JOB}"):
     action, label, emoji = "extend", "Extend", "⏩"
 
-    async def make(self, bot: AnimateBot, interaction: discord.Interaction) -> Job:
-        return await bot.jobs.extend(self.job_id, origin_of(interaction))
+    async def run(self, interaction: discord.Interaction[AnimateBot], bot: AnimateBot) -> None:
+        from bot.edit import ExtendModal
+
+        # Refused before the form: a blocked member, a clip not finished or at the chain's limit.
+        await check_member(interaction, bot.settings, bot.store)
+        job = await bot.jobs.check_extend(self.job_id)
+        await interaction.response.send_modal(ExtendModal(job))
 
 
 BUTTONS: tuple[type[JobButton], ...] = (

@@ -60,6 +60,33 @@ class EditModal(discord.ui.Modal, title="Edit and animate again"):
         await answer_error(interaction, error)
 
 
+class ExtendModal(discord.ui.Modal, title="Extend this video"):
+    """What happens next: the prompt, prefilled with the clip's, for the new seconds only."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(timeout=600)
+        self.job_id = job.id
+        self.prompt = discord.ui.TextInput(
+            label="What happens next (prompt)", style=discord.TextStyle.paragraph,
+            max_length=PROMPT_MAX, default=job.spec.prompt or None, required=False,
+        )
+        self.add_item(self.prompt)
+
+    async def on_submit(self, interaction: discord.Interaction[AnimateBot]) -> None:  # type: ignore[override]
+        bot = interaction.client
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await check_member(interaction, bot.settings, bot.store)
+        prompt = self.prompt.value.strip()
+        if refusal := prompt_refusal(bot.settings, prompt):
+            raise Refusal(refusal)
+        job = await bot.jobs.extend(self.job_id, origin_of(interaction), prompt=prompt)
+        balance = await bot.store.balance(interaction.user.id)
+        await bot.delivery.announce(interaction, job, balance=balance)
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
+        await answer_error(interaction, error)
+
+
 def parse_camera(text: str) -> str:
     wanted = text.strip().lower().replace("-", " ").replace("_", " ") or "static"
     for move, label in CAMERA_LABELS.items():

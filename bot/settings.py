@@ -178,6 +178,10 @@ class Settings(BaseSettings):
     max_queue: int = Field(
         default=100, ge=1, description="waiting jobs in all, a whole number ≥ 1"
     )
+    max_extensions: int = Field(
+        default=4, ge=0, le=20,
+        description="times a clip may be extended in a row, a whole number 0–20 (0: no Extend)",
+    )
     max_jobs_per_day: int = Field(
         default=0, ge=0,
         description="videos one member may start in any 24 hours, a whole number ≥ 0 (0: no limit)",
@@ -376,6 +380,7 @@ class Settings(BaseSettings):
             max_queued_per_user=self.max_queued_per_user,
             max_queue=self.max_queue,
             max_jobs_per_day=self.max_jobs_per_day or None,
+            max_extensions=self.max_extensions,
             max_attempts=self.max_attempts,
             job_timeout_seconds=self.job_timeout_seconds,
         )

@@ -39,6 +39,8 @@ class JobsConfig:
     max_queued_per_user: int = 3
     max_queue: int = 100
     max_jobs_per_day: int | None = None
+    max_extensions: int = 4
+    """How many times a clip (and what extends it) may be extended in a row."""
     """Videos one member may start in any 24 hours (None: no limit)."""
     max_attempts: int = 2
     job_timeout_seconds: float = 900.0

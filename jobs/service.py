@@ -25,6 +25,7 @@ from jobs.refusals import (
     ModelUnavailable,
     NotFinished,
     NotSupported,
+    UnknownJob,
 )
 from jobs.status import FINISHED, JobAction
 from jobs.store import Store
@@ -201,18 +202,50 @@ class JobService:
             parent_id=job.id,
         )
 
-    async def extend(self, job_id: int, origin: Origin) -> Job:
-        """A new clip that continues a finished one from its last frame."""
+    async def check_extend(self, job_id: int) -> Job:
+        """Refuse now what extend would refuse (not finished, a model that can't, the chain
+        at its limit), before the member fills in the form. Returns the job."""
         job = await self.store.get_job(job_id)
-        spec = self._carry_over(job).replace(seed=None)
-        if not card_for(spec.model).supports_extend:
-            raise NotSupported(f"`{spec.model}` can't extend videos.")
+        model = job.model if job.model in self.models() else self.choose_model(None)
+        if not card_for(model).supports_extend:
+            raise NotSupported(f"`{model}` can't extend videos.")
         if job.status not in FINISHED or not job.result_path:
             raise NotFinished()
+        limit = self.config.max_extensions
+        if limit == 0:
+            raise NotSupported("Extending videos is turned off here.")
+        if await self._extensions_before(job) >= limit:
+            times = "once" if limit == 1 else f"{limit} times"
+            raise NotSupported(
+                f"This video has been extended {times}, the most allowed here; start a new one "
+                "from a photo instead."
+            )
+        return job
+
+    async def extend(self, job_id: int, origin: Origin, *, prompt: str | None = None) -> Job:
+        """A new clip that continues a finished one from its last frame, optionally with a new
+        prompt; the delivered clip is the whole chain, and the member pays for the new seconds."""
+        job = await self.check_extend(job_id)
+        spec = self._carry_over(job).replace(seed=None)
+        if prompt is not None:
+            spec = spec.replace(prompt=prompt)
         image, _ = await self.store.job_inputs(job.id)
         return await self.submit(
             spec, origin, image=image, action=JobAction.EXTEND, parent_id=job.id
         )
+
+    async def _extensions_before(self, job: Job) -> int:
+        """How many extensions `job`'s clip already holds (itself included when it is one)."""
+        count = 0
+        while job.action is JobAction.EXTEND and job.parent_id is not None:
+            count += 1
+            if count > self.config.max_extensions:
+                break
+            try:
+                job = await self.store.get_job(job.parent_id)
+            except UnknownJob:  # the start of the chain was deleted; its clip lives on here
+                break
+        return count
 
     async def cancel(self, job_id: int, reason: str = "Cancelled by request.") -> tuple[bool, Job]:
         """Stop a waiting or rendering job (refunded). Returns whether this call cancelled it,

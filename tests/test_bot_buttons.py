@@ -120,11 +120,19 @@ async def test_info_edit_and_extend(tmp_path: Path) -> None:
         assert await w.store.balance(bob.id) == bob_before - edited.cost  # the editor paid
         assert [k for k, _, _ in await ledger_kinds(w.store, alice.id)] == ["welcome", "debit"]
 
-        # Extend: pressed by Bob on Alice's clip; he pays; the clip grows by 2 s.
+        # Extend: pressed by Bob on Alice's clip; a form with her prompt, which he changes for
+        # what happens next; he pays for the new 2 s; the clip grows by 2 s.
         extend = await d.click(clip, "Extend", user=bob)
+        form = await extend.modal()
+        assert {f["label"]: f.get("value") for f in text_inputs(form)} == {
+            "What happens next (prompt)": "the cat looks up"
+        }
+        extend = await d.submit_modal(extend, {"What happens next (prompt)": "the cat turns away"}, user=bob)
         longer_clip = await extend.message(has_video, timeout=60)
         extended = (await all_jobs(w.store, bob.id))[-1]
         assert extended.action == "extend" and extended.parent_id == original.id
+        assert extended.spec.prompt == "the cat turns away" and extended.spec.duration == 2.0
+        assert extended.cost == w.settings.cost("camera", 2.0)  # the new seconds only
         longer = probe(video_of(longer_clip))
         assert (longer["width"], longer["height"], longer["fps"]) == (
             first["width"], first["height"], first["fps"],
@@ -139,3 +147,35 @@ async def test_info_edit_and_extend(tmp_path: Path) -> None:
         assert np.abs(new_frames[-1].astype(np.int16) - old_frames[-1].astype(np.int16)).mean() > 1.0
         assert await w.store.balance(bob.id) == bob_before - edited.cost - extended.cost
         assert "Extend" in longer_clip.button_labels()
+        await wait_status(w.store, extended.id, "delivered", timeout=10)
+        info = await private_text(await d.click(longer_clip, "Info", user=alice))
+        assert "Prompt: the cat turns away" in info and f"Made from job {original.id}" in info
+
+
+async def test_a_chain_extends_up_to_the_limit_and_the_next_press_is_refused_before_the_form(
+    tmp_path: Path,
+) -> None:
+    async with bot_world(tmp_path, max_extensions=1) as w:
+        d = w.discord
+        run = await d.slash(
+            "animate", {"image": Upload(photo_bytes("chelsea"), "chelsea.png"), "duration": 2.0},
+            user=d.member,
+        )
+        clip = await run.message(has_video, timeout=60)
+        (original,) = await all_jobs(w.store, d.member.id)
+        await wait_status(w.store, original.id, "delivered", timeout=10)
+        extend = await d.submit_modal(await d.click(clip, "Extend"), {})  # the prompt as it was
+        longer = await extend.message(has_video, timeout=60)
+        extended = (await all_jobs(w.store, d.member.id))[-1]
+        await wait_status(w.store, extended.id, "delivered", timeout=10)
+        balance, jobs = await w.store.balance(d.member.id), len(await all_jobs(w.store, d.member.id))
+
+        again = await d.click(longer, "Extend")
+        assert await private_text(again) == (
+            "This video has been extended once, the most allowed here; start a new one from a "
+            "photo instead."
+        )
+        assert await w.store.balance(d.member.id) == balance
+        assert len(await all_jobs(w.store, d.member.id)) == jobs
+        # The first clip is a chain of its own: it may still be extended (a form opens).
+        assert (await (await d.click(clip, "Extend")).modal())["title"] == "Extend this video"
