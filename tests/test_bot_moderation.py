@@ -193,3 +193,29 @@ async def test_members_pick_an_operators_effect_and_a_model_without_one_refuses_
         assert cancelled
         await wait_status(w.store, job.id, "cancelled")
         assert await w.store.balance(alice.id) == balance
+
+
+async def test_the_prompt_coach_adds_one_tip_to_the_acknowledgement_and_templates_autocomplete(
+    tmp_path: Path, tiny_wan_a14b_dir: Path
+) -> None:
+    """A prompt that describes the scene but no motion still queues (never blocked, same
+    price), with one tip in the private answer; a model that reads no prompt gets no tip. The
+    job is cancelled before it renders (a tiny model at full size is minutes on a CPU)."""
+    tiny = str(tiny_wan_a14b_dir)
+    async with bot_world(tmp_path, model=f"camera,{tiny}") as w:
+        d, alice = w.discord, w.discord.member
+        offered = await d.autocomplete("animate", "prompt", {"prompt": "pet"}, user=alice)
+        assert [c["name"].split(":")[0] for c in offered] == ["Pet"]
+
+        scene = "a woman in a red dress in a garden at sunset"
+        run = await animate(w, alice, model=tiny, prompt=scene)
+        ack = await run.message(lambda m: m.ephemeral and "Queued as job" in m.content, timeout=15)
+        assert "💡 Describe the motion, not the scene" in ack.content
+        [job] = await all_jobs(w.store, alice.id)
+        assert job.spec.prompt == scene and job.cost == w.settings.cost(tiny, 2.0)
+        await w.bot.jobs.cancel(job.id)
+        await wait_status(w.store, job.id, "cancelled")
+
+        camera = await animate(w, alice, prompt=scene)  # the camera move reads no prompt
+        ack = await camera.message(lambda m: m.ephemeral and "Queued as job" in m.content, timeout=15)
+        assert "💡" not in ack.content

@@ -16,6 +16,7 @@ from discord.ext import commands
 
 from bot.app import AnimateBot
 from bot.attachments import fetch, thumbnail
+from bot.coach import hint, templates_for
 from bot.errors import Refusal
 from bot.formatting import credits
 from bot.interactions import check_member, origin_of
@@ -33,7 +34,7 @@ class Animate(commands.Cog):
     @app_commands.command(name="animate", description="Turn a photo into a short video.")
     @app_commands.describe(
         image="the photo to animate",
-        prompt="how it should move, e.g. slow push-in, hair moving in a light breeze",
+        prompt="how it should move (type a subject for ideas), e.g. hair moving in a light breeze, slow push-in",
         negative="what to avoid, e.g. blur, distortion",
         camera="a camera move",
         motion="how much movement, 1 (subtle) to 10 (a lot)",
@@ -97,6 +98,7 @@ class Animate(commands.Cog):
             balance=await bot.store.balance(interaction.user.id),
             thumbnail=await asyncio.to_thread(thumbnail, photo),
             notes=notes,
+            tip=hint(spec.prompt, spec.camera) if card.supports_prompt else None,
         )
 
     @animate.autocomplete("model")
@@ -108,6 +110,14 @@ class Animate(commands.Cog):
             if current.lower() in label.lower():
                 choices.append(app_commands.Choice(name=label[:100], value=name[:100]))
         return choices[:25]
+
+    @animate.autocomplete("prompt")
+    async def prompt_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        """Editable prompts by subject; what the member typed stays theirs to send."""
+        return [
+            app_commands.Choice(name=f"{label}: {text}"[:100], value=text[:PROMPT_MAX])
+            for label, text in templates_for(current)
+        ][:25]
 
     @animate.autocomplete("effect")
     async def effect_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

@@ -70,12 +70,15 @@ class Delivery:
         balance: int,
         thumbnail: bytes | None = None,
         notes: list[str] | tuple[str, ...] = (),
+        tip: str | None = None,
     ) -> None:
-        """Answer the member privately (charged, balance, warnings), then post the job's
-        public message, the one that shows progress and usually the clip."""
+        """Answer the member privately (charged, balance, warnings, a prompt tip), then post
+        the job's public message, the one that shows progress and usually the clip."""
         ack = f"Queued as job {job.id} for {credits(job.cost, bold=True)}; you have **{balance}** left."
         if notes:
             ack += "\n" + "\n".join(f"⚠️ {note}" for note in notes)
+        if tip:
+            ack += f"\n💡 {tip}"
         # Resolve the ephemeral "thinking" first: the follow-up below is then a new, public message.
         await interaction.edit_original_response(content=ack)
         async with self._lock(job.id):
