@@ -122,6 +122,13 @@ def failed(job: Job, reason: str) -> discord.Embed:
     return embed
 
 
+LOOP_METHODS = {
+    "end frame": "seamless, the model ends on the first frame",
+    "crossfade": "seamless, the last half second dissolves into the start",
+}
+"""How a clip loops (pipeline.loops), as Info says it."""
+
+
 def info(job: Job) -> str:
     """Every parameter of a job, for the Info button (ephemeral)."""
     spec, clip = job.spec, job.clip
@@ -138,6 +145,8 @@ def info(job: Job) -> str:
         lines.append(f"Effect: {spec.effect}")
     if clip:
         lines.append(f"Output: {clip.width}×{clip.height}, {clip.frames} frames at {clip.fps:g} fps")
+        if clip.loop in LOOP_METHODS:
+            lines.append(f"Loop: {LOOP_METHODS[clip.loop]}")
     if job.parent_id:
         lines.append(f"Made from job {job.parent_id}")
     lines.append(f"Cost: {credits(job.cost)}")

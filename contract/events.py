@@ -47,6 +47,8 @@ class AnimateResult:
     warnings: tuple[str, ...] = ()
     """Sentences for the member, e.g. "Your photo is small (451×300); expect a soft video."."""
     path: str | None = None
+    loop: str | None = None
+    """How the clip loops ("end frame", "crossfade"); None when it does not."""
 
     @property
     def duration(self) -> float:

@@ -53,7 +53,7 @@ class JobSpec:
     height: int | None = None
     steps: int | None = None
     loop: bool = False
-    """Ping-pong the clip so it loops seamlessly."""
+    """A seamless loop: the last frame leads back into the first (see pipeline.loops)."""
     max_bytes: int | None = None
     """The MP4 is never larger than this (Discord's per-file upload limit)."""
     effect: str | None = None

@@ -45,6 +45,8 @@ class ClipSummary:
     bytes: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    loop: str | None = None
+    """How the clip loops ("end frame", "crossfade"), for Info."""
 
     @property
     def duration(self) -> float:
@@ -62,6 +64,7 @@ class ClipSummary:
             bytes=len(result.video),
             timings=dict(result.timings),
             warnings=tuple(result.warnings),
+            loop=result.loop,
         )
 
     def to_dict(self) -> dict[str, Any]:

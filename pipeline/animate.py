@@ -25,6 +25,12 @@ from contract import (
 from pipeline.backends.base import Backend, RenderPlan
 from pipeline.encode import decode_frames, encode_mp4
 from pipeline.intake import fit, load_photo, low_resolution_warning
+from pipeline.loops import (
+    CROSSFADE_SECONDS,
+    LoopMethod,
+    crossfade_frames,
+    crossfade_loop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,15 @@ def animate(
         start = photo.image
     checkpoint()
 
+    loop: LoopMethod | None = None
+    if request.loop and previous is None:
+        if backend.info.supports_end_image and request.end_image is None:
+            loop = "end frame"
+        else:
+            loop = "crossfade"
+            # The dissolve eats half a second: render that much more, so the loop lasts
+            # as long as asked (a model with fixed lengths rounds it back).
+            request = request.replace(duration=request.duration + CROSSFADE_SECONDS)
     plan = backend.plan(request, start.size)
     notes += plan.warnings
     if (request.prompt.strip() or request.negative_prompt.strip()) and not (
@@ -99,6 +114,8 @@ def animate(
             end_image = fit(load_photo(request.end_image).image, plan.width, plan.height)
         else:
             notes.append(END_IMAGE_IGNORED)
+    elif loop == "end frame":
+        end_image = fit(start, plan.width, plan.height)  # end where it starts
     if previous is None:
         soft = low_resolution_warning(photo.original_size, (plan.width, plan.height))
         if soft:
@@ -121,6 +138,8 @@ def animate(
     else:
         clip = frames
         fps = plan.fps
+        if loop == "crossfade":
+            clip = crossfade_loop(frames, crossfade_frames(fps, len(frames)))
     checkpoint()
 
     emit(Progress("encode", message="Encoding the video"))
@@ -129,7 +148,6 @@ def animate(
         clip,
         fps,
         max_bytes=request.max_bytes,
-        loop=request.loop,
         metadata=_metadata(request, plan, backend),
         out_path=out_path,
         encoder=ENCODER,
@@ -147,6 +165,7 @@ def animate(
         timings=timings,
         warnings=tuple(dict.fromkeys(notes)),
         path=video.path,
+        loop=loop,
     )
 
 

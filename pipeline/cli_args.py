@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--end-image", default=None, help="last frame to aim for (models that support it)"
     )
-    run.add_argument("--loop", action="store_true", help="ping-pong the clip so it loops")
+    run.add_argument("--loop", action="store_true", help="a seamless loop: the last frame leads back into the first (no ping-pong)")
     run.add_argument(
         "--max-bytes", type=_byte_count, default=None, help="MP4 size limit, e.g. 10MB or 8MiB"
     )

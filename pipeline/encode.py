@@ -62,20 +62,18 @@ def encode_mp4(
     fps: float,
     *,
     max_bytes: int | None = None,
-    loop: bool = False,
     metadata: dict[str, str] | None = None,
     out_path: str | os.PathLike[str] | None = None,
     encoder: str = "libx264",
 ) -> EncodedVideo:
     """Encode uint8 RGB frames (T, H, W, 3) to an H.264 MP4 at `fps`.
 
-    max_bytes: never exceed this many bytes (None: no limit). loop: ping-pong, the frames then
-    the frames reversed without repeating either turning frame (2T-2 frames). metadata: MP4
-    tags such as title, comment, prompt, seed, model. out_path: also write the file there,
+    max_bytes: never exceed this many bytes (None: no limit). metadata: MP4 tags such as
+    title, comment, prompt, seed, model (a loop is made before encoding: pipeline.loops). out_path: also write the file there,
     atomically. encoder: "libx264", "h264_nvenc", or "auto" (NVENC when a probe finds it
     working, else libx264).
     """
-    clip = Clip.of(frames, loop=loop)
+    clip = Clip.of(frames)
     if not fps or fps <= 0 or not math.isfinite(fps):
         raise ValueError(f"fps must be positive, got {fps!r}")
     codec = ffmpeg.resolve_encoder(encoder)

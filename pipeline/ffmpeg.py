@@ -72,7 +72,7 @@ def nvenc_available() -> bool:
 
 @dataclass(frozen=True)
 class Clip:
-    """Frames to encode, validated once; `order` ping-pongs without copying any pixels."""
+    """Frames to encode, validated once."""
 
     frames: Sequence[np.ndarray]
     order: tuple[int, ...]
@@ -84,7 +84,7 @@ class Clip:
         return len(self.order)
 
     @classmethod
-    def of(cls, frames: FrameInput, *, loop: bool) -> Clip:
+    def of(cls, frames: FrameInput) -> Clip:
         if len(frames) == 0:
             raise ValueError("no frames to encode")
         first = np.asarray(frames[0])
@@ -94,11 +94,7 @@ class Clip:
         for frame in frames:
             if frame.shape != first.shape or frame.dtype != np.uint8:
                 raise ValueError("all frames must be uint8 and the same (H, W, 3) shape")
-        n = len(frames)
-        order = tuple(range(n))
-        if loop and n > 2:
-            order += tuple(range(n - 2, 0, -1))
-        return cls(frames=frames, order=order, width=width, height=height)
+        return cls(frames=frames, order=tuple(range(len(frames))), width=width, height=height)
 
     def chunks(self) -> Iterator[memoryview]:
         for index in self.order:

@@ -25,7 +25,7 @@ from pipeline.probe import probe
 
 def level(index: int) -> int:
     """Brightness of the LevelsBackend's frame `index` (frame 0 is the start image)."""
-    return 170 + 12 * index
+    return (170 + 12 * index) % 256
 
 
 class LevelsBackend:
@@ -164,8 +164,15 @@ def test_loop_and_end_image() -> None:
         AnimateRequest(image=photo_bytes("coffee"), duration=0.5, loop=True, end_image=buffer.getvalue()),
         backend,
     )
-    assert result.frames == 2 * 6 - 2
+    # The member's own end image: the loop is a crossfade, rendered half a second longer
+    # (12 frames), less the dissolve (4 frames, a third of the clip at most); no ping-pong.
+    assert (result.loop, result.frames) == ("crossfade", 12 - 4)
     assert backend.end_images[0] is not None and backend.end_images[0].size == (160, 96)
+    assert np.asarray(backend.end_images[0])[0, 0].tolist() == [0, 255, 0]
+    # No end image: the model is asked to end on the photo itself.
+    looped = animate(AnimateRequest(image=photo_bytes("coffee"), duration=0.5, loop=True), backend)
+    assert (looped.loop, looped.frames) == ("end frame", 6)
+    assert np.array_equal(np.asarray(backend.end_images[1]), backend.images[1])
     camera = animate(
         AnimateRequest(image=photo_bytes("coffee"), duration=0.5, width=160, height=96,
                        end_image=buffer.getvalue()),

@@ -179,3 +179,23 @@ async def test_a_chain_extends_up_to_the_limit_and_the_next_press_is_refused_bef
         assert len(await all_jobs(w.store, d.member.id)) == jobs
         # The first clip is a chain of its own: it may still be extended (a form opens).
         assert (await (await d.click(clip, "Extend")).modal())["title"] == "Extend this video"
+
+
+async def test_a_loop_is_a_crossfade_on_the_camera_and_info_says_so(tmp_path: Path) -> None:
+    async with bot_world(tmp_path) as w:
+        d = w.discord
+        run = await d.slash(
+            "animate",
+            {"image": Upload(photo_bytes("chelsea"), "chelsea.png"), "duration": 2.0, "loop": True,
+             "camera": "zoom_in"},
+        )
+        clip = await run.message(has_video, timeout=60)
+        (job,) = await all_jobs(w.store, d.member.id)
+        await wait_status(w.store, job.id, "delivered", timeout=10)
+        frames, fps = decode_frames(video_of(clip))
+        assert len(frames) == round(2.0 * fps)  # as long as asked, not ping-ponged to double
+        seam = np.abs(frames[-1].astype(np.int16) - frames[0].astype(np.int16)).mean()
+        biggest_step = np.abs(np.diff(frames.astype(np.int16), axis=0)).mean(axis=(1, 2, 3)).max()
+        assert seam <= biggest_step + 0.5, (seam, biggest_step)
+        info = await private_text(await d.click(clip, "Info"))
+        assert "Loop: seamless, the last half second dissolves into the start" in info

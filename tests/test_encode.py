@@ -77,15 +77,6 @@ def test_sequence_input_and_fractional_fps() -> None:
     assert info["fps"] == pytest.approx(23.976, abs=1e-3)
 
 
-def test_loop_is_ping_pong_without_repeating_turning_frames() -> None:
-    frames = levels(10)
-    video = encode_mp4(frames, 24, loop=True)
-    assert video.frames == probe(video.data)["frames"] == 2 * 10 - 2
-    expected = frames.reshape(10, -1).mean(axis=1)
-    order = [*range(10), *range(8, 0, -1)]
-    assert np.allclose(brightness(video.data), expected[order], atol=2.5)
-
-
 def test_odd_dimensions_become_even() -> None:
     video = encode_mp4(moving(6, width=321, height=193), 24)
     info = probe(video.data)

@@ -41,7 +41,7 @@ class Animate(commands.Cog):
         duration="seconds of video",
         model="which model renders it (prices shown)",
         seed="repeat a result: the same seed and settings give the same video",
-        loop="play forward then backward so it loops seamlessly",
+        loop="a seamless loop: the end leads back into the start",
         end_image="a last frame to end on (models that support it)",
         effect="a look this server's operators set up for the model (same price)",
     )
