@@ -121,5 +121,7 @@ class HealthWatchdog:
                     now - self.unhealthy_since, "; ".join(found),
                 )
                 self.bot.exit_code = EXIT_UNHEALTHY
-                await self.bot.close()
+                # Shielded: close() stops this watchdog too, and cancelling the task that
+                # awaits discord.py's closing task would cancel the close itself.
+                await asyncio.shield(self.bot.close())
                 return
