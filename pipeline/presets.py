@@ -11,6 +11,7 @@ pipeline itself requires (VAE/patch multiples, frame rule, fixed sizes).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,64 +157,79 @@ def _snap_down(n: int, step: int) -> int:
     return ((n - 1) // step) * step + 1 if n > 1 else 1
 
 
-PRESETS: dict[str, Preset] = {
-    "ltx": Preset(
-        name="ltx",
-        family="ltx",
-        pipeline_class="LTXConditionPipeline",
-        repo_id="Lightricks/LTX-Video-0.9.8-13B-distilled",
-        area=832 * 480,
-        multiple=32,
-        fps=24,
-        frame_step=8,
-        default_frames=73,
-        min_frames=9,
-        max_frames=257,
-        steps=8,
-        guidance=1.0,
-        dtype="bfloat16",
-        negative_prompt=LTX_NEGATIVE_PROMPT,
-        call_defaults={
-            "guidance_rescale": 0.7,
-            "decode_timestep": 0.05,
-            "decode_noise_scale": 0.025,
-            "image_cond_noise_scale": 0.0,
-        },
-        default_timesteps=(1000, 993, 987, 981, 975, 909, 725, 0.03),
-        vram_gib=40.0,
-        offload_vram_gib=30.0,
-        min_vram_gib=10.0,
-        source=(
-            "diffusers docs api/pipelines/ltx_video.md (0.9.8 distilled with LTXConditionPipeline; "
-            "guidance 1.0, 8 custom timesteps, decode_timestep 0.05, decode_noise_scale 0.025, "
-            "image_cond_noise_scale 0.0, guidance_rescale 0.7, bf16, 480x832, fps 24; H,W ÷32, "
-            "frames 8k+1 from pipeline_ltx_condition.py check_inputs and VAE ratios)"
-        ),
+_LTX_13B = Preset(
+    name="ltx",
+    family="ltx",
+    pipeline_class="LTXConditionPipeline",
+    repo_id="Lightricks/LTX-Video-0.9.8-13B-distilled",
+    area=832 * 480,
+    multiple=32,
+    fps=24,
+    frame_step=8,
+    default_frames=73,
+    min_frames=9,
+    max_frames=257,
+    steps=8,
+    guidance=1.0,
+    dtype="bfloat16",
+    negative_prompt=LTX_NEGATIVE_PROMPT,
+    call_defaults={
+        "guidance_rescale": 0.7,
+        "decode_timestep": 0.05,
+        "decode_noise_scale": 0.025,
+        "image_cond_noise_scale": 0.0,
+    },
+    default_timesteps=(1000, 993, 987, 981, 975, 909, 725, 0.03),
+    vram_gib=40.0,
+    offload_vram_gib=30.0,
+    min_vram_gib=10.0,
+    source=(
+        "diffusers docs api/pipelines/ltx_video.md (0.9.8 distilled with LTXConditionPipeline; "
+        "guidance 1.0, 8 custom timesteps, decode_timestep 0.05, decode_noise_scale 0.025, "
+        "image_cond_noise_scale 0.0, guidance_rescale 0.7, bf16, 480x832, fps 24; H,W ÷32, "
+        "frames 8k+1 from pipeline_ltx_condition.py check_inputs and VAE ratios)"
     ),
-    "ltx-2b": Preset(
+)
+
+_WAN_A14B = Preset(
+    name="wan-14b",
+    family="wan",
+    pipeline_class="WanImageToVideoPipeline",
+    repo_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+    area=480 * 832,
+    multiple=16,
+    fps=16,
+    frame_step=4,
+    default_frames=81,
+    min_frames=17,
+    max_frames=81,
+    steps=40,
+    guidance=3.5,
+    dtype="bfloat16",
+    negative_prompt=WAN_NEGATIVE_PROMPT,
+    fp32_components=("vae",),
+    vram_gib=72.0,
+    offload_vram_gib=36.0,
+    min_vram_gib=16.0,
+    source=(
+        "diffusers docs api/pipelines/wan.md (Wan 2.2 I2V 14B = Wan-AI/Wan2.2-I2V-A14B-Diffusers; "
+        "VAE in float32; frames 4k+1; max_area 480*832 and mod = vae 8 x patch 2 = 16 in the "
+        "WanImageToVideoPipeline example); pipeline_wan_i2v.py (two experts, boundary_ratio; "
+        "last_image conditions the last frame when there is no CLIP image encoder); Wan2.2 "
+        "configs wan_i2v_A14B.py (40 steps, guidance 3.5/3.5) and shared_config.py (16 fps, 81 "
+        "frames); 720p (1280x720 area) via --size"
+    ),
+)
+
+PRESETS: dict[str, Preset] = {
+    "ltx": _LTX_13B,
+    "ltx-2b": dataclasses.replace(
+        _LTX_13B,
         name="ltx-2b",
-        family="ltx",
-        pipeline_class="LTXConditionPipeline",
         repo_id="Lightricks/LTX-Video-0.9.5",
         single_file=("Lightricks/LTX-Video", "ltxv-2b-0.9.8-distilled.safetensors"),
         area=768 * 512,
-        multiple=32,
-        fps=24,
-        frame_step=8,
         default_frames=121,
-        min_frames=9,
-        max_frames=257,
-        steps=8,
-        guidance=1.0,
-        dtype="bfloat16",
-        negative_prompt=LTX_NEGATIVE_PROMPT,
-        call_defaults={
-            "guidance_rescale": 0.7,
-            "decode_timestep": 0.05,
-            "decode_noise_scale": 0.025,
-            "image_cond_noise_scale": 0.0,
-        },
-        default_timesteps=(1000, 993, 987, 981, 975, 909, 725, 0.03),
         vram_gib=18.0,
         offload_vram_gib=8.0,
         min_vram_gib=6.0,
@@ -254,52 +270,12 @@ PRESETS: dict[str, Preset] = {
             "steps, guidance 5.0; 720P = 1280x704)"
         ),
     ),
-    "wan-14b": Preset(
-        name="wan-14b",
-        family="wan",
-        pipeline_class="WanImageToVideoPipeline",
-        repo_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
-        area=480 * 832,
-        multiple=16,
-        fps=16,
-        frame_step=4,
-        default_frames=81,
-        min_frames=17,
-        max_frames=81,
-        steps=40,
-        guidance=3.5,
-        dtype="bfloat16",
-        negative_prompt=WAN_NEGATIVE_PROMPT,
-        fp32_components=("vae",),
-        vram_gib=72.0,
-        offload_vram_gib=36.0,
-        min_vram_gib=16.0,
-        source=(
-            "diffusers docs api/pipelines/wan.md (Wan 2.2 I2V 14B = Wan-AI/Wan2.2-I2V-A14B-Diffusers; "
-            "VAE in float32; frames 4k+1; max_area 480*832 and mod = vae 8 x patch 2 = 16 in the "
-            "WanImageToVideoPipeline example); pipeline_wan_i2v.py (two experts, boundary_ratio; "
-            "last_image conditions the last frame when there is no CLIP image encoder); Wan2.2 "
-            "configs wan_i2v_A14B.py (40 steps, guidance 3.5/3.5) and shared_config.py (16 fps, 81 "
-            "frames); 720p (1280x720 area) via --size"
-        ),
-    ),
-    "wan-14b-fast": Preset(
+    "wan-14b": _WAN_A14B,
+    "wan-14b-fast": dataclasses.replace(
+        _WAN_A14B,
         name="wan-14b-fast",
-        family="wan",
-        pipeline_class="WanImageToVideoPipeline",
-        repo_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
-        area=480 * 832,
-        multiple=16,
-        fps=16,
-        frame_step=4,
-        default_frames=81,
-        min_frames=17,
-        max_frames=81,
         steps=4,
         guidance=1.0,
-        dtype="bfloat16",
-        negative_prompt=WAN_NEGATIVE_PROMPT,
-        fp32_components=("vae",),
         call_defaults={"guidance_scale_2": 1.0},
         loras=(
             LoraSpec(
@@ -328,9 +304,6 @@ PRESETS: dict[str, Preset] = {
             "solver_order": 1,
             "disable_corrector": list(range(200)),  # every step a request may ask for
         },
-        vram_gib=72.0,
-        offload_vram_gib=36.0,
-        min_vram_gib=16.0,
         source=(
             "lightx2v/Wan2.2-Lightning README (Wan2.2-I2V-A14B-4steps-lora-rank64-Seko-V1: "
             "high_noise_model -> high-noise expert, low_noise_model -> low-noise expert, 4 steps, "

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from tiny_models import (  # noqa: F401  (session fixtures; see tiny_models.py)
+    hub_snapshot,
     tiny_wan_a14b_dir,
     tiny_wan_dir,
     write_wan_lora,
@@ -26,15 +27,6 @@ from pipeline.presets import PRESETS
 
 FAST = PRESETS["wan-14b-fast"]
 HIGH, LOW = (spec.weight_name for spec in FAST.loras)
-REVISION = "0" * 40
-
-
-def hub_repo(cache: Path, repo_id: str) -> Path:
-    """The snapshot folder of `repo_id` in a hub cache laid out as huggingface-cli leaves it."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(REVISION)
-    return repo / "snapshots" / REVISION
 
 
 @pytest.fixture
@@ -44,8 +36,8 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_wan_a14b_dir: Path
     cache = tmp_path / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    shutil.copytree(tiny_wan_a14b_dir, hub_repo(cache, FAST.repo_id))
-    lightning = hub_repo(cache, FAST.loras[0].source)
+    shutil.copytree(tiny_wan_a14b_dir, hub_snapshot(cache, FAST.repo_id))
+    lightning = hub_snapshot(cache, FAST.loras[0].source)
     write_wan_lora(lightning / HIGH, seed=1)
     write_wan_lora(lightning / LOW, seed=2)
     return cache
@@ -112,10 +104,10 @@ def test_the_fast_preset_loads_from_the_hub_cache_with_each_expert_fused(
     # Unfused, the same LoRAs as adapters give the same denoiser (fusing changes nothing but
     # speed), and each went into its own expert: the base model differs from both.
     unfused = diffusers.WanImageToVideoPipeline.from_pretrained(tiny_wan_a14b_dir)
-    load_adapters(unfused, [LoraSpec(str(hub_repo(hub, FAST.loras[0].source)), HIGH)], prefix="a")
+    load_adapters(unfused, [LoraSpec(str(hub_snapshot(hub, FAST.loras[0].source)), HIGH)], prefix="a")
     load_adapters(
         unfused,
-        [LoraSpec(str(hub_repo(hub, FAST.loras[0].source)), LOW, component="transformer_2")],
+        [LoraSpec(str(hub_snapshot(hub, FAST.loras[0].source)), LOW, component="transformer_2")],
         prefix="b",
     )
     for name in ("transformer", "transformer_2"):
@@ -143,7 +135,7 @@ def test_the_fast_preset_loads_from_the_hub_cache_with_each_expert_fused(
 def test_a_missing_lora_names_the_file_and_how_to_get_it(hub: Path) -> None:
     from pipeline.backends.diffusion import DiffusionBackend
 
-    (hub_repo(hub, FAST.loras[0].source) / LOW).unlink()
+    (hub_snapshot(hub, FAST.loras[0].source) / LOW).unlink()
     with pytest.raises(ModelError) as caught:
         DiffusionBackend("wan-14b-fast", options=BackendOptions(device="cpu"))
     assert caught.value.message == (

@@ -14,20 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import build, write_ltx_single_file
+from tiny_models import build, hub_snapshot, write_ltx_single_file
 
 from contract import AnimateRequest, BackendOptions, ModelError
 from pipeline.presets import PRESETS
 
 PRESET = PRESETS["ltx-2b"]
-REVISION = "0" * 40
-
-
-def hub_repo(cache: Path, repo_id: str) -> Path:
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(REVISION)
-    return repo / "snapshots" / REVISION
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +39,13 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny: tuple[Path, Path]
     cache = tmp_path / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    base = hub_repo(cache, PRESET.repo_id)
+    base = hub_snapshot(cache, PRESET.repo_id)
     shutil.copytree(folder, base)
     for component in ("transformer", "vae"):
         for weights in (base / component).glob("*.safetensors"):
             weights.unlink()
     repo, filename = PRESET.single_file
-    target = hub_repo(cache, repo) / filename
+    target = hub_snapshot(cache, repo) / filename
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(single, target)
     return cache
@@ -87,7 +79,7 @@ def test_a_missing_single_file_is_one_line_naming_it(hub: Path) -> None:
     from pipeline.backends.diffusion import DiffusionBackend
 
     repo, filename = PRESET.single_file
-    (hub_repo(hub, repo) / filename).unlink()
+    (hub_snapshot(hub, repo) / filename).unlink()
     with pytest.raises(ModelError) as caught:
         DiffusionBackend("ltx-2b", options=BackendOptions(device="cpu"))
     assert caught.value.message == (
@@ -104,6 +96,6 @@ def test_a_single_file_of_another_model_is_refused_in_one_line(hub: Path, tmp_pa
     from pipeline.backends.diffusion import DiffusionBackend
 
     repo, filename = PRESET.single_file
-    save_file({"model.diffusion_model.patchify_proj.weight": torch.zeros(4, 4)}, str(hub_repo(hub, repo) / filename))
+    save_file({"model.diffusion_model.patchify_proj.weight": torch.zeros(4, 4)}, str(hub_snapshot(hub, repo) / filename))
     with pytest.raises(ModelError, match=rf"^Cannot load the transformer of '{filename}': .*huggingface-cli download {repo} {filename}"):
         DiffusionBackend("ltx-2b", options=BackendOptions(device="cpu"))

@@ -539,3 +539,13 @@ def write_ltx_single_file(model_dir: str | os.PathLike[str], path: str | os.Path
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(original, str(path))
     return path
+
+
+def hub_snapshot(cache: Path, repo_id: str) -> Path:
+    """The snapshot folder of `repo_id` in a hub cache laid out as huggingface-cli leaves it
+    (refs/main naming one revision); put files there to stand in for a download."""
+    revision = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    return repo / "snapshots" / revision
