@@ -39,6 +39,7 @@ log = logging.getLogger("bot")
 
 EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.animate",
+    "bot.cogs.animate_message",
     "bot.cogs.balance",
     "bot.cogs.credits",
     "bot.cogs.mod",

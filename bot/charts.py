@@ -1,7 +1,8 @@
 """Operators' charts as a PNG: jobs per hour by outcome, render seconds by model, credits spent.
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no display, no global
-figure state) in a worker thread, so the event loop never waits on it.
+figure state) in a worker thread, so the event loop never waits on it, not even for the
+import.
 """
 
 from __future__ import annotations
@@ -9,10 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import threading
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
 
 from jobs import OUTCOMES, Activity
 
@@ -38,6 +35,12 @@ def draw(activity: Activity, title: str) -> bytes:
 
 
 def _draw(activity: Activity, title: str) -> bytes:
+    # Imported here, in the drawing thread: matplotlib takes a quarter second to import, which
+    # would block the event loop if the cog imported it at start-up.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=SIZE_INCHES, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     fig.suptitle(f"{title}\n{summary(activity)}", fontsize=12)

@@ -103,3 +103,18 @@ def parse_motion(text: str) -> int:
     if not 1 <= value <= 10:
         raise Refusal("Motion strength must be a whole number from 1 to 10.")
     return value
+
+
+def parse_seconds(text: str) -> float | None:
+    """A length typed in a form: empty means the model's default; the model's own lengths are
+    checked by the job layer, like /animate's."""
+    cleaned = text.strip().lower().removesuffix("s").strip().replace(",", ".")
+    if not cleaned:
+        return None
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise Refusal(f"“{text.strip()[:20]}” isn't a length; type the seconds, e.g. 3.") from None
+    if not 1 <= value <= 60:
+        raise Refusal("The length must be between 1 and 60 seconds.")
+    return value

@@ -9,6 +9,7 @@ charged.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -23,6 +24,58 @@ from bot.interactions import check_member, origin_of
 from bot.rules import prompt_refusal
 from contract import CAMERA_LABELS, CAMERA_MOVES, PROMPT_MAX, SEED_MAX, card_for
 from contract.sizes import low_resolution_warning
+
+
+async def start_job(
+    bot: AnimateBot,
+    interaction: discord.Interaction,
+    image: discord.Attachment,
+    *,
+    end_image: discord.Attachment | None = None,
+    model: str | None = None,
+    duration: float | None = None,
+    prompt: str = "",
+    negative: str = "",
+    **fields: Any,
+) -> None:
+    """What /animate and the "Animate" form share, once the interaction is deferred: the cheap
+    checks, then the photo fetched and decoded once, then the charge and the job's messages."""
+    settings = bot.settings
+    await check_member(interaction, settings, bot.store)
+    if refusal := prompt_refusal(settings, prompt, negative):
+        raise Refusal(refusal)
+    spec = bot.jobs.spec(
+        model=model, duration=duration, end_image=end_image is not None,
+        prompt=prompt.strip(), negative_prompt=negative.strip(), **fields,
+    )
+    await bot.jobs.check_room(interaction.user.id, spec)  # before the photo costs anything
+    limit, api_base = settings.max_image_bytes, settings.discord_api_base
+    async with bot.photos.turn(interaction.user.id):
+        data = await fetch(image, session=bot.downloads, max_bytes=limit, api_base=api_base)
+        # Decoding is CPU work: off the event loop, so other members' clicks stay instant.
+        photo = await bot.photos.judge(data, max_bytes=limit)
+        end_data = None
+        if end_image is not None:
+            end_data = await fetch(end_image, session=bot.downloads, max_bytes=limit, api_base=api_base)
+            await bot.photos.judge(end_data, max_bytes=limit)
+    card = card_for(spec.model)
+    notes = list(photo.warnings)
+    width, height = photo.original_size
+    if (size := card.working_size(width / height)) and (
+        soft := low_resolution_warning(photo.original_size, size)
+    ):
+        notes.append(soft)
+    if spec.prompt and not card.supports_prompt:
+        notes.append(f"`{spec.model}` doesn't read prompts; the motion comes from camera and motion strength.")
+    job = await bot.jobs.submit(spec, origin_of(interaction), image=data, end_image=end_data)
+    await bot.delivery.announce(
+        interaction, job,
+        balance=await bot.store.balance(interaction.user.id),
+        thumbnail=await asyncio.to_thread(thumbnail, photo),
+        notes=notes,
+        tip=hint(spec.prompt, spec.camera) if card.supports_prompt else None,
+    )
+
 
 CAMERA_CHOICES = [app_commands.Choice(name=CAMERA_LABELS[move], value=move) for move in CAMERA_MOVES]
 
@@ -62,43 +115,10 @@ class Animate(commands.Cog):
         effect: str | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        bot, settings = self.bot, self.bot.settings
-        await check_member(interaction, settings, bot.store)
-        if refusal := prompt_refusal(settings, prompt, negative):
-            raise Refusal(refusal)
-        spec = bot.jobs.spec(
-            model=model, duration=duration, end_image=end_image is not None,
-            prompt=prompt.strip(), negative_prompt=negative.strip(), camera=camera,
+        await start_job(
+            self.bot, interaction, image, end_image=end_image,
+            model=model, duration=duration, prompt=prompt, negative=negative, camera=camera,
             motion=motion, seed=seed, loop=loop, effect=effect,
-        )
-        await bot.jobs.check_room(interaction.user.id, spec)  # before the photo costs anything
-        limit, api_base = settings.max_image_bytes, settings.discord_api_base
-        async with bot.photos.turn(interaction.user.id):
-            data = await fetch(image, session=bot.downloads, max_bytes=limit, api_base=api_base)
-            # Decoding is CPU work: off the event loop, so other members' clicks stay instant.
-            photo = await bot.photos.judge(data, max_bytes=limit)
-            end_data = None
-            if end_image is not None:
-                end_data = await fetch(
-                    end_image, session=bot.downloads, max_bytes=limit, api_base=api_base
-                )
-                await bot.photos.judge(end_data, max_bytes=limit)
-        card = card_for(spec.model)
-        notes = list(photo.warnings)
-        width, height = photo.original_size
-        if (size := card.working_size(width / height)) and (
-            soft := low_resolution_warning(photo.original_size, size)
-        ):
-            notes.append(soft)
-        if spec.prompt and not card.supports_prompt:
-            notes.append(f"`{spec.model}` doesn't read prompts; the motion comes from camera and motion strength.")
-        job = await bot.jobs.submit(spec, origin_of(interaction), image=data, end_image=end_data)
-        await bot.delivery.announce(
-            interaction, job,
-            balance=await bot.store.balance(interaction.user.id),
-            thumbnail=await asyncio.to_thread(thumbnail, photo),
-            notes=notes,
-            tip=hint(spec.prompt, spec.camera) if card.supports_prompt else None,
         )
 
     @animate.autocomplete("model")

@@ -1,0 +1,102 @@
+"""The "Animate" message command: right-click (or long-press) a message with a photo, fill in
+a short form, and the same job as /animate starts. The photo is often already in the chat.
+"""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import AnimateBot
+from bot.cogs.animate import start_job
+from bot.edit import parse_seconds
+from bot.errors import Refusal, answer_error
+from bot.interactions import check_member
+from contract import CAMERA_LABELS, CAMERA_MOVES, PROMPT_MAX, card_for
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff", "image/heic", "image/heif")
+NO_IMAGE = "That message has no photo attached; use Animate on a message with an image file."
+
+
+def photo_of(message: discord.Message) -> discord.Attachment:
+    """The message's first image attachment (by Discord's content type, else the file name;
+    the bytes are judged again when fetched), or a Refusal."""
+    for attachment in message.attachments:
+        kind = (attachment.content_type or "").split(";")[0].strip().lower()
+        name = attachment.filename.lower()
+        if kind in IMAGE_TYPES or (not kind and name.endswith((".jpg", ".jpeg", ".png", ".webp"))):
+            return attachment
+    raise Refusal(NO_IMAGE)
+
+
+class AnimateForm(discord.ui.Modal, title="Animate this photo"):
+    """/animate's main choices as a form: prompt, camera, model, length and loop."""
+
+    def __init__(self, bot: AnimateBot, photo: discord.Attachment) -> None:
+        super().__init__(timeout=600)
+        self.bot = bot
+        self.photo = photo
+        models = bot.jobs.models()
+        pricing = bot.settings.pricing()
+        self.prompt = discord.ui.TextInput(
+            style=discord.TextStyle.paragraph, max_length=PROMPT_MAX, required=False,
+            placeholder="how it should move, e.g. hair moving in a light breeze, slow push-in",
+        )
+        # Each select starts on its default and may be left alone (required=False).
+        self.camera = discord.ui.Select(required=False, options=[
+            discord.SelectOption(label=CAMERA_LABELS[move], value=move, default=move == "static")
+            for move in CAMERA_MOVES
+        ])
+        self.model = discord.ui.Select(required=False, options=[
+            discord.SelectOption(
+                label=f"{card_for(name).label}"[:100], value=name[:100],
+                description=f"{pricing.rate(name):g} credits per second", default=index == 0,
+            )
+            for index, name in enumerate(models[:25])
+        ])
+        self.seconds = discord.ui.TextInput(
+            max_length=5, required=False, default=f"{card_for(models[0]).default_duration:g}",
+        )
+        self.loop = discord.ui.Select(required=False, options=[
+            discord.SelectOption(label="No", value="no", default=True),
+            discord.SelectOption(label="Yes: a seamless loop", value="yes"),
+        ])
+        for text, item in (
+            ("Prompt", self.prompt), ("Camera", self.camera), ("Model", self.model),
+            ("Length in seconds", self.seconds), ("Loop", self.loop),
+        ):
+            self.add_item(discord.ui.Label(text=text, component=item))
+
+    async def on_submit(self, interaction: discord.Interaction[AnimateBot]) -> None:  # type: ignore[override]
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await start_job(
+            self.bot, interaction, self.photo,
+            prompt=self.prompt.value, camera=(self.camera.values or ["static"])[0],
+            model=(self.model.values or [None])[0], duration=parse_seconds(self.seconds.value),
+            loop=(self.loop.values or ["no"])[0] == "yes",
+        )
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
+        await answer_error(interaction, error)
+
+
+class AnimateMessage(commands.Cog):
+    def __init__(self, bot: AnimateBot) -> None:
+        self.bot = bot
+        # Context menus cannot be declared on a cog by decorator: added to the tree here.
+        self.menu = app_commands.ContextMenu(name="Animate", callback=self.animate_message)
+        bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    async def animate_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Refused before the form when there is nothing to animate or the member may not."""
+        photo = photo_of(message)
+        await check_member(interaction, self.bot.settings, self.bot.store)
+        await interaction.response.send_modal(AnimateForm(self.bot, photo))
+
+
+async def setup(bot: AnimateBot) -> None:
+    await bot.add_cog(AnimateMessage(bot))
