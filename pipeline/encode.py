@@ -160,7 +160,9 @@ def decode_frames(
             if not container.streams.video:
                 raise InputError("The clip to extend has no video in it.")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # PyAV's default slice threading: frame threading ("AUTO"/"FRAME") deadlocks in a
+            # process that imported torch (PyAV issues 1849, 1861); seen here as a test worker
+            # stuck for minutes in this loop, and the Ray workers that extend clips import torch.
             fps = float(stream.average_rate or stream.guessed_rate or 0)
             frame_bytes = stream.codec_context.width * stream.codec_context.height * 3
             if stream.frames and stream.frames * frame_bytes > max_memory:

@@ -31,8 +31,7 @@ def probe(mp4: bytes | str | os.PathLike[str]) -> dict[str, Any]:
         with open(source, "rb") as handle:
             boxes = _top_level_boxes(handle, size)
     with av.open(source) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream = container.streams.video[0]  # default slice threading: see decode_frames
         codec = stream.codec_context
         frames = sum(1 for _ in container.decode(stream))
         fps = float(stream.average_rate or stream.guessed_rate or 0)
