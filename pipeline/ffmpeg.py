@@ -75,13 +75,12 @@ class Clip:
     """Frames to encode, validated once."""
 
     frames: Sequence[np.ndarray]
-    order: tuple[int, ...]
     width: int
     height: int
 
     @property
     def count(self) -> int:
-        return len(self.order)
+        return len(self.frames)
 
     @classmethod
     def of(cls, frames: FrameInput) -> Clip:
@@ -94,11 +93,11 @@ class Clip:
         for frame in frames:
             if frame.shape != first.shape or frame.dtype != np.uint8:
                 raise ValueError("all frames must be uint8 and the same (H, W, 3) shape")
-        return cls(frames=frames, order=tuple(range(len(frames))), width=width, height=height)
+        return cls(frames=frames, width=width, height=height)
 
     def chunks(self) -> Iterator[memoryview]:
-        for index in self.order:
-            yield memoryview(np.ascontiguousarray(self.frames[index])).cast("B")
+        for frame in self.frames:
+            yield memoryview(np.ascontiguousarray(frame)).cast("B")
 
 
 def run(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from loopback import InteractionHandle, Message, Upload
+from loopback import Message, Upload
 from photos import photo_bytes
 from world import (
     all_jobs,
@@ -20,6 +20,7 @@ from world import (
     has_video,
     ledger_kinds,
     n_credits,
+    private_text,
     video_of,
     wait_status,
 )
@@ -37,12 +38,6 @@ def text_inputs(modal: dict) -> Iterator[dict]:
             yield from component.get("components", [])
         elif component.get("type") == 18:
             yield {**component["component"], "label": component.get("label")}
-
-
-async def private_text(run: InteractionHandle) -> str:
-    answer = await run.original(timeout=15)
-    assert answer.ephemeral, answer.content
-    return answer.text()
 
 
 def footer(message: Message) -> str:

@@ -6,17 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from loopback import InteractionHandle, Upload
+from loopback import Upload
 from photos import photo_bytes
-from world import all_jobs, bot_world, has_video, wait_status
+from world import all_jobs, bot_world, has_video, private_text, wait_status
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("ray_instance")]
-
-
-async def private_text(run: InteractionHandle) -> str:
-    answer = await run.original(timeout=15)
-    assert answer.ephemeral, answer.content
-    return answer.text()
 
 
 def labels(modal: dict) -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 from loopback import InteractionHandle, LoopbackDiscord, Message, Upload
 from PIL import Image
 from tiny_models import tiny_wan_a14b_dir  # noqa: F401  (a session fixture)
-from world import Gate, World, all_jobs, bot_world, small_png, wait_status
+from world import Gate, World, all_jobs, bot_world, private_text, small_png, wait_status
 
 from bot.charts import DPI, SIZE_INCHES
 
@@ -27,12 +27,6 @@ PHOTO = small_png()
 async def animate(w: World, member, channel=None, **options) -> InteractionHandle:
     values = {"image": Upload(PHOTO, "photo.png"), "duration": 2.0, **options}
     return await w.discord.slash("animate", values, user=member, channel=channel)
-
-
-async def private_text(run: InteractionHandle) -> str:
-    answer = await run.original(timeout=15)
-    assert answer.ephemeral, answer.content
-    return answer.text()
 
 
 async def public_message(run: InteractionHandle) -> Message:

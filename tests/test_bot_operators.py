@@ -21,6 +21,7 @@ from world import (
     has_video,
     ledger_kinds,
     n_credits,
+    private_text,
     small_png,
     wait_status,
 )
@@ -31,12 +32,6 @@ from jobs import UnknownJob
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("ray_instance")]
 
 PHOTO = small_png()
-
-
-async def private_text(run: InteractionHandle) -> str:
-    answer = await run.original(timeout=15)
-    assert answer.ephemeral, answer.content
-    return answer.text()
 
 
 def field(message: Message, name: str) -> str:

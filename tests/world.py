@@ -196,6 +196,13 @@ async def bot_world(
 
 
 
+async def private_text(run: Any) -> str:
+    """The text of the private (ephemeral) answer to an interaction."""
+    answer = await run.original(timeout=15)
+    assert answer.ephemeral, answer.content
+    return answer.text()
+
+
 def has_video(message: Any) -> bool:
     return any(a.filename.endswith(".mp4") for a in message.attachments)
 

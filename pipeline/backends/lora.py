@@ -54,7 +54,8 @@ def locate(spec: LoraSpec) -> tuple[str, str]:
 
 
 def _looks_local(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or source.endswith(".safetensors") or os.sep + os.sep in source
+    """A path, not a repo id: repo ids never start with these or name a weights file."""
+    return source.startswith((".", "/", "~")) or source.endswith(".safetensors")
 
 
 def load_adapters(pipe: Any, loras: Sequence[LoraSpec], *, prefix: str) -> list[str]:
