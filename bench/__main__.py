@@ -12,9 +12,10 @@ from pathlib import Path
 
 from bench import Figure, machine
 
-BENCHMARKS = ("ack", "overhead", "duty", "camera", "flops", "gpu", "soak", "smoke")
-ON_REQUEST = ("soak", "smoke")
-"""Not part of a plain `python -m bench`: they ask whether things work, not how fast."""
+BENCHMARKS = ("ack", "overhead", "duty", "camera", "flops", "gpu", "soak", "smoke", "memory")
+ON_REQUEST = ("soak", "smoke", "memory")
+"""Not part of a plain `python -m bench`: they ask whether things work, not how fast (memory
+rewrites the planner's committed footprints)."""
 RESULTS = Path(__file__).parent / "results"
 
 

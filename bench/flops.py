@@ -1,6 +1,6 @@
 """Exact work per clip, counted on the `meta` device: no GPU, no weights, no download.
 
-For each preset whose full-size configs are committed (bench/configs/), the pipeline is built
+For each preset whose full-size configs are committed (pipeline/configs/), the pipeline is built
 on `meta` from them and one forward of each part is run under torch's FlopCounterMode at the
 preset's default clip: the denoiser (per forward, per step with classifier-free guidance's
 second pass counted, per clip), the text encoder (one prompt, plus the negative prompt when
@@ -13,6 +13,7 @@ unlike seconds: a fast preset is one that does less work.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,13 +78,30 @@ class Count:
         return self.denoiser_per_step * self.steps
 
 
-def flops(module: Any, *args: Any, **kwargs: Any) -> float:
+def flops(call: Callable[[], Any]) -> float:
+    """Floating-point operations of one call, counted by torch (on `meta`: nothing runs)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(*args, **kwargs)
+    with torch.no_grad(), torch.device("meta"), FlopCounterMode(display=False) as counter:
+        call()
     return float(counter.get_total_flops())
+
+
+Stage = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Stages:
+    """One default clip's work as calls on a built pipeline: each runs one forward of a part
+    (the denoiser once, with its batch as the pipeline runs it)."""
+
+    denoiser: Stage
+    text_encoder: Stage | None
+    vae_encode: Stage
+    vae_decode: Stage
+    denoiser_batch: int = 1
+    """Rows per denoiser call: 2 where the pipeline batches CFG's two passes (LTX, SVD, CogVideoX)."""
 
 
 def count(clip: Clip) -> Count:
@@ -99,31 +117,39 @@ def count(clip: Clip) -> Count:
         for name, module in pipe.components.items()
         if hasattr(module, "parameters")
     }
-    if preset.family == "wan":
-        work = _wan(pipe, clip, dtype)
-    elif preset.family == "ltx":
-        work = _ltx(pipe, clip, dtype)
-    else:
-        raise ValueError(f"no FLOP count for the {preset.family} family")
-    per_forward, text, encode, decode = work
+    work = stages(pipe, preset.family, clip.width, clip.height, clip.frames, dtype)
     return Count(
-        denoiser_per_forward=per_forward,
+        denoiser_per_forward=flops(work.denoiser),
         forwards_per_step=2 if cfg else 1,
         steps=preset.steps,
-        text_encoder=text * (2 if cfg else 1),
-        vae_encode=encode,
-        vae_decode=decode,
+        text_encoder=(flops(work.text_encoder) if work.text_encoder else 0.0) * (2 if cfg else 1),
+        vae_encode=flops(work.vae_encode),
+        vae_decode=flops(work.vae_decode),
         weight_bytes=weights,
     )
 
 
-def _wan(pipe: Any, clip: Clip, dtype: Any) -> tuple[float, float, float, float]:
+def stages(pipe: Any, family: str, width: int, height: int, frames: int, dtype: Any, *, cfg_batch: int = 1) -> Stages:
+    """The calls of `family`'s pipeline for one clip, on `meta` tensors. `cfg_batch` 2 runs the
+    denoiser as the pipeline does when it batches CFG's conditional and unconditional passes."""
+    if family == "wan":
+        return _wan(pipe, width, height, frames, dtype)
+    if family == "ltx":
+        return _ltx(pipe, width, height, frames, dtype, cfg_batch)
+    if family == "svd":
+        return _svd(pipe, width, height, frames, dtype, cfg_batch)
+    if family == "cogvideox":
+        return _cogvideox(pipe, width, height, frames, dtype, cfg_batch)
+    raise ValueError(f"no stages for the {family} family")
+
+
+def _wan(pipe: Any, width: int, height: int, frames: int, dtype: Any) -> Stages:
     import torch
 
     vae = pipe.vae
     spatial = pipe.vae_scale_factor_spatial
-    latent_frames = (clip.frames - 1) // pipe.vae_scale_factor_temporal + 1
-    h, w = clip.height // spatial, clip.width // spatial
+    latent_frames = (frames - 1) // pipe.vae_scale_factor_temporal + 1
+    h, w = height // spatial, width // spatial
     transformer = pipe.transformer
     config = transformer.config
     patch = config.patch_size
@@ -139,46 +165,105 @@ def _wan(pipe: Any, clip: Clip, dtype: Any) -> tuple[float, float, float, float]
         ids = torch.zeros(1, 512, dtype=torch.long)
         # I2V (A14B) encodes the whole conditioning video (photo, then blank frames); TI2V
         # encodes the photo alone.
-        frames = 1 if pipe.config.get("expand_timesteps") else clip.frames
-        video = torch.empty(1, 3, frames, clip.height, clip.width, dtype=vae_dtype)
+        cond_frames = 1 if pipe.config.get("expand_timesteps") else frames
+        video = torch.empty(1, 3, cond_frames, height, width, dtype=vae_dtype)
         latents = torch.empty(1, vae.config.z_dim, latent_frames, h, w, dtype=vae_dtype)
-    per_forward = flops(transformer, hidden, timestep=timestep, encoder_hidden_states=text, return_dict=False)
-    return (
-        per_forward,
-        flops(pipe.text_encoder, ids),
-        flops(vae.encode, video),
-        flops(vae.decode, latents),
+    return Stages(
+        denoiser=lambda: transformer(hidden, timestep=timestep, encoder_hidden_states=text, return_dict=False),
+        text_encoder=lambda: pipe.text_encoder(ids),
+        vae_encode=lambda: vae.encode(video),
+        vae_decode=lambda: vae.decode(latents),
     )
 
 
-def _ltx(pipe: Any, clip: Clip, dtype: Any) -> tuple[float, float, float, float]:
+def _ltx(pipe: Any, width: int, height: int, frames: int, dtype: Any, batch: int = 1) -> Stages:
     import torch
 
     vae, transformer = pipe.vae, pipe.transformer
     config = transformer.config
-    latent_frames = (clip.frames - 1) // pipe.vae_temporal_compression_ratio + 1
-    h = clip.height // pipe.vae_spatial_compression_ratio
-    w = clip.width // pipe.vae_spatial_compression_ratio
+    latent_frames = (frames - 1) // pipe.vae_temporal_compression_ratio + 1
+    h = height // pipe.vae_spatial_compression_ratio
+    w = width // pipe.vae_spatial_compression_ratio
     tokens, text_tokens = latent_frames * h * w, 128
     vae_dtype = next(vae.parameters()).dtype
     with torch.device("meta"):
-        hidden = torch.empty(1, tokens, config.in_channels, dtype=dtype)
-        text = torch.empty(1, text_tokens, config.caption_channels, dtype=dtype)
-        mask = torch.ones(1, text_tokens, dtype=dtype)
+        hidden = torch.empty(batch, tokens, config.in_channels, dtype=dtype)
+        text = torch.empty(batch, text_tokens, config.caption_channels, dtype=dtype)
+        mask = torch.ones(batch, text_tokens, dtype=dtype)
         ids = torch.zeros(1, text_tokens, dtype=torch.long)
-        photo = torch.empty(1, 3, 1, clip.height, clip.width, dtype=vae_dtype)
+        photo = torch.empty(1, 3, 1, height, width, dtype=vae_dtype)
         latents = torch.empty(1, vae.config.latent_channels, latent_frames, h, w, dtype=vae_dtype)
         decode_timestep = torch.empty(1, dtype=vae_dtype)
-    per_forward = flops(
-        transformer, hidden_states=hidden, encoder_hidden_states=text, timestep=torch.empty(1, device="meta"),
-        encoder_attention_mask=mask, num_frames=latent_frames, height=h, width=w, return_dict=False,
-    )
+        timestep = torch.empty(batch)
     decode_kwargs = {"temb": decode_timestep} if vae.config.get("timestep_conditioning") else {}
-    return (
-        per_forward,
-        flops(pipe.text_encoder, ids),
-        flops(vae.encode, photo),
-        flops(vae.decode, latents, **decode_kwargs),
+    return Stages(
+        denoiser=lambda: transformer(
+            hidden_states=hidden, encoder_hidden_states=text, timestep=timestep,
+            encoder_attention_mask=mask, num_frames=latent_frames, height=h, width=w, return_dict=False,
+        ),
+        text_encoder=lambda: pipe.text_encoder(ids),
+        vae_encode=lambda: vae.encode(photo),
+        vae_decode=lambda: vae.decode(latents, **decode_kwargs),
+        denoiser_batch=batch,
+    )
+
+
+def _svd(pipe: Any, width: int, height: int, frames: int, dtype: Any, batch: int = 1) -> Stages:
+    import torch
+
+    vae, unet = pipe.vae, pipe.unet
+    scale = pipe.vae_scale_factor
+    h, w = height // scale, width // scale
+    chunk = 8  # the preset's decode_chunk_size: frames decoded at once
+    vae_dtype = next(vae.parameters()).dtype
+    encoder = pipe.image_encoder
+    with torch.device("meta"):
+        # The UNet sees the noisy latents and the photo's latents side by side (8 channels).
+        sample = torch.empty(batch, frames, unet.config.in_channels, h, w, dtype=dtype)
+        embeds = torch.empty(batch, 1, unet.config.cross_attention_dim, dtype=dtype)
+        time_ids = torch.empty(batch, 3, dtype=dtype)
+        timestep = torch.empty(1)
+        pixels = torch.empty(1, 3, 224, 224, dtype=next(encoder.parameters()).dtype)
+        photo = torch.empty(1, 3, height, width, dtype=vae_dtype)
+        latents = torch.empty(chunk, vae.config.latent_channels, h, w, dtype=vae_dtype)
+    return Stages(
+        denoiser=lambda: unet(sample, timestep, encoder_hidden_states=embeds, added_time_ids=time_ids, return_dict=False),
+        text_encoder=lambda: encoder(pixels),
+        vae_encode=lambda: vae.encode(photo),
+        vae_decode=lambda: vae.decode(latents, num_frames=chunk),
+        denoiser_batch=batch,
+    )
+
+
+def _cogvideox(pipe: Any, width: int, height: int, frames: int, dtype: Any, batch: int = 1) -> Stages:
+    import torch
+
+    vae, transformer = pipe.vae, pipe.transformer
+    config = transformer.config
+    latent_frames = (frames - 1) // pipe.vae_scale_factor_temporal + 1
+    h, w = height // pipe.vae_scale_factor_spatial, width // pipe.vae_scale_factor_spatial
+    vae_dtype = next(vae.parameters()).dtype
+    text_tokens = config.max_text_seq_length
+    with torch.device("meta"):
+        # Noisy latents and the photo's latents concatenated on channels (in_channels = 2 × 16).
+        hidden = torch.empty(batch, latent_frames, config.in_channels, h, w, dtype=dtype)
+        text = torch.empty(batch, text_tokens, config.text_embed_dim, dtype=dtype)
+        timestep = torch.empty(batch)
+        ids = torch.zeros(1, text_tokens, dtype=torch.long)
+        photo = torch.empty(1, 3, 1, height, width, dtype=vae_dtype)
+        latents = torch.empty(1, vae.config.latent_channels, latent_frames, h, w, dtype=vae_dtype)
+    rotary = None
+    if config.use_rotary_positional_embeddings:
+        rotary = pipe._prepare_rotary_positional_embeddings(height, width, latent_frames, torch.device("meta"))
+    return Stages(
+        denoiser=lambda: transformer(
+            hidden_states=hidden, encoder_hidden_states=text, timestep=timestep,
+            image_rotary_emb=rotary, return_dict=False,
+        ),
+        text_encoder=lambda: pipe.text_encoder(ids),
+        vae_encode=lambda: vae.encode(photo),
+        vae_decode=lambda: vae.decode(latents),
+        denoiser_batch=batch,
     )
 
 

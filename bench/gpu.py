@@ -1,7 +1,7 @@
 """GPU speed: full-size models from their published configs, plain diffusers vs. our path.
 
 For each model (LTX-Video 2B distilled at 768×512×121, Wan 2.2 TI2V-5B at 1280×704×121,
-Wan 2.2 I2V-A14B at 832×480×81) the pipeline is built from bench/configs/ with random weights
+Wan 2.2 I2V-A14B at 832×480×81) the pipeline is built from pipeline/configs/ with random weights
 in bf16 directly on the GPU, then timed two ways on the same settings (the preset's plan):
 
 - plain: one diffusers pipeline call with default attention (SDPA), then libx264;
@@ -243,6 +243,18 @@ def _peak_gib() -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
 
 
+def _planned_peak_gib(preset: str) -> tuple[float, str] | None:
+    """(GiB, clip) the memory planner counts for `preset` all on the GPU, without its reserve."""
+    from pipeline.memory import Tier, footprint_for, need_for
+    from pipeline.memory.planner import GPU_RESERVE
+
+    footprint = footprint_for(preset)
+    if footprint is None:
+        return None
+    need = need_for(footprint, Tier("bf16", "none"))
+    return (need.gpu_bytes - GPU_RESERVE) / 2**30, footprint.clip
+
+
 def measure_case(
     case: Case,
     pipe: Any,
@@ -379,6 +391,17 @@ def _figures(
         )
         if timing.peak_gib is not None:
             figures.append(Figure(f"{case.name}_{label}_peak_memory", timing.peak_gib, "GiB"))
+            planned = _planned_peak_gib(case.preset)
+            if planned is not None and label == "plain":
+                # The calibration the memory planner waits for: what it counts on `meta`
+                # (weights + the largest stage's live tensors, no reserve) beside this peak.
+                figures.append(
+                    Figure(
+                        f"{case.name}_planner_counted_peak", planned[0], "GiB",
+                        detail=f"counted at {planned[1]}; measured / counted = "
+                        f"{timing.peak_gib / planned[0]:.2f}",
+                    )
+                )
         if flops:
             achieved = flops * timing.forwards / statistics.median(timing.denoiser_s)
             detail = f"{flops / 1e12:.1f} TFLOP per denoiser forward, {achieved / 1e12:.0f} TFLOP/s"

@@ -2,7 +2,7 @@
 
 Why: a full-size model runs at full speed whatever its weights are, so the GPU benchmark times
 the real architectures (LTX-Video 2B, Wan 2.2 TI2V-5B, Wan 2.2 I2V-A14B) from the config files
-committed under bench/configs/, laid out like a diffusers repository without the weights. The
+committed under pipeline/configs/, laid out like a diffusers repository without the weights. The
 same code builds the tiny test pipelines' configs, and on the `meta` device it builds a 14B
 model in milliseconds, which is how the tests check the configs and count FLOPs on a CPU.
 
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-CONFIGS = Path(__file__).parent / "configs"
+CONFIGS = Path(__file__).parent.parent / "pipeline" / "configs"
 
 _CONFIG_FILES = ("config.json", "scheduler_config.json", "preprocessor_config.json")
 _WORDS = (
@@ -132,6 +132,9 @@ def build_pipeline(
                 torch.float32 if name in fp32_components else dtype
             ):
                 components[name] = build_component(library, class_name, config)
+            # A few tensors ignore the default device (SVD's `torch.Tensor([alpha])` mix
+            # factors are made on the CPU): move the stragglers.
+            components[name].to(device)
     pipeline_class = getattr(diffusers, I2V_CLASS.get(index["_class_name"], index["_class_name"]))
     return pipeline_class(**components, **settings)
 

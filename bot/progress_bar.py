@@ -15,6 +15,7 @@ from contract import Progress
 
 STAGE_LABELS: dict[str, str] = {
     "queued": "Waiting in the queue",
+    "download": "Downloading the model",
     "intake": "Preparing your photo",
     "load": "Loading the model",
     "denoise": "Rendering",
@@ -26,9 +27,12 @@ STAGE_LABELS: dict[str, str] = {
     ),
     "upload": "Uploading",
 }
-# Share of the whole job each stage covers, in order; rendering dominates.
+# Share of the whole job each stage covers, in order; rendering dominates. A download (the
+# worker fetching the model's weights, once) gets no share of the job's bar: how long it
+# takes says nothing about the render, and its own percentage is in the text.
 _SPANS: dict[str, tuple[float, float]] = {
     "queued": (0.0, 0.0),
+    "download": (0.0, 0.0),
     "intake": (0.0, 0.03),
     "load": (0.03, 0.05),
     "denoise": (0.05, 0.90),
@@ -112,7 +116,9 @@ class Tracker:
 def describe(progress: Progress, eta: float | None) -> str:
     label = STAGE_LABELS.get(progress.stage, progress.stage)
     parts = [label]
-    if progress.total:
+    if progress.stage == "download":
+        parts = [progress.message or label]  # "Downloading the model: 43 %"
+    elif progress.total:
         parts.append(f"step {progress.step}/{progress.total}")
     text = " · ".join(parts)
     line = f"{bar(fraction(progress))}\n{text}"

@@ -148,7 +148,13 @@ class Settings(BaseSettings):
         default=1, ge=1, le=64, description="how many CPU workers to run when there is no GPU (1–64)"
     )
     offload: Literal["auto", "none", "model", "group"] = Field(
-        default="auto", description="auto, none, model or group: model offload for small GPUs"
+        default="auto",
+        description="auto, none, model or group: where the weights live (auto: the memory planner decides)",
+    )
+    weights: Literal["auto", "bf16", "fp8", "Q8_0", "Q5_K_M", "Q4_K_M"] = Field(
+        default="auto",
+        description="auto, bf16, fp8, Q8_0, Q5_K_M or Q4_K_M: how the denoiser's weights are "
+        "stored (auto: the memory planner decides; Q8_0 to Q4_K_M: a GGUF file)",
     )
     compile: bool = Field(default=False, description="true or false: torch.compile the transformer")
     cache: bool = Field(default=False, description="true or false: diffusers first-block cache")
@@ -372,6 +378,7 @@ class Settings(BaseSettings):
                 ),
                 effects=self.effects_by_model(),
                 offload=self.offload,
+                weights=self.weights,
                 compile=self.compile,
                 cache=self.cache,
                 attention=self.attention_backend,

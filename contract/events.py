@@ -10,8 +10,12 @@ from typing import Literal, Union
 
 from contract.errors import FailureKind
 
-Stage = Literal["queued", "intake", "load", "denoise", "decode", "encode", "saving", "upload"]
-""""saving": the clip is made, but the bot's storage refuses it for now (read-only, full)."""
+Stage = Literal[
+    "queued", "download", "intake", "load", "denoise", "decode", "encode", "saving", "upload"
+]
+""""download": the job waits for its model's weights to finish downloading on the worker
+(step and total in MiB, the percentage in `message`); "saving": the clip is made, but the
+bot's storage refuses it for now (read-only, full)."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ from typing import Any, Literal
 from contract.loras import Effect, LoraSpec
 
 Offload = Literal["auto", "none", "model", "group"]
+WEIGHTS = ("auto", "bf16", "fp8", "Q8_0", "Q5_K_M", "Q4_K_M")
+"""How the denoiser's weights are stored: the memory planner's choice, the preset's dtype,
+fp8 storage, or a GGUF file of that quantization."""
 
 SLOTS = 2
 """Jobs in flight per worker: one on the model, one in intake or encode beside it."""
@@ -28,6 +31,9 @@ class BackendOptions:
     offload: Offload = "auto"
     """"auto": from free VRAM; "none": all on the GPU; "model": enable_model_cpu_offload;
     "group": enable_group_offload (leaf level, streamed), the least VRAM."""
+    weights: str = "auto"
+    """"auto": the memory planner's choice for this GPU; else one of WEIGHTS ("bf16": the
+    preset's own dtype; "fp8": float8 storage; "Q8_0"/"Q5_K_M"/"Q4_K_M": a GGUF file)."""
     compile: bool = False
     """Regional torch.compile of the denoiser's repeated blocks (CUDA only; slow first call)."""
     attention: str = "auto"
@@ -50,6 +56,8 @@ class BackendOptions:
     def __post_init__(self) -> None:
         if self.offload not in ("auto", "none", "model", "group"):
             raise ValueError(f"offload must be auto, none, model or group, not {self.offload!r}")
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, not {self.weights!r}")
         if not self.attention or not self.attention.replace("_", "").isalnum():
             raise ValueError(
                 f"attention must be auto, native or a diffusers backend name, not {self.attention!r}"
@@ -94,6 +102,9 @@ class WorkerInfo:
     loaded: tuple[str, ...] = ()
     errors: dict[str, str] = field(default_factory=dict)
     """Model → why it could not be loaded at start (jobs for it fail with that message)."""
+    downloads: dict[str, float] = field(default_factory=dict)
+    """Model → fraction of its weights downloaded, for models still downloading (jobs for
+    them wait on the worker); as of the moment the worker answered."""
 
     def serves(self, model: str) -> bool:
         return model in self.models or model in self.aliases

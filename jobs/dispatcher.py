@@ -56,6 +56,8 @@ log = logging.getLogger("jobs.dispatcher")
 
 FIT_TIMEOUT = 300.0
 """Longest wait for a worker to re-encode a clip that Discord found too large."""
+REFRESH_TIMEOUT = 2.0
+"""Longest wait for a worker to say how it is now (/queue)."""
 
 Listener = Callable[[Job, Event], Awaitable[None] | None]
 
@@ -247,6 +249,22 @@ class Dispatcher:
     def workers(self) -> list[WorkerInfo]:
         """What each ready worker said about itself (model, device, node, pid)."""
         return [w.info for w in self.pool.ready() if w.info is not None]
+
+    async def refresh_workers(self, timeout: float = REFRESH_TIMEOUT) -> list[WorkerInfo]:
+        """:attr:`workers`, each asked again now (the pool only asks when a worker comes up):
+        for operators' views of what changes later, a model's download and its failure. A
+        worker that does not answer within `timeout` seconds keeps its last answer."""
+        ready = self.pool.ready()
+        answers = await asyncio.gather(
+            *(self._answer(w.handle.info.remote(), timeout) for w in ready),
+            return_exceptions=True,
+        )
+        for worker, answer in zip(ready, answers):
+            if isinstance(answer, WorkerInfo) and worker.ready:
+                worker.info = answer
+            elif isinstance(answer, BaseException):
+                log.debug("worker %s did not say how it is: %s", worker.name, answer)
+        return self.workers
 
     def known_models(self) -> set[str]:
         """Every name a job may carry: configured, served, and the workers' aliases."""

@@ -79,6 +79,8 @@ class Running:
     """Cancelled or timed out: already ended in the store, the worker was told to stop."""
     task: asyncio.Task[None] | None = None
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    timeout: asyncio.TimerHandle | None = None
+    """The JOB_TIMEOUT_SECONDS timer; paused while the job waits for its model's download."""
 
 
 class Runner:
@@ -117,9 +119,7 @@ class Runner:
         running = Running(job, worker)
         self.running[job.id] = running
         self.busy.start(worker.name, "gpu" if worker.gpu else "cpu")
-        loop = asyncio.get_running_loop()
-        timeout = self.config.job_timeout_seconds
-        running.timers.append(loop.call_later(timeout, self._on_timeout, running))
+        self._arm_timeout(running)
         running.task = asyncio.create_task(self._run(running), name=f"job-{job.id}")
         log.info("job %d (%s, attempt %d) → %s", job.id, job.model, job.attempts, worker.name)
         if job.id in self.pending_cancels:
@@ -234,6 +234,16 @@ class Runner:
     async def _progress(self, running: Running, event: Progress) -> None:
         if event.stage in ("denoise", "decode"):
             running.in_model = True
+        # Waiting for the worker to download the model (once, maybe for many minutes) is not
+        # making this video: the timeout stops meanwhile and starts afresh after it. The
+        # download itself ends (done, or failed: the job fails) or the member cancels.
+        if event.stage == "download":
+            if running.timeout is not None:
+                running.timeout.cancel()
+                running.timers.remove(running.timeout)
+                running.timeout = None
+        elif running.timeout is None and not running.abandoned:
+            self._arm_timeout(running)
         if event.leaving_model and not running.leaving_model:
             running.leaving_model = True
             self.wake()
@@ -307,6 +317,13 @@ class Runner:
         await self.emit(done, dataclasses.replace(result, path=str(path)))
 
     # ---- stopping jobs -------------------------------------------------------------------
+
+    def _arm_timeout(self, running: Running) -> None:
+        loop = asyncio.get_running_loop()
+        running.timeout = loop.call_later(
+            self.config.job_timeout_seconds, self._on_timeout, running
+        )
+        running.timers.append(running.timeout)
 
     def _on_timeout(self, running: Running) -> None:
         self.spawn(

@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contract import (
     AnimateRequest,
@@ -30,6 +30,9 @@ from contract import (
     Progress,
 )
 from pipeline.cli_args import UsageError, build_parser
+
+if TYPE_CHECKING:
+    from pipeline.memory.machine import Machine
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -65,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with logging_redirect_tqdm(loggers=[logger]):
             if args.command == "models":
                 return _models(args)
+            if args.command == "download":
+                return _download(args)
             return _animate(args)
     except KeyboardInterrupt:
         return _fail("Cancelled.", EXIT_CANCELLED)
@@ -101,6 +106,7 @@ def _animate(args: argparse.Namespace) -> int:
             device=args.device,
             dtype=args.dtype,
             offload=args.offload,
+            weights=args.weights,
             compile=args.compile,
             cache=args.cache,
             attention=args.attention,
@@ -182,17 +188,97 @@ def _animate(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from pipeline.backends import available_models
 
-    rows = available_models()
+    if args.table:
+        print(_models_table(ram_gib=args.ram or 32))
+        return EXIT_OK
+    rows = available_models(_described_machine(args))
     if args.json:
         print(json.dumps([row.__dict__ for row in rows], indent=2))
         return EXIT_OK
-    name_w = max(len(r.name) for r in rows)
-    label_w = max(len(r.label) for r in rows)
-    print(f"{'NAME':<{name_w}}  RUNS  {'MODEL':<{label_w}}  NOTE")
+    table = [("NAME", "RUNS", "HOW", "GPU PEAK", "PFLOP", "NOTE")]
     for r in rows:
-        runs = "yes" if r.runnable else "no"
-        print(f"{r.name:<{name_w}}  {runs:<4}  {r.label:<{label_w}}  {r.note}")
+        peak = f"{r.gpu_peak_gib:.1f} GiB" if r.gpu_peak_gib is not None else "-"
+        pflop = f"{r.denoise_pflop:.3g}" if r.denoise_pflop is not None else "-"
+        how = r.how or ("CPU" if not r.is_ai else "-")
+        note = r.note if not r.runnable or not r.is_ai else r.note.split(": ", 1)[-1]
+        table.append((r.name, "yes" if r.runnable else "no", how, peak, pflop, note))
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths)) + "  " + row[5])
     return EXIT_OK
+
+
+def _described_machine(args: argparse.Namespace) -> Machine | None:
+    """The machine --vram/--ram describe (what is not given: this machine's), or None."""
+    from pipeline.memory.machine import GIB, Machine, host_ram, this_machine
+
+    if args.vram is None and args.ram is None:
+        return None
+    vram = int(args.vram * GIB) if args.vram is not None else this_machine().vram_bytes
+    ram = int(args.ram * GIB) if args.ram is not None else host_ram(available=False)
+    return Machine(vram, ram)
+
+
+def _download(args: argparse.Namespace) -> int:
+    from pipeline.downloads import download, progress_bar
+    from pipeline.fetch import fetch_attention_kernel, wanted_for_machine
+    from pipeline.memory.machine import this_machine
+    from pipeline.presets import get_preset
+
+    try:
+        presets = [get_preset(name) for name in dict.fromkeys(args.names)]
+    except PipelineError as exc:
+        return _fail(exc.message, EXIT_USAGE)
+    machine = _described_machine(args) or this_machine()
+    for preset in presets:
+        try:
+            wanted, why = wanted_for_machine(preset, machine, weights=args.weights)
+        except ValueError as exc:
+            return _fail(f"{exc}; choose bf16, fp8 or auto.", EXIT_USAGE)
+        logger.info("%s: %s", preset.name, why)
+        try:
+            if args.quiet:
+                download(wanted)
+            else:
+                with progress_bar(desc=preset.name) as report:
+                    download(wanted, progress=report)
+        except PipelineError as exc:
+            return _fail(exc.message, EXIT_USAGE)
+        print(f"{preset.name}: downloaded", flush=True)
+    try:
+        kernel = fetch_attention_kernel()
+    except PipelineError as exc:
+        logger.warning("%s", exc.message)
+    else:
+        if kernel:
+            print(f"attention kernel {kernel}: downloaded", flush=True)
+    return EXIT_OK
+
+
+CARDS_GB = (8, 12, 16, 24, 48, 80)
+"""The GPUs people own, for the README's table."""
+
+
+def _models_table(ram_gib: float) -> str:
+    """Each AI preset on each card size with `ram_gib` of RAM: how it runs and its peak."""
+    from pipeline.memory import GIB, plan
+    from pipeline.presets import PRESETS
+
+    head = "| preset | PFLOP per clip | " + " | ".join(f"{gb} GB" for gb in CARDS_GB) + " |"
+    lines = [head, "|" + "---|" * (len(CARDS_GB) + 2)]
+    for name in PRESETS:
+        cells = []
+        flops = None
+        for gb in CARDS_GB:
+            chosen = plan(name, vram_bytes=gb * GIB, ram_bytes=int(ram_gib * GIB))
+            flops = chosen.flops
+            if chosen.need is None:
+                cells.append("—")
+            else:
+                cells.append(f"{chosen.need.tier.describe()} ({chosen.need.gpu_bytes / GIB:.1f})")
+        work = f"{flops / 1e15:.3g}" if flops else "—"
+        lines.append(f"| `{name}` | {work} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # --- helpers -----------------------------------------------------------------------------------

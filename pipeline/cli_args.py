@@ -11,6 +11,7 @@ import re
 
 from contract import CAMERA_MOVES, LoraSpec
 from contract.loras import FORMAT as LORA_FORMAT
+from contract.workers import WEIGHTS
 
 
 class UsageError(Exception):
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn a photo into a short video, offline (no Discord).",
     )
     commands = parser.add_subparsers(
-        dest="command", parser_class=_Parser, metavar="{animate,models}"
+        dest="command", parser_class=_Parser, metavar="{animate,models,download}"
     )
 
     run = commands.add_parser("animate", help="animate one photo into an MP4")
@@ -117,7 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)"
     )
     speed.add_argument("--dtype", default=None, choices=("bfloat16", "float16", "float32"))
-    speed.add_argument("--offload", default="auto", choices=("auto", "none", "model", "group"))
+    speed.add_argument(
+        "--offload", default="auto", choices=("auto", "none", "model", "group"),
+        help="where the weights live (default: the memory planner's choice for this GPU)",
+    )
+    speed.add_argument(
+        "--weights", default="auto", choices=WEIGHTS,
+        help="how the denoiser's weights are stored: bf16, fp8 or a GGUF quantization "
+        "(default: the memory planner's choice)",
+    )
     speed.add_argument("--compile", action="store_true", help="torch.compile the denoiser (CUDA)")
     speed.add_argument(
         "--cache", action="store_true", help="first-block cache (faster, slightly softer)"
@@ -142,8 +151,49 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
 
     models = commands.add_parser(
-        "models", help="list the models and whether this machine can run them"
+        "models",
+        help="list the models and how this machine (or one described by --vram/--ram) runs them",
     )
+    _machine_arguments(models)
     models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument(
+        "--table", action="store_true",
+        help="a Markdown table of every preset on 8/12/16/24/48/80 GB cards (with --ram, default 32)",
+    )
     models.add_argument("-v", "--verbose", action="store_true")
+
+    fetch = commands.add_parser(
+        "download",
+        help="fetch the weights presets need on this machine into the hub cache (resumable)",
+    )
+    fetch.add_argument("names", nargs="+", metavar="NAME", help="presets to download (e.g. ltx-2b wan-14b-fast)")
+    _machine_arguments(fetch)
+    fetch.add_argument(
+        "--weights", default="auto", choices=WEIGHTS,
+        help="which weights: the plan's (auto), the preset's own (bf16, fp8) or a GGUF quantization",
+    )
+    fetch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    fetch.add_argument("-v", "--verbose", action="store_true")
     return parser
+
+
+def _machine_arguments(parser: argparse.ArgumentParser) -> None:
+    """--vram/--ram: plan for another machine than this one."""
+    parser.add_argument(
+        "--vram", type=_positive_gb, default=None, metavar="GB",
+        help="plan for a GPU with this much memory (default: this machine's GPU)",
+    )
+    parser.add_argument(
+        "--ram", type=_positive_gb, default=None, metavar="GB",
+        help="plan for this much host RAM (default: this machine's)",
+    )
+
+
+def _positive_gb(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GB") from None
+    if not 0 < value <= 4096:
+        raise argparse.ArgumentTypeError(f"{text!r} GB is out of range (0 to 4096)")
+    return value

@@ -54,6 +54,21 @@ LTX_NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, dist
 
 
 @dataclass(frozen=True)
+class GgufFiles:
+    """A denoiser published as GGUF-quantized files in the original layout (community
+    conversions of the same weights): per component, a file name with ``{quant}`` in it."""
+
+    repo: str
+    files: Mapping[str, str] = field(hash=False)
+    quants: tuple[str, ...] = ("Q8_0", "Q5_K_M", "Q4_K_M")
+    """Offered from the largest (closest to bf16) to the smallest."""
+
+    def for_quant(self, quant: str) -> dict[str, tuple[str, str]]:
+        """Component -> (repo, file) of the `quant` files."""
+        return {name: (self.repo, pattern.format(quant=quant)) for name, pattern in self.files.items()}
+
+
+@dataclass(frozen=True)
 class Preset:
     """Everything needed to run one checkpoint well; how members see it is its :attr:`card`."""
 
@@ -74,12 +89,6 @@ class Preset:
     guidance: float
     dtype: str
     """Weights dtype on CUDA ("bfloat16" or "float16"); CPU always runs float32."""
-    vram_gib: float
-    """Free GPU memory to keep the whole pipeline on the GPU (no offload), estimated."""
-    offload_vram_gib: float
-    """Free GPU memory needed with model CPU offload (largest component + activations)."""
-    min_vram_gib: float
-    """Below this even group offload is unlikely to work."""
     source: str
     """Where the repo id and settings were verified."""
     buckets: tuple[tuple[int, int], ...] = ()
@@ -101,6 +110,11 @@ class Preset:
     """A diffusers scheduler class to use instead of the checkpoint's (None: keep it)."""
     scheduler_config: Mapping[str, Any] = field(default_factory=dict, hash=False)
     """Settings laid over the checkpoint's scheduler config (e.g. a distilled model's shift)."""
+    configs: str | None = None
+    """The folder under pipeline/configs/ holding this checkpoint's full-size component configs
+    (what the memory planner's footprints were counted from)."""
+    gguf: GgufFiles | None = None
+    """GGUF-quantized denoiser files the memory planner may choose on small GPUs."""
     single_file: tuple[str, str] | None = None
     """(repo, file) of a checkpoint published as one .safetensors in the original layout: its
     transformer and VAE come from that file, everything else (text encoder, tokenizer,
@@ -180,9 +194,7 @@ _LTX_13B = Preset(
         "image_cond_noise_scale": 0.0,
     },
     default_timesteps=(1000, 993, 987, 981, 975, 909, 725, 0.03),
-    vram_gib=40.0,
-    offload_vram_gib=30.0,
-    min_vram_gib=10.0,
+    configs="ltx-13b",
     source=(
         "diffusers docs api/pipelines/ltx_video.md (0.9.8 distilled with LTXConditionPipeline; "
         "guidance 1.0, 8 custom timesteps, decode_timestep 0.05, decode_noise_scale 0.025, "
@@ -208,9 +220,14 @@ _WAN_A14B = Preset(
     dtype="bfloat16",
     negative_prompt=WAN_NEGATIVE_PROMPT,
     fp32_components=("vae",),
-    vram_gib=72.0,
-    offload_vram_gib=36.0,
-    min_vram_gib=16.0,
+    configs="wan-14b",
+    gguf=GgufFiles(
+        "QuantStack/Wan2.2-I2V-A14B-GGUF",
+        {
+            "transformer": "HighNoise/Wan2.2-I2V-A14B-HighNoise-{quant}.gguf",
+            "transformer_2": "LowNoise/Wan2.2-I2V-A14B-LowNoise-{quant}.gguf",
+        },
+    ),
     source=(
         "diffusers docs api/pipelines/wan.md (Wan 2.2 I2V 14B = Wan-AI/Wan2.2-I2V-A14B-Diffusers; "
         "VAE in float32; frames 4k+1; max_area 480*832 and mod = vae 8 x patch 2 = 16 in the "
@@ -230,15 +247,13 @@ PRESETS: dict[str, Preset] = {
         single_file=("Lightricks/LTX-Video", "ltxv-2b-0.9.8-distilled.safetensors"),
         area=768 * 512,
         default_frames=121,
-        vram_gib=18.0,
-        offload_vram_gib=8.0,
-        min_vram_gib=6.0,
+        configs="ltx-2b",
         source=(
             "Lightricks/LTX-Video ltxv-2b-0.9.8-distilled.safetensors (transformer + VAE in the "
             "original layout); diffusers single_file_utils.infer_diffusers_model_type maps a 2B "
             "checkpoint whose VAE encoder conv_out takes 2048 channels to ltx-video-0.9.5, whose "
             "default config repo Lightricks/LTX-Video-0.9.5 has the same 2B transformer and "
-            "0.9.5/0.9.7 VAE configs (bench/configs/SOURCES.md checks both against the file's "
+            "0.9.5/0.9.7 VAE configs (pipeline/configs/SOURCES.md checks both against the file's "
             "size), and it is passed explicitly; settings as the 13B distilled preset (8 "
             "timesteps, guidance 1), 768x512 and 121 frames as in the LTX-Video 2B distilled config"
         ),
@@ -260,9 +275,8 @@ PRESETS: dict[str, Preset] = {
         dtype="bfloat16",
         negative_prompt=WAN_NEGATIVE_PROMPT,
         fp32_components=("vae",),
-        vram_gib=34.0,
-        offload_vram_gib=22.0,
-        min_vram_gib=10.0,
+        configs="wan-5b",
+        gguf=GgufFiles("QuantStack/Wan2.2-TI2V-5B-GGUF", {"transformer": "Wan2.2-TI2V-5B-{quant}.gguf"}),
         source=(
             "diffusers docs api/pipelines/wan.md (repo listed as Wan 2.2 TI2V 5B; VAE in float32; "
             "frames 4k+1); tests/pipelines/wan/test_wan_22_image_to_video.py (16x VAE, patch 2 -> "
@@ -331,9 +345,7 @@ PRESETS: dict[str, Preset] = {
         dtype="float16",
         variant="fp16",
         call_defaults={"min_guidance_scale": 1.0, "decode_chunk_size": 8},
-        vram_gib=16.0,
-        offload_vram_gib=10.0,
-        min_vram_gib=8.0,
+        configs="svd-xt",
         source=(
             "diffusers docs using-diffusers/svd.md (svd-xt: 25 frames, 1024x576, fp16 variant, "
             "decode_chunk_size 8, export fps 7, motion_bucket_id/noise_aug_strength micro-"
@@ -356,9 +368,7 @@ PRESETS: dict[str, Preset] = {
         guidance=6.0,
         dtype="bfloat16",
         call_defaults={"use_dynamic_cfg": True},
-        vram_gib=30.0,
-        offload_vram_gib=18.0,
-        min_vram_gib=8.0,
+        configs="cogvideox-5b-i2v",
         source=(
             "diffusers pipeline_cogvideox_image2video.py example (THUDM/CogVideoX-5b-I2V, bf16, "
             "use_dynamic_cfg, export fps 8) and defaults (49 frames, 50 steps, guidance 6); learned "

@@ -20,6 +20,13 @@ failure; an exception on the caller's side means the actor process died.
 Backends come from a factory ``(model, options) -> Backend``; the default is
 :func:`pipeline.backends.load_backend`. The factory is the seam for test doubles: it is
 pickled to the actor, so any importable (or by-value pickled) callable works.
+
+Weights a preset lacks on this machine are downloaded in the background
+(:mod:`pipeline.fetcher`): the actor answers at once, a job for a model still downloading
+waits for it with ``Progress("download", ...)`` events, and :meth:`PipelineWorker.info`
+reports how far each download is. The first model is warmed up after its download, in the
+background too; a model with nothing to download is warmed up before the actor answers, as
+before, so a worker that says it is ready has it loaded.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import os
 import socket
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +61,7 @@ from pipeline.resident import ResidentModels
 
 if TYPE_CHECKING:
     from pipeline.backends.base import Backend
+    from pipeline.downloads import Wanted
 
 log = logging.getLogger("pipeline.worker")
 
@@ -87,7 +95,12 @@ class PipelineWorker:
         models: list[str] | tuple[str, ...],
         options: BackendOptions | None = None,
         backend_factory: BackendFactory | None = None,
+        fetch: Mapping[str, Sequence[Wanted]] | None = None,
     ) -> None:
+        """`fetch`: what to download per model instead of the presets' files (see
+        :class:`pipeline.fetcher.Fetcher`); None in production."""
+        from pipeline.fetcher import Fetcher
+
         if not models:
             raise ValueError("a worker needs at least one model")
         self.name = name
@@ -105,15 +118,16 @@ class PipelineWorker:
         self.models = tuple(dict.fromkeys(self.aliases.values()))
         self.errors: dict[str, str] = {}
         self._device, self._device_name = _device(gpu_ids)
+        # Missing weights download in the background, so the actor answers at once.
+        self._fetcher = Fetcher(name, self.models, options, fetch=fetch)
+        self._fetcher.start()
         # Warm up: load the default model now, so the first job does not pay for it and a
-        # model that cannot load is reported at start, not on a member's job.
-        key = (self.models[0], False)
-        try:
-            self._models.acquire(key, None)
-            self._models.release(key)
-        except Exception as exc:  # noqa: BLE001 - reported through info() and each job
-            self.errors[self.models[0]] = _message(exc)
-            log.error("worker %s: cannot load %s: %s", name, self.models[0], _message(exc))
+        # model that cannot load is reported at start, not on a member's job; after its
+        # download, on a thread, when it has one to wait for.
+        if self._fetcher.pending(self.models[0]):
+            threading.Thread(target=self._warm_up, name=f"warm-up-{name}", daemon=True).start()
+        else:
+            self._warm_up()
 
     # ---- remote API --------------------------------------------------------------------------
 
@@ -134,7 +148,8 @@ class PipelineWorker:
             node_id=node_id,
             pid=os.getpid(),
             loaded=loaded,
-            errors=dict(self.errors),
+            errors={**self._fetcher.failures(), **self.errors},
+            downloads=self._fetcher.downloads(),
         )
 
     async def cancel(self, job_id: str) -> bool:
@@ -214,6 +229,7 @@ class PipelineWorker:
         acquired = False
         oom = False
         try:
+            self._fetcher.wait(model, emit, should_stop)
             backend = self._models.acquire(key, emit, should_stop)
             acquired = True
             self.errors.pop(model, None)
@@ -231,6 +247,20 @@ class PipelineWorker:
         finally:
             if acquired:
                 self._models.release(key, drop=oom)
+
+    def _warm_up(self) -> None:
+        model = self.models[0]
+        key = (model, False)
+        try:
+            self._fetcher.wait(model, None)
+        except PipelineError:  # the fetcher logged it; info() and each job report it
+            return
+        try:
+            self._models.acquire(key, None)
+            self._models.release(key)
+        except Exception as exc:  # noqa: BLE001 - reported through info() and each job
+            self.errors[model] = _message(exc)
+            log.error("worker %s: cannot load %s: %s", self.name, model, _message(exc))
 
     def _load(self, model: str, options: BackendOptions) -> Backend:
         if self._factory is not None:
@@ -255,19 +285,21 @@ def create_worker(
     gpu: bool,
     options: BackendOptions | None = None,
     backend_factory: BackendFactory | None = None,
+    fetch: Mapping[str, Sequence[Wanted]] | None = None,
 ) -> Any:
     """Start one worker actor; returns its handle (the model loads in the background).
 
     Resources are declared, never placed by hand: ``num_gpus=1`` (Ray picks the GPU and sets
     CUDA_VISIBLE_DEVICES) or one CPU. Ray restarts a dead actor (kill -9, segfault) with the
     same arguments; a task in flight is not retried (``max_task_retries=0``): the bot decides.
+    `fetch` replaces the presets' files to download (tests); see :class:`PipelineWorker`.
     """
     return _RemoteWorker.options(
         num_gpus=1 if gpu else 0,
         num_cpus=1,
         max_restarts=-1,
         max_task_retries=0,
-    ).remote(name, list(models), options, backend_factory)
+    ).remote(name, list(models), options, backend_factory, fetch)
 
 
 _RemoteWorker = ray.remote(PipelineWorker)

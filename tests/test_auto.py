@@ -9,27 +9,33 @@ import pytest
 
 from contract import BackendOptions
 from pipeline.backends import choose_auto, resolve_auto
-from pipeline.presets import AUTO_ORDER, PRESETS
+from pipeline.memory import GIB, plan
+from pipeline.memory.machine import Machine
+from pipeline.presets import AUTO_ORDER
 
 
 def test_the_fastest_preset_that_fits_wins_and_downloaded_ones_come_first() -> None:
     assert AUTO_ORDER[0] == "ltx-2b"
     nothing, online = (lambda preset: False), (lambda: True)
-    name, why = choose_auto((20.0, 24.0), nothing, online)
-    assert name == "ltx-2b" and "all on the GPU, 20 GiB free" in why and "downloads on first use" in why
-    name, why = choose_auto((7.0, 8.0), nothing, online)
-    assert name == "ltx-2b" and "group offload, 7 of 18 GiB free" in why
+    card = Machine(24 * GIB, 64 * GIB)
+    name, why = choose_auto(card, nothing, online)
+    reason = plan("ltx-2b", vram_bytes=card.vram_bytes, ram_bytes=card.ram_bytes).reason
+    assert name == "ltx-2b" and why == f"fastest preset for this machine ({reason}); downloads on first use"
+    name, why = choose_auto(Machine(8 * GIB, 32 * GIB), nothing, online)
+    assert name == "ltx-2b" and "offload" in why
     # Only the 13B is on disk and the card holds it: no download needed, so it is used.
-    name, why = choose_auto((70.0, 80.0), lambda preset: preset.name == "ltx", online)
-    assert (name, why) == ("ltx", "fastest downloaded preset for this GPU (all on the GPU, 70 GiB free)")
+    big = Machine(80 * GIB, 128 * GIB)
+    name, why = choose_auto(big, lambda preset: preset.name == "ltx", online)
+    reason = plan("ltx", vram_bytes=big.vram_bytes, ram_bytes=big.ram_bytes).reason
+    assert (name, why) == ("ltx", f"fastest downloaded preset for this machine ({reason})")
 
 
 def test_a_card_too_small_or_an_offline_box_without_weights_gets_the_camera_move() -> None:
-    name, why = choose_auto((3.5, 4.0), lambda preset: True, lambda: True)
-    assert name == "camera" and why == "no AI preset runs in 4 GiB of VRAM (the smallest needs 6)"
-    name, why = choose_auto((20.0, 24.0), lambda preset: False, lambda: False)
-    repo, file = PRESETS["ltx-2b"].single_file
-    assert name == "camera" and f"huggingface-cli download {repo} {file}" in why
+    name, why = choose_auto(Machine(2 * GIB, 8 * GIB), lambda preset: True, lambda: True)
+    assert name == "camera"
+    assert why.startswith("no AI preset fits this machine (ltx-2b does not fit: needs at least ~")
+    name, why = choose_auto(Machine(24 * GIB, 64 * GIB), lambda preset: False, lambda: False)
+    assert name == "camera" and why.endswith("(to use ltx-2b: python -m pipeline download ltx-2b)")
 
 
 def test_without_cuda_auto_is_the_camera_move_in_one_line(caplog: pytest.LogCaptureFixture) -> None:

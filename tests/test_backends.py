@@ -126,7 +126,6 @@ def test_preset_is_consistent(preset) -> None:
         assert width % preset.multiple == 0 and height % preset.multiple == 0
     assert max(preset.card.durations) <= preset.max_duration + 0.5
     assert preset.dtype in ("bfloat16", "float16")
-    assert preset.min_vram_gib <= preset.offload_vram_gib <= preset.vram_gib
     if preset.default_timesteps:
         assert len(preset.default_timesteps) == preset.steps
 
@@ -760,7 +759,7 @@ def test_available_models_on_a_cpu_machine(tmp_path: Path, monkeypatch, tiny_svd
     assert rows["svd"].downloaded and not rows["ltx"].downloaded
     for name in PRESETS:
         assert not rows[name].runnable and "CUDA" in rows[name].note
-    assert "huggingface-cli download" in rows["ltx"].note
+    assert rows["ltx"].note == "needs a CUDA GPU; not downloaded (python -m pipeline download ltx)"
 
 
 @pytest.mark.parametrize("saved_as", ["LTXConditionPipeline", "LTXImageToVideoPipeline"])

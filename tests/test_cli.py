@@ -355,7 +355,7 @@ def test_unreadable_image_is_one_line(tiny_ltx_dir, tmp_path, capsys) -> None:
 def test_models_command(capsys) -> None:
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split()[:3] == ["NAME", "RUNS", "MODEL"]
+    assert out.splitlines()[0].split()[:3] == ["NAME", "RUNS", "HOW"]
     for name in ["camera", *PRESETS]:
         assert any(line.startswith(name + " ") for line in out.splitlines()), name
     assert main(["models", "--json"]) == 0

@@ -38,7 +38,7 @@ def test_parsing_from_env_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) ->
         "DISCORD_TOKEN=abc.def\nADMIN_USER_IDS=1, 2;3\nGUILD_IDS=10\nMODEL=ltx,camera\n"
         'MODEL_COSTS={"ltx": 0.5}\nBLOCKED_WORDS=Gore, weapon \nLOG_LEVEL=debug\nALLOW_DMS=false\n'
         'LORAS={"wan-14b": ["someone/loras:film.safetensors@0.8", "./loras/a.safetensors"]}\n'
-        "ALLOWED_ROLE_IDS=5,6\nMAX_JOBS_PER_DAY=12\n"
+        "ALLOWED_ROLE_IDS=5,6\nMAX_JOBS_PER_DAY=12\nOFFLOAD=group\nWEIGHTS=Q4_K_M\n"
     )
     settings = Settings.load(env_file=env)
     assert settings.token() == "abc.def"
@@ -55,6 +55,7 @@ def test_parsing_from_env_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) ->
     )
     assert config.backend.loras_for("ltx") == ()
     assert settings.allowed_role_ids == [5, 6] and config.max_jobs_per_day == 12
+    assert (config.backend.offload, config.backend.weights) == ("group", "Q4_K_M")
 
 
 def test_effects_are_read_per_model(clean_env: pytest.MonkeyPatch) -> None:
@@ -95,6 +96,7 @@ def test_environment_overrides_env_file(clean_env: pytest.MonkeyPatch, tmp_path:
         ("MODEL_COSTS", "{not json", "JSON object"),
         ("DISCORD_GATEWAY_URL", "http://x", "ws(s) URL"),
         ("OFFLOAD", "sometimes", "auto, none, model or group"),
+        ("WEIGHTS", "int4", "auto, bf16, fp8, Q8_0, Q5_K_M or Q4_K_M"),
         ("REFILL_PERIOD_HOURS", "-1", "hours between free refills"),
         ("LORAS", '{"wan-14b": ["a/b@9"]}', "LoRA strength 9 is outside -4 to 4"),
         ("LORAS", '{"camera": ["./x.safetensors"]}', "the camera move has no AI model"),

@@ -87,7 +87,7 @@ def test_a_missing_single_file_is_one_line_naming_it(hub: Path) -> None:
         f"unreachable (HF_HUB_OFFLINE is set); get it with `huggingface-cli download {repo} {filename}`."
     )
     row = next(r for r in available_models() if r.name == "ltx-2b")
-    assert not row.downloaded and f"huggingface-cli download {repo} {filename}" in row.note
+    assert not row.downloaded and "python -m pipeline download ltx-2b" in row.note
 
 
 def test_a_single_file_of_another_model_is_refused_in_one_line(hub: Path, tmp_path: Path) -> None:

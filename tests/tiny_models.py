@@ -64,17 +64,13 @@ def build_text_encoder(d_model: int = 32, *, umt5: bool = False) -> Any:
     return model_class(config).eval()
 
 
-def _ltx(*, timestep_conditioning: bool = False) -> Any:
+def ltx_transformer() -> Any:
+    """The tiny LTX transformer (seeded): 2 blocks, 4 heads of 8, 8 latent channels."""
     import torch
-    from diffusers import (
-        AutoencoderKLLTXVideo,
-        FlowMatchEulerDiscreteScheduler,
-        LTXConditionPipeline,
-        LTXVideoTransformer3DModel,
-    )
+    from diffusers import LTXVideoTransformer3DModel
 
     torch.manual_seed(0)
-    transformer = LTXVideoTransformer3DModel(
+    return LTXVideoTransformer3DModel(
         in_channels=8,
         out_channels=8,
         patch_size=1,
@@ -85,6 +81,17 @@ def _ltx(*, timestep_conditioning: bool = False) -> Any:
         num_layers=2,  # first-block cache needs a head and a tail block
         caption_channels=32,
     )
+
+
+def _ltx(*, timestep_conditioning: bool = False) -> Any:
+    import torch
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXConditionPipeline,
+    )
+
+    transformer = ltx_transformer()
     torch.manual_seed(0)
     vae = AutoencoderKLLTXVideo(
         in_channels=3,
@@ -549,3 +556,118 @@ def hub_snapshot(cache: Path, repo_id: str) -> Path:
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(revision)
     return repo / "snapshots" / revision
+
+
+# --- GGUF-quantized transformers in the original layout --------------------------------------
+
+_WAN_ORIGINAL_NAMES = (  # diffusers -> Wan's own names, the inverse of diffusers' conversion
+    ("condition_embedder.time_embedder.linear_1.", "time_embedding.0."),
+    ("condition_embedder.time_embedder.linear_2.", "time_embedding.2."),
+    ("condition_embedder.text_embedder.linear_1.", "text_embedding.0."),
+    ("condition_embedder.text_embedder.linear_2.", "text_embedding.2."),
+    ("condition_embedder.time_proj.", "time_projection.1."),
+    ("condition_embedder.image_embedder.norm1.", "img_emb.proj.0."),
+    ("condition_embedder.image_embedder.ff.net.0.proj.", "img_emb.proj.1."),
+    ("condition_embedder.image_embedder.ff.net.2.", "img_emb.proj.3."),
+    ("condition_embedder.image_embedder.norm2.", "img_emb.proj.4."),
+    (".attn1.", ".self_attn."),
+    (".attn2.", ".cross_attn."),
+    (".to_out.0.", ".o."),
+    (".to_q.", ".q."),
+    (".to_k.", ".k."),
+    (".to_v.", ".v."),
+    (".add_k_proj.", ".k_img."),
+    (".add_v_proj.", ".v_img."),
+    (".norm_added_k.", ".norm_k_img."),
+    (".ffn.net.0.proj.", ".ffn.0."),
+    (".ffn.net.2.", ".ffn.2."),
+    (".norm2.", ".norm3."),  # diffusers swaps Wan's norm2 and norm3 (the cross-attention norm)
+)
+
+
+def wan_original_key(key: str) -> str:
+    """The key of Wan's own checkpoints (and of the published GGUFs) for a diffusers key of
+    `WanTransformer3DModel`."""
+    import re
+
+    if key == "scale_shift_table":
+        return "head.modulation"
+    if key.startswith("proj_out."):
+        return "head.head." + key.removeprefix("proj_out.")
+    key = re.sub(r"^(blocks\.\d+)\.scale_shift_table$", r"\1.modulation", key)
+    for new, old in _WAN_ORIGINAL_NAMES:
+        key = key.replace(new, old)
+    return key
+
+
+def write_gguf(tensors: dict[str, Any], path: str | os.PathLike[str], *, arch: str,
+               qtype: str = "Q8_0", keep_f32: tuple[str, ...] = ()) -> Path:
+    """`tensors` (name -> torch tensor) as a GGUF file laid out as city96's ComfyUI-GGUF tools
+    and llama.cpp's quantizer leave the published diffusion GGUFs: ``general.architecture``
+    `arch`, 2-D weights in `qtype` when their rows fill whole blocks (32 values for Q8_0/Q4_0,
+    256 for K-quants) and F16 when not, 1-D tensors, the names containing a `keep_f32` string
+    and tensors of more than 2 dimensions (Wan's 5-D patch embedding) in F32.
+
+    Unlike the published conversion there is no small-tensor threshold, so a tiny model's
+    weights are really quantized. gguf-py can write F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0
+    (not the K-quants, which only llama.cpp's C quantizer writes)."""
+    import gguf
+    import torch
+
+    kind = gguf.GGMLQuantizationType[qtype]
+    block = gguf.GGML_QUANT_SIZES[kind][0]
+    writer = gguf.GGUFWriter(path=None, arch=arch)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    if (file_type := getattr(gguf.LlamaFileType, f"MOSTLY_{qtype}", None)) is not None:
+        writer.add_file_type(file_type)
+    for name, tensor in tensors.items():
+        data = tensor.detach().to(torch.float32).contiguous().numpy()
+        if data.ndim != 2 or any(keep in name for keep in keep_f32):
+            stored = gguf.GGMLQuantizationType.F32
+        elif data.shape[-1] % block == 0:
+            stored = kind
+        else:
+            stored = gguf.GGMLQuantizationType.F16
+        writer.add_tensor(name, gguf.quants.quantize(data, stored), raw_dtype=stored)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer.write_header_to_file(path=path)
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def write_wan_gguf(transformer: Any, path: str | os.PathLike[str], *, qtype: str = "Q8_0") -> Path:
+    """A diffusers `WanTransformer3DModel` as a GGUF in Wan's original key layout, as QuantStack
+    publishes the Wan 2.2 experts (``blocks.N.self_attn.q.weight``, ``head.modulation``...;
+    ``.modulation`` kept in F32 as ComfyUI-GGUF does). Every key is checked to convert back to
+    the diffusers key through diffusers' own conversion before the file is written."""
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    state = transformer.state_dict()
+    original = {wan_original_key(key): tensor for key, tensor in state.items()}
+    back = convert_wan_transformer_to_diffusers(dict(original))
+    assert back.keys() == state.keys(), sorted(set(back) ^ set(state))
+    assert all(back[key] is state[key] for key in state)
+    return write_gguf(original, path, arch="wan", qtype=qtype, keep_f32=(".modulation",))
+
+
+def write_ltx_gguf(transformer: Any, path: str | os.PathLike[str], *, qtype: str = "Q8_0") -> Path:
+    """A diffusers `LTXVideoTransformer3DModel` as a GGUF in LTX-Video's own key layout without
+    the ``model.diffusion_model.`` prefix (``patchify_proj``, ``adaln_single``, ``q_norm``), as
+    city96 publishes LTX-Video GGUFs; ``scale_shift_table`` kept in F32."""
+    from diffusers.loaders.single_file_utils import (
+        convert_ltx_transformer_checkpoint_to_diffusers,
+    )
+
+    renames = (("proj_in", "patchify_proj"), ("time_embed", "adaln_single"),
+               ("norm_q", "q_norm"), ("norm_k", "k_norm"))
+    state = transformer.state_dict()
+    original: dict[str, Any] = {}
+    for key, tensor in state.items():
+        for new, old in renames:
+            key = key.replace(new, old)
+        original[key] = tensor
+    assert convert_ltx_transformer_checkpoint_to_diffusers(dict(original)).keys() == state.keys()
+    return write_gguf(original, path, arch="ltxv", qtype=qtype, keep_f32=("scale_shift_table",))

@@ -49,7 +49,8 @@ class Queue(commands.Cog):
             ) or "nothing",
             inline=False,
         )
-        workers = self.bot.jobs.dispatcher.workers
+        # Asked now, not as the workers said at start: downloads move, and fail.
+        workers = await self.bot.jobs.dispatcher.refresh_workers()
         embed.add_field(
             name=f"Workers ({len(workers)})",
             value="\n".join(
@@ -59,6 +60,17 @@ class Queue(commands.Cog):
             ) or "none ready yet",
             inline=False,
         )
+        downloads = [
+            f"Downloading {model} for {w.name}: {int(fraction * 100)} %"
+            for w in workers
+            for model, fraction in w.downloads.items()
+        ]
+        if downloads:
+            embed.add_field(
+                name=f"Downloads ({len(downloads)})",
+                value="\n".join(downloads[:LIST_LIMIT]),
+                inline=False,
+            )
         watch = self.bot.loop_watch
         embed.set_footer(
             text=f"Event loop: p99 lag {watch.percentile(0.99) * 1000:.0f} ms, "

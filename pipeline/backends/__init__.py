@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from contract import AUTO, CAMERA, CARDS, BackendOptions, ModelError
 from pipeline.backends.base import Backend, BackendInfo, RenderPlan
+from pipeline.memory.machine import Machine
 from pipeline.presets import AUTO_ORDER, PRESETS, Preset
 
 __all__ = [
@@ -22,80 +23,65 @@ __all__ = [
     "ModelStatus",
     "RenderPlan",
     "available_models",
-    "cuda_memory",
     "load_backend",
     "resolve_auto",
 ]
 
 logger = logging.getLogger("pipeline")
 
-def cuda_memory() -> tuple[float, float] | None:
-    """(free GiB, total GiB) of the current CUDA device, or None without CUDA (or torch)."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
-    free, total = torch.cuda.mem_get_info()
-    return free / 2**30, total / 2**30
-
-
 def resolve_auto(options: BackendOptions | None = None) -> str:
     """What ``auto`` means on this machine, in one log line saying why: the camera move
     without CUDA, else the fastest preset this GPU can run (see :func:`choose_auto`)."""
+    from pipeline.memory.machine import this_machine
+
     options = options or BackendOptions()
     wants_cpu = (options.device or "").startswith("cpu")
-    memory = None if wants_cpu else cuda_memory()
-    if memory is None:
+    machine = None if wants_cpu else this_machine()
+    if machine is None or not machine.vram_bytes:
         why = "CPU device requested" if wants_cpu else "no CUDA GPU"
         logger.info("model auto -> %s (%s): camera moves, no AI", CAMERA, why)
         return CAMERA
-    from pipeline.backends.hub import cached_file, hub_reachable, is_cached
+    from pipeline.backends.hub import hub_reachable
 
-    def downloaded(preset: Preset) -> bool:
-        return all(
-            cached_file(repo, file) if file else is_cached(repo) for repo, file in preset.downloads()
-        )
-
-    name, why = choose_auto(memory, downloaded, hub_reachable)
+    name, why = choose_auto(machine, is_downloaded, hub_reachable)
     logger.info("model auto -> %s: %s", name, why)
     return name
 
 
+def is_downloaded(preset: Preset) -> bool:
+    """Whether every file the preset needs is in the local hub cache (no network)."""
+    from pipeline.backends.hub import cached_file, is_cached
+
+    return all(cached_file(repo, file) if file else is_cached(repo) for repo, file in preset.downloads())
+
+
 def choose_auto(
-    memory: tuple[float, float],
+    machine: Machine,
     downloaded: Callable[[Preset], bool],
     online: Callable[[], bool],
 ) -> tuple[str, str]:
-    """(model, why) for a GPU with `memory` = (free, total) GiB: the first preset of
-    AUTO_ORDER that is downloaded and fits (at least with group offload), else the first that
-    fits and can be downloaded, else the camera move, so an offline GPU box still answers."""
-    free, total = memory
-    fitting = [PRESETS[name] for name in AUTO_ORDER if total >= PRESETS[name].min_vram_gib]
+    """(model, why) on `machine`: the first preset of AUTO_ORDER that is downloaded and that
+    the memory planner fits, else the first that fits and can be downloaded, else the camera
+    move, so an offline GPU box still answers."""
+    from pipeline.memory import plan
+
+    plans = {name: plan(name, vram_bytes=machine.vram_bytes, ram_bytes=machine.ram_bytes) for name in AUTO_ORDER}
+    fitting = [PRESETS[name] for name in AUTO_ORDER if plans[name].runs]
     if not fitting:
-        smallest = min(PRESETS[name].min_vram_gib for name in AUTO_ORDER)
-        return CAMERA, f"no AI preset runs in {total:.0f} GiB of VRAM (the smallest needs {smallest:g})"
+        first = plans[AUTO_ORDER[0]]
+        return CAMERA, f"no AI preset fits this machine ({AUTO_ORDER[0]} {first.reason})"
     for preset in fitting:
         if downloaded(preset):
-            return preset.name, f"fastest downloaded preset for this GPU ({_placement_note(preset, free)})"
+            return preset.name, f"fastest downloaded preset for this machine ({plans[preset.name].reason})"
     first = fitting[0]
     if online():
         return first.name, (
-            f"fastest preset for this GPU ({_placement_note(first, free)}); downloads on first use"
+            f"fastest preset for this machine ({plans[first.name].reason}); downloads on first use"
         )
-    fetch = " and ".join(
-        f"huggingface-cli download {repo}" + (f" {file}" if file else "") for repo, file in first.downloads()
+    return CAMERA, (
+        f"no AI preset is downloaded and the hub is unreachable (to use {first.name}: "
+        f"python -m pipeline download {first.name})"
     )
-    return CAMERA, f"no AI preset is downloaded and the hub is unreachable (to use {first.name}: {fetch})"
-
-
-def _placement_note(preset: Preset, free: float) -> str:
-    if free >= preset.vram_gib:
-        return f"all on the GPU, {free:.0f} GiB free"
-    if free >= preset.offload_vram_gib:
-        return f"model CPU offload, {free:.0f} of {preset.vram_gib:g} GiB free"
-    return f"group offload, {free:.0f} of {preset.vram_gib:g} GiB free"
 
 
 def load_backend(model: str = AUTO, options: BackendOptions | None = None) -> Backend:
@@ -121,7 +107,7 @@ def load_backend(model: str = AUTO, options: BackendOptions | None = None) -> Ba
 
 @dataclass(frozen=True)
 class ModelStatus:
-    """One row of ``python -m pipeline models``: can this machine run this model now?"""
+    """One row of ``python -m pipeline models``: can this machine run this model, and how?"""
 
     name: str
     label: str
@@ -131,17 +117,28 @@ class ModelStatus:
     runnable: bool
     downloaded: bool
     note: str
-    """Why (not), in one line: offload mode it would use, VRAM missing, download needed."""
-    vram_gib: float | None = None
-    """Free VRAM the model wants without offload (None for the camera move)."""
+    """Why (not), in one line: how it is placed, what memory is missing, what to download."""
+    how: str | None = None
+    """The memory plan's tier (e.g. "fp8 weights, group offload"); None when it cannot run."""
+    gpu_peak_gib: float | None = None
+    """Estimated peak GPU memory of the plan."""
+    weights_on_gpu_gib: float | None = None
+    """Weights that stay on the GPU while the denoiser runs."""
+    host_gib: float | None = None
+    """Estimated host RAM of the plan."""
+    denoise_pflop: float | None = None
+    """Denoising work per default clip, counted on the meta device."""
 
 
-def available_models() -> list[ModelStatus]:
-    """Every preset (and the camera move) with whether this machine can run it. No network
-    beyond one short reachability probe of the hub, skipped when HF_HUB_OFFLINE is set."""
-    from pipeline.backends.hub import cached_file, hub_reachable, is_cached
+def available_models(machine: Machine | None = None) -> list[ModelStatus]:
+    """Every preset (and the camera move) with whether `machine` (default: this one, its
+    GPU's total memory and its RAM) can run it and how. No network beyond one short
+    reachability probe of the hub, skipped when HF_HUB_OFFLINE is set."""
+    from pipeline.backends.hub import hub_reachable
+    from pipeline.memory import GIB, plan
+    from pipeline.memory.machine import this_machine
 
-    memory = cuda_memory()
+    machine = machine or this_machine()
     camera = CARDS[CAMERA]
     rows = [
         ModelStatus(
@@ -157,35 +154,19 @@ def available_models() -> list[ModelStatus]:
     ]
     online: bool | None = None
     for preset in PRESETS.values():
-        missing = [
-            f"{repo} {file}" if file else repo
-            for repo, file in preset.downloads()
-            if not (cached_file(repo, file) if file else is_cached(repo))
-        ]
-        downloaded = not missing
+        memory = plan(preset, vram_bytes=machine.vram_bytes, ram_bytes=machine.ram_bytes)
+        downloaded = is_downloaded(preset)
         if not downloaded and online is None:
             online = hub_reachable()
-        runnable = memory is not None and memory[1] >= preset.min_vram_gib
-        if memory is None:
-            note = f"needs a CUDA GPU (>= {preset.min_vram_gib:g} GiB VRAM)"
-        elif memory[1] < preset.min_vram_gib:
-            note = f"needs >= {preset.min_vram_gib:g} GiB VRAM; this GPU has {memory[1]:.0f} GiB"
-        elif memory[0] >= preset.vram_gib:
-            note = "fits in VRAM"
-        elif memory[0] >= preset.offload_vram_gib:
-            note = f"runs with model CPU offload ({memory[0]:.0f} of {preset.vram_gib:g} GiB free)"
-        else:
-            note = (
-                f"runs with group offload, slowly ({memory[0]:.0f} of {preset.vram_gib:g} GiB free)"
-            )
+        runnable = memory.runs
+        note = memory.reason
         if not downloaded:
             if online:
                 note += "; downloads on first use"
             else:
                 runnable = False
-                note += "; not downloaded (" + "; ".join(
-                    f"huggingface-cli download {item}" for item in missing
-                ) + ")"
+                note += f"; not downloaded (python -m pipeline download {preset.name})"
+        need = memory.need
         rows.append(
             ModelStatus(
                 name=preset.name,
@@ -196,7 +177,11 @@ def available_models() -> list[ModelStatus]:
                 runnable=runnable,
                 downloaded=downloaded,
                 note=note,
-                vram_gib=preset.vram_gib,
+                how=need.tier.describe() if need else None,
+                gpu_peak_gib=round(need.gpu_bytes / GIB, 1) if need else None,
+                weights_on_gpu_gib=round(need.weights_on_gpu_bytes / GIB, 1) if need else None,
+                host_gib=round(need.host_bytes / GIB, 1) if need else None,
+                denoise_pflop=round(memory.flops / 1e15, 3) if memory.flops else None,
             )
         )
     return rows

@@ -33,12 +33,19 @@ from pipeline.backends import placement
 from pipeline.backends.base import BackendInfo, Emit, RenderPlan, ShouldStop
 from pipeline.backends.families import Constraints, family_for, supported_kwargs
 from pipeline.backends.frames import fitted, jpeg_preview, to_uint8
+from pipeline.backends.hub import fetch_file, hub_cache_dir
 from pipeline.backends.loader import (
     component_parameters,
     load_pipeline,
     quiet_libraries,
 )
 from pipeline.backends.lora import fuse_loras, load_effects, use_effect
+from pipeline.backends.quantize import (
+    Fp8StorageConfig,
+    GGUFConfig,
+    apply_fp8_storage,
+    load_gguf_components,
+)
 from pipeline.backends.sizing import render_size
 from pipeline.backends.source import ModelSource, resolve, source_for_pipeline
 from pipeline.backends.speedups import denoisers
@@ -61,6 +68,8 @@ from pipeline.backends.speedups.warmup import (
     remove_cache,
     remove_compile,
 )
+from pipeline.backends.text_on_cpu import detach_text_encoder, with_prompt_embeddings
+from pipeline.memory.planner import Tier
 from pipeline.presets import frames_for, motion_prompt
 
 if TYPE_CHECKING:
@@ -97,6 +106,12 @@ class DiffusionBackend:
         self.family = family_for(self.source.family)
         self.options = options or BackendOptions()
         self.offload: placement.Placement = "none"
+        self.tier: Tier | None = None
+        """How the weights are stored and placed (see placement.choose_tier)."""
+        self._placed = False
+        """Whether the tier's placement is decided; else the free-VRAM rule places it."""
+        self._text_encoder: Any = None
+        """The text encoder, on the CPU and out of the pipeline, when the plan says so."""
         self.load_seconds = 0.0
         self._pipe: Any = None
         self._rules: Constraints | None = None
@@ -157,22 +172,58 @@ class DiffusionBackend:
         started = time.perf_counter()
         device = placement.choose_device(self.options)
         dtype = placement.choose_dtype(self.options, self.preset, device)
-        pipe = self._install(
-            lambda: load_pipeline(self.source, placement.dtype_argument(self.preset, dtype)), device
+        self.tier, self._placed = placement.choose_tier(
+            self.options,
+            self.preset,
+            device,
+            is_preset=self.source.name == self.preset.name,
+            label=self.info.label,
         )
+
+        def load() -> Any:
+            components = self._quantized_components(dtype) if self.tier and self.tier.is_gguf else {}
+            return load_pipeline(
+                self.source, placement.dtype_argument(self.preset, dtype), components=components
+            )
+
+        pipe = self._install(load, device)
         self.load_seconds = time.perf_counter() - started
         logger.info(
-            "Loaded %s (%s, %s) on %s as %s, offload %s, attention %s, in %.1f s",
+            "Loaded %s (%s, %s) on %s as %s, weights %s, offload %s, attention %s, in %.1f s",
             self.source.name,
             type(pipe).__name__,
             self.source.family,
             device,
             str(dtype).removeprefix("torch."),
+            self.tier.storage if self.tier else "as saved",
             self.offload,
             self.attention,
             self.load_seconds,
         )
         return pipe
+
+    def _quantized_components(self, dtype: torch.dtype) -> dict[str, Any]:
+        """The denoisers from the preset's GGUF files of the planned quantization (fetched
+        into the hub cache when missing and the hub is reachable)."""
+        assert self.tier is not None
+        published = self.preset.gguf
+        if published is None:
+            raise ModelError(
+                f"{self.info.label} has no GGUF files to load as {self.tier.storage}; use "
+                "WEIGHTS=auto, bf16 or fp8."
+            )
+        files = {
+            name: fetch_file(repo, filename, "The GGUF file")
+            for name, (repo, filename) in published.for_quant(self.tier.storage).items()
+        }
+        source = self.source
+        return load_gguf_components(
+            GGUFConfig(files=files, compute_dtype=str(dtype).removeprefix("torch.")),
+            config_dir=source.files_dir or source.location,
+            local_files_only=source.local_files_only,
+            cache_dir=None if source.is_local else hub_cache_dir(),
+            class_names={name: source.model_index[name][1] for name in files},
+        )
 
     def _install(self, load: Callable[[], Any], device: torch.device) -> Any:
         """Load (or take) the pipeline, read its rules, place it and apply the speed-ups."""
@@ -251,11 +302,21 @@ class DiffusionBackend:
         return placement.memory_need_gib(counts, self.preset, dtype_bytes)
 
     def _place(self, pipe: Any, device: torch.device) -> None:
-        """Put the pipeline on the device, choosing offload from free VRAM when asked to."""
-        dtype_bytes = 2 if self.preset.dtype != "float32" else 4
-        config = placement.offload_config(
-            self.options, device, lambda: self.memory_need_gib(dtype_bytes), name=self.source.name
-        )
+        """Store the denoisers as planned (fp8 before any offload hook), then put the pipeline
+        on the device: as the memory plan says, else by free VRAM against the checkpoint's
+        size."""
+        if self.tier is not None and self.tier.text_encoder_on_cpu:
+            self._text_encoder = detach_text_encoder(pipe)
+        if self.tier is not None and self.tier.storage == "fp8":
+            # Compute in the denoiser's dtype (pipe.dtype may be a float32 VAE's).
+            apply_fp8_storage(pipe, Fp8StorageConfig(), compute_dtype=denoisers(pipe)[0].dtype)
+        if self.tier is not None and self._placed:
+            config = placement.OffloadConfig(device=device, mode=self.tier.placement)
+        else:
+            dtype_bytes = 2 if self.preset.dtype != "float32" else 4
+            config = placement.offload_config(
+                self.options, device, lambda: self.memory_need_gib(dtype_bytes), name=self.source.name
+            )
         placement.apply_offload(pipe, config)
         self.offload = config.mode
         self._tiling = placement.tiling_config(self.options, config)
@@ -420,6 +481,10 @@ class DiffusionBackend:
             image.convert("RGB"),
             end_image.convert("RGB") if end_image is not None else None,
         )
+        if self._text_encoder is not None:
+            kwargs = with_prompt_embeddings(
+                pipe, self._text_encoder, kwargs, guidance=plan.guidance, device=self._device
+            )
         placement.apply_vae_tiling(pipe, self._tiling, plan.width, plan.height)
         self._effect(request.effect)  # a ModelError for an effect this worker lacks
         self._switch_effect(pipe, request.effect)
@@ -480,6 +545,7 @@ class DiffusionBackend:
             except Exception:  # hooks may not be installed; freeing must not fail
                 pass
         self._pipe = None
+        self._text_encoder = None
         placement.free_device_memory()
 
     # --- helpers ------------------------------------------------------------------------------

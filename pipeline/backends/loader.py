@@ -8,6 +8,7 @@ low-memory mode.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,19 @@ def _dtype_kwarg() -> str:
     return "dtype"
 
 
-def load_pipeline(source: ModelSource, dtype: Any) -> Any:
+def load_pipeline(
+    source: ModelSource, dtype: Any, *, components: Mapping[str, Any] | None = None
+) -> Any:
     """`DiffusionPipeline.from_pretrained` (or the family's image-to-video class when
     model_index.json names a text-to-video class) with `dtype` (a torch dtype or a
-    per-component dict). Loading problems become ModelError."""
+    per-component dict). `components`: models already loaded (e.g. GGUF-quantized
+    transformers), used as they are instead of the repo's. Loading problems become ModelError."""
     import diffusers
 
-    if source.load_class == source.class_name:
+    # Components are passed to the pipeline's own class: DiffusionPipeline.from_pretrained reads
+    # the optional components (Wan's transformer and transformer_2) off its own, empty list and
+    # silently loads those from the repo instead of the ones passed.
+    if source.load_class == source.class_name and not components:
         loader = diffusers.DiffusionPipeline
     else:
         loader = getattr(diffusers, source.load_class)
@@ -45,6 +52,8 @@ def load_pipeline(source: ModelSource, dtype: Any) -> Any:
         kwargs["variant"] = source.variant
     if source.single_file is not None:
         kwargs.update(single_file_components(source, dtype))
+    if components:
+        kwargs.update(components)
     try:
         pipe = loader.from_pretrained(source.location, **kwargs)
     except ImportError as exc:

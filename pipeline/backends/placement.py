@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from contract import BackendOptions, ModelError
+from pipeline.memory.planner import Storage, Tier
 from pipeline.presets import Preset
 
 if TYPE_CHECKING:
     import torch
+
+    from pipeline.memory.machine import Machine
 
 logger = logging.getLogger("pipeline")
 
@@ -73,10 +76,18 @@ def dtype_argument(preset: Preset, dtype: torch.dtype) -> Any:
 def memory_need_gib(
     parameters: Mapping[str, int], preset: Preset, dtype_bytes: int = 2
 ) -> tuple[float, float]:
-    """(GiB to keep everything on the GPU, GiB with model offload) from per-component parameter
-    counts; the preset's figures when the counts are unknown (files not on disk)."""
+    """(GiB to keep everything on the GPU, GiB with model offload) of a checkpoint that is not
+    a preset, from its per-component parameter counts; the family preset's counted footprint
+    when the counts are unknown (files not on disk)."""
     if not parameters:
-        return preset.vram_gib, preset.offload_vram_gib
+        from pipeline.memory import footprint_for, need_for
+
+        footprint = footprint_for(preset.name)
+        if footprint is None:
+            return 0.0, 0.0
+        full = need_for(footprint, Tier("bf16", "none")).gpu_bytes
+        offloaded = need_for(footprint, Tier("bf16", "model")).gpu_bytes
+        return full / 2**30, offloaded / 2**30
     sizes = {
         name: n * (4 if name in preset.fp32_components else dtype_bytes) / 2**30
         for name, n in parameters.items()
@@ -95,6 +106,58 @@ def choose_offload(
     if free_gib >= offloaded_gib:
         return "model"
     return "group"
+
+
+def choose_tier(
+    options: BackendOptions,
+    preset: Preset,
+    device: torch.device,
+    *,
+    is_preset: bool,
+    label: str,
+    machine: Callable[[], Machine] | None = None,
+) -> tuple[Tier, bool]:
+    """How the weights are stored and placed, and whether the placement is decided (False:
+    the free-VRAM rule of :func:`offload_config` places it — a checkpoint that is not a
+    preset, with OFFLOAD=auto; it has no counted footprint to plan with).
+
+    On a CPU the weights stay where they are, stored as asked. On CUDA with ``auto`` settings
+    the planner picks the first tier of its ladder that fits the GPU's free memory and the
+    host's available RAM; an operator's OFFLOAD or WEIGHTS narrows the ladder; the retry after
+    running out of memory (`low_memory`) takes the next fitting tier. A preset that fits
+    nowhere is refused in one line."""
+    from pipeline.memory import LADDER, plan
+    from pipeline.memory.footprint import footprint_for
+    from pipeline.memory.machine import this_machine
+
+    storage = options.weights
+    asked: Storage = "bf16" if storage == "auto" else storage  # type: ignore[assignment]
+    if device.type != "cuda":
+        return Tier(asked, "none"), True
+    place = options.offload
+    if storage != "auto" and place != "auto" and not options.low_memory:
+        return Tier(asked, place), True
+    if not is_preset or footprint_for(preset.name) is None:
+        decided = place != "auto" and not options.low_memory
+        return Tier(asked, place if decided else "none"), decided  # type: ignore[arg-type]
+    here = (machine or (lambda: this_machine(free=True)))()
+    allowed = [
+        tier
+        for tier in LADDER
+        if storage in ("auto", tier.storage)
+        and place in ("auto", tier.placement)
+    ]
+    memory = plan(
+        preset,
+        vram_bytes=here.vram_bytes,
+        ram_bytes=here.ram_bytes,
+        allowed=allowed,
+        skip=1 if options.low_memory else 0,
+    )
+    if not memory.runs:
+        raise ModelError(f"{label} cannot run on this machine: it {memory.reason}.")
+    logger.info("memory plan for %s: %s", label, memory.reason)
+    return memory.tier, True
 
 
 @dataclass(frozen=True)

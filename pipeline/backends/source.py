@@ -166,7 +166,8 @@ def _resolve_hub(name: str, repo_id: str, preset: Preset | None) -> ModelSource:
         preset=preset,
         is_local=False,
         files_dir=str(directory),
-        local_files_only=not online,
+        # Complete in the cache (the download step's doing): load without asking the hub.
+        local_files_only=not online or _complete(repo_id, preset),
     )
     if not online and not is_cached(repo_id):
         raise ModelError(
@@ -176,6 +177,18 @@ def _resolve_hub(name: str, repo_id: str, preset: Preset | None) -> ModelSource:
     if preset is not None and source.preset is preset and repo_id == preset.repo_id:
         return replace(source, variant=preset.variant, single_file=preset.single_file)
     return source
+
+
+def _complete(repo_id: str, preset: Preset | None) -> bool:
+    """Whether every file the loader reads from `repo_id` is in the cache (no network)."""
+    from pipeline.backends.loader import SINGLE_FILE_COMPONENTS
+    from pipeline.downloads import Wanted
+    from pipeline.fetcher import is_fetched
+
+    single = preset is not None and preset.repo_id == repo_id and preset.single_file is not None
+    skip = frozenset(SINGLE_FILE_COMPONENTS) if single else frozenset()
+    variant = preset.variant if preset is not None and preset.repo_id == repo_id else None
+    return is_fetched([Wanted(repo_id, skip_weights_of=skip, variant=variant)])
 
 
 def source_for_pipeline(
