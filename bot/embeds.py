@@ -143,6 +143,8 @@ def info(job: Job) -> str:
     ]
     if spec.effect:
         lines.append(f"Effect: {spec.effect}")
+    if clip and clip.prompt and clip.prompt != spec.prompt.strip():
+        lines.append(f"The model read: {clip.prompt}")
     if clip:
         lines.append(f"Output: {clip.width}×{clip.height}, {clip.frames} frames at {clip.fps:g} fps")
         if clip.loop in LOOP_METHODS:

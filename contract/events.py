@@ -53,6 +53,9 @@ class AnimateResult:
     path: str | None = None
     loop: str | None = None
     """How the clip loops ("end frame", "crossfade"); None when it does not."""
+    prompt: str | None = None
+    """The prompt the model read: the member's words with the camera move and motion put
+    into words, or one built from them when the member wrote none; None without a prompt."""
 
     @property
     def duration(self) -> float:

@@ -47,6 +47,8 @@ class ClipSummary:
     warnings: tuple[str, ...] = ()
     loop: str | None = None
     """How the clip loops ("end frame", "crossfade"), for Info."""
+    prompt: str | None = None
+    """The prompt the model read (Info shows it when it is not the member's own words)."""
 
     @property
     def duration(self) -> float:
@@ -65,6 +67,7 @@ class ClipSummary:
             timings=dict(result.timings),
             warnings=tuple(result.warnings),
             loop=result.loop,
+            prompt=result.prompt,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -166,6 +166,7 @@ def animate(
         warnings=tuple(dict.fromkeys(notes)),
         path=video.path,
         loop=loop,
+        prompt=plan.prompt or None,
     )
 
 
