@@ -42,6 +42,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.animate_message",
     "bot.cogs.balance",
     "bot.cogs.credits",
+    "bot.cogs.history",
     "bot.cogs.mod",
     "bot.cogs.queue",
     "bot.cogs.stats",
@@ -104,6 +105,7 @@ class AnimateBot(commands.Bot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.jobs.dispatcher.subscribe(self.delivery.on_event)
+        self.delivery.start()
         self.jobs.dispatcher.subscribe(self.metrics.on_event)
         await self.sync_commands()
         if self._recovery is not None:

@@ -11,15 +11,22 @@ from bot.settings import Settings
 from jobs import Origin, Store
 
 
-def origin_of(interaction: discord.Interaction) -> Origin:
-    """The presser, the interaction as the job's idempotency key, where to show the job, and
-    how large a file this channel takes."""
+def origin_of(interaction: discord.Interaction, *, private: bool | None = None) -> Origin:
+    """The presser, the interaction as the job's idempotency key, where to show the job (and
+    whether the bot may post there at all), and how large a file this channel takes.
+    `private` None: a job made from a private clip (a button on an ephemeral message) is
+    private too, any other is public."""
+    if private is None:
+        message = getattr(interaction, "message", None)
+        private = bool(message is not None and message.flags.ephemeral)
     record = DeliveryRecord(
         application_id=interaction.application_id,
         token=interaction.token,
         token_at=interaction.created_at.timestamp(),
         channel_id=interaction.channel_id,
         guild_id=interaction.guild_id,
+        private=private,
+        channel_open=bot_is_there(interaction),
     )
     return Origin(
         user_id=interaction.user.id,
@@ -27,6 +34,14 @@ def origin_of(interaction: discord.Interaction) -> Origin:
         delivery=record.to_dict(),
         max_bytes=interaction.filesize_limit,
     )
+
+
+def bot_is_there(interaction: discord.Interaction) -> bool:
+    """Whether the bot itself can post where the interaction happened: a guild that installed
+    the app (so the bot is a member), or the bot's own DM. A member's own install of the app
+    also works in guilds without the bot and in group DMs, where only the interaction's
+    webhook (and then a DM) reach them."""
+    return interaction.is_guild_integration() or interaction.context.dm_channel
 
 
 def check_place(interaction: discord.Interaction, settings: Settings) -> None:

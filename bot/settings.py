@@ -107,6 +107,16 @@ class Settings(BaseSettings):
         default=Path("data/animate-bot.sqlite3"), description="a file path for the SQLite database"
     )
     output_dir: Path = Field(default=Path("data/outputs"), description="a directory for finished MP4s")
+    keep_outputs_days: float = Field(
+        default=30.0, ge=0,
+        description="days a delivered video stays in the bot's library before its MP4, photo "
+        "and prompts are removed, a number ≥ 0 (0: forever)",
+    )
+    keep_favourites_days: float = Field(
+        default=0.0, ge=0,
+        description="the same for videos members marked as favourites, a number ≥ 0 (0: "
+        "forever; never shorter than KEEP_OUTPUTS_DAYS)",
+    )
 
     # Models and workers
     model: str = Field(
@@ -390,6 +400,8 @@ class Settings(BaseSettings):
             max_extensions=self.max_extensions,
             max_attempts=self.max_attempts,
             job_timeout_seconds=self.job_timeout_seconds,
+            keep_outputs_days=self.keep_outputs_days,
+            keep_favourites_days=self.keep_favourites_days,
         )
 
     def token(self) -> str:

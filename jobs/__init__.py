@@ -16,6 +16,7 @@ from jobs.records import (
     CreditPolicy,
     Job,
     LedgerEntry,
+    LibraryPage,
     Recovery,
     Tallies,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "JobStatus",
     "JobsConfig",
     "LedgerEntry",
+    "LibraryPage",
     "Listener",
     "ModelUnavailable",
     "NotFinished",

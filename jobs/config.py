@@ -44,6 +44,23 @@ class JobsConfig:
     """Videos one member may start in any 24 hours (None: no limit)."""
     max_attempts: int = 2
     job_timeout_seconds: float = 900.0
+    keep_outputs_days: float = 30.0
+    """Days a delivered clip's MP4 is kept before the bot forgets it as a Delete would (the
+    photo, the prompts and the file go; the row stays for the ledger); 0: forever."""
+    keep_favourites_days: float = 0.0
+    """The same for the clips members marked as favourites; 0: forever. Never shorter than
+    `keep_outputs_days` (a favourite outlives the clips around it)."""
+    retention_interval_seconds: float = 3600.0
+    """How often the retention sweep runs (it also runs at start)."""
     write_patience_seconds: float = 120.0
     """How long a job's final write (its MP4, its end in the database) is retried while the
     disk or the database refuses it, before the job is left for the next start to finish."""
+
+    def kept_seconds(self, *, favourite: bool) -> float | None:
+        """How long after delivery a clip's MP4 is kept; None: forever."""
+        days = self.keep_outputs_days
+        if favourite:
+            if days <= 0 or self.keep_favourites_days <= 0:
+                return None
+            days = max(days, self.keep_favourites_days)
+        return days * 86_400.0 if days > 0 else None

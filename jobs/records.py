@@ -103,6 +103,8 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     delivered_at: float | None = None
+    favourite: bool = False
+    """Marked in the member's library (/history); kept longer by the retention sweep."""
 
     @property
     def model(self) -> str:
@@ -139,7 +141,24 @@ class Job:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             delivered_at=row["delivered_at"],
+            favourite=bool(row["favourite"]),
         )
+
+
+@dataclass(frozen=True)
+class LibraryPage:
+    """One page of a member's library: delivered clips whose MP4 is still kept, newest first
+    (see ``Store.library``)."""
+
+    jobs: list[Job]
+    total: int
+    """Entries in the whole library (or in its favourites, for a favourites page)."""
+    offset: int
+    """How many newer entries come before this page."""
+
+    @property
+    def has_older(self) -> bool:
+        return self.offset + len(self.jobs) < self.total
 
 
 @dataclass(frozen=True)

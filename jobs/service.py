@@ -3,15 +3,17 @@
 One method per action, each returning the job or raising a typed refusal (jobs.refusals) or
 InputError; nothing is charged when one is raised. The rules live here, once: which models
 and lengths are offered, that the member who presses a button pays for the new job, that
-only a finished clip can be extended.
+only a finished clip can be extended. It also keeps the output folder to the operator's
+retention period (KEEP_OUTPUTS_DAYS): a sweep at start and then hourly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,9 @@ from jobs.store import Store
 
 log = logging.getLogger("jobs.service")
 
+RETENTION_BATCH = 100
+"""Clips the retention sweep forgets per transaction (each batch holds the write lock briefly)."""
+
 
 @dataclass(frozen=True)
 class Origin:
@@ -51,6 +56,7 @@ class JobService:
         self.store = store
         self.dispatcher = dispatcher
         self.config = config
+        self._retention: asyncio.Task[None] | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -59,6 +65,8 @@ class JobService:
         Recovery's ``undelivered`` jobs are done but were never delivered: deliver them."""
         recovery = await self.recover()
         await self.dispatcher.start()
+        if self._retention is None or self._retention.done():
+            self._retention = asyncio.create_task(self._keep_outputs(), name="retention")
         return recovery
 
     async def recover(self) -> Recovery:
@@ -72,7 +80,52 @@ class JobService:
         return recovery
 
     async def stop(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+            self._retention = None
         await self.dispatcher.stop()
+
+    # ---- retention -----------------------------------------------------------------------
+
+    async def _keep_outputs(self) -> None:
+        """The retention sweep at start, then every `retention_interval_seconds`; a sweep
+        that fails (the database read-only, the disk gone) is logged and tried next time."""
+        while True:
+            try:
+                await self.expire_outputs()
+            except Exception as exc:  # noqa: BLE001 - never let the sweep end the task
+                log.warning("retention sweep failed, trying again later: %s", exc)
+            await asyncio.sleep(self.config.retention_interval_seconds)
+
+    async def expire_outputs(self) -> int:
+        """Forget delivered clips older than the retention period (KEEP_OUTPUTS_DAYS;
+        favourites KEEP_FAVOURITES_DAYS) as a member's Delete does, MP4 included. Returns
+        how many were forgotten."""
+        config = self.config
+        keep, keep_favourites = config.kept_seconds(favourite=False), config.kept_seconds(favourite=True)
+        if keep is None and keep_favourites is None:
+            return 0
+        now = self.store.clock()
+        forgotten = 0
+        while True:
+            jobs = await self.store.forget_expired(
+                delivered_before=None if keep is None else now - keep,
+                favourites_before=None if keep_favourites is None else now - keep_favourites,
+                limit=RETENTION_BATCH,
+            )
+            await asyncio.to_thread(_remove, [job.result_path for job in jobs if job.result_path])
+            forgotten += len(jobs)
+            if len(jobs) < RETENTION_BATCH:
+                break
+        if forgotten:
+            favourites = "forever" if keep_favourites is None else f"{keep_favourites / 86_400:g} days"
+            log.info(
+                "retention: removed %d videos delivered more than %g days ago (favourites: %s)",
+                forgotten, (keep or 0) / 86_400, favourites,
+            )
+        return forgotten
 
     # ---- the catalogue -------------------------------------------------------------------
 
@@ -261,6 +314,21 @@ class JobService:
         if job.result_path:
             await asyncio.to_thread(Path(job.result_path).unlink, missing_ok=True)
 
+    async def favourite(self, job_id: int, favourite: bool) -> Job:
+        """Mark (or unmark) a kept clip as a favourite: kept for KEEP_FAVOURITES_DAYS instead."""
+        return await self.store.set_favourite(job_id, favourite)
+
+    async def settings_for_new_photo(self, job_id: int) -> JobSpec:
+        """A kept clip's settings for a new photo (the library's New photo): its model while
+        offered (else the default), its length, prompts, camera, motion, loop, effect while
+        offered, and the seed it was made with; no end image. UnknownJob when the clip is no
+        longer kept."""
+        job = await self.store.get_job(job_id)
+        if not job.result_path:
+            raise UnknownJob(job_id)
+        spec = self._carry_over(job)
+        return spec.replace(seed=job.clip.seed if job.clip else spec.seed, max_bytes=None)
+
     async def position(self, job_id: int) -> int | None:
         return await self.store.queue_position(job_id)
 
@@ -272,3 +340,8 @@ class JobService:
         # An effect the operator has since removed (or that the new model lacks) is dropped.
         effect = job.spec.effect if any(e.name == job.spec.effect for e in self.effects(model)) else None
         return job.spec.replace(model=model, duration=duration, effect=effect)
+
+
+def _remove(paths: Iterable[str]) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)

@@ -2,10 +2,11 @@
 tests and are imported by name: tests/ is on sys.path (rootdir conftest, no __init__.py)."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from loopback.fixtures import loopback_discord  # noqa: F401
-from world import private_ray
+from world import Gate, private_ray
 
 
 @pytest.fixture(scope="module")
@@ -15,3 +16,9 @@ def ray_instance() -> Iterator[None]:
     ``pytestmark = pytest.mark.usefixtures("ray_instance")``."""
     with private_ray():
         yield
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Gate:
+    """Jobs wait at this gate (world.GatedCamera) until the test opens it."""
+    return Gate(tmp_path / "gate")

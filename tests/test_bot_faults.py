@@ -34,11 +34,6 @@ PHOTO = small_png()
 
 
 @pytest.fixture
-def gate(tmp_path: Path) -> Gate:
-    return Gate(tmp_path / "gate")
-
-
-@pytest.fixture
 async def world(tmp_path: Path, gate: Gate) -> AsyncIterator[World]:
     async with bot_world(tmp_path, backend_factory=gate.factory) as w:
         yield w

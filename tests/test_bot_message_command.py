@@ -27,7 +27,7 @@ async def test_right_click_a_photo_fill_the_form_and_get_the_video(tmp_path: Pat
         run = await d.message_command("Animate", posted, user=alice)
         form = await run.modal()
         assert form["title"] == "Animate this photo"
-        assert labels(form) == ["Prompt", "Camera", "Model", "Length in seconds", "Loop"]
+        assert labels(form) == ["Prompt", "Camera", "Model", "Length in seconds", "Options"]
         balance = await w.store.balance(alice.id)
 
         bad = await d.submit_modal(run, {"Length in seconds": "soon"}, user=alice)
@@ -38,10 +38,11 @@ async def test_right_click_a_photo_fill_the_form_and_get_the_video(tmp_path: Pat
         done = await d.submit_modal(
             run,
             {"Prompt": "the cat looks up", "Camera": "zoom_in", "Length in seconds": "2",
-             "Loop": "yes"},
+             "Options": ["loop", "private"]},
             user=alice,
         )
-        await done.message(has_video, timeout=60)
+        clip = await done.message(has_video, timeout=60)
+        assert clip.ephemeral  # "Only I see it"
         (job,) = await all_jobs(w.store, alice.id)
         await wait_status(w.store, job.id, "delivered", timeout=10)
         spec = job.spec

@@ -145,9 +145,9 @@ async def test_python_m_bot_starts_syncs_once_and_answers(tmp_path: Path) -> Non
     async with LoopbackDiscord() as discord_:
         env = bot_env(discord_, tmp_path)
         async with python_m_bot(env, tmp_path) as bot:
-            await bot.wait_for_line("synced 7 commands to guilds")
+            await bot.wait_for_line("synced 8 commands to guilds")
             names = {c["name"] for c in discord_.commands(discord_.guild)}
-            assert names == {"Animate", "animate", "balance", "credits", "mod", "queue", "stats"}
+            assert names == {"Animate", "animate", "balance", "credits", "history", "mod", "queue", "stats"}
             assert "Balance" in await answers_balance(discord_)
             # One line each says what serves the jobs: the model and the device.
             ready = await bot.wait_for_line("ready:")

@@ -20,6 +20,7 @@ from bot.attachments import fetch, thumbnail
 from bot.coach import hint, templates_for
 from bot.errors import Refusal
 from bot.formatting import credits
+from bot.installs import anywhere
 from bot.interactions import check_member, origin_of
 from bot.rules import prompt_refusal
 from contract import CAMERA_LABELS, CAMERA_MOVES, PROMPT_MAX, SEED_MAX, card_for
@@ -36,10 +37,12 @@ async def start_job(
     duration: float | None = None,
     prompt: str = "",
     negative: str = "",
+    private: bool | None = None,
     **fields: Any,
 ) -> None:
     """What /animate and the "Animate" form share, once the interaction is deferred: the cheap
-    checks, then the photo fetched and decoded once, then the charge and the job's messages."""
+    checks, then the photo fetched and decoded once, then the charge and the job's messages.
+    `private`: only the member sees the job (None: as :func:`origin_of` infers it)."""
     settings = bot.settings
     await check_member(interaction, settings, bot.store)
     if refusal := prompt_refusal(settings, prompt, negative):
@@ -67,7 +70,9 @@ async def start_job(
         notes.append(soft)
     if spec.prompt and not card.supports_prompt:
         notes.append(f"`{spec.model}` doesn't read prompts; the motion comes from camera and motion strength.")
-    job = await bot.jobs.submit(spec, origin_of(interaction), image=data, end_image=end_data)
+    job = await bot.jobs.submit(
+        spec, origin_of(interaction, private=private), image=data, end_image=end_data
+    )
     await bot.delivery.announce(
         interaction, job,
         balance=await bot.store.balance(interaction.user.id),
@@ -85,6 +90,7 @@ class Animate(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="animate", description="Turn a photo into a short video.")
+    @anywhere
     @app_commands.describe(
         image="the photo to animate",
         prompt="how it should move (type a subject for ideas), e.g. hair moving in a light breeze, slow push-in",
@@ -97,6 +103,7 @@ class Animate(commands.Cog):
         loop="a seamless loop: the end leads back into the start",
         end_image="a last frame to end on (models that support it)",
         effect="a look this server's operators set up for the model (same price)",
+        private="only you see the progress and the video (by DM if it takes over 15 minutes)",
     )
     @app_commands.choices(camera=CAMERA_CHOICES)
     async def animate(
@@ -113,12 +120,13 @@ class Animate(commands.Cog):
         loop: bool = False,
         end_image: discord.Attachment | None = None,
         effect: str | None = None,
+        private: bool = False,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         await start_job(
             self.bot, interaction, image, end_image=end_image,
             model=model, duration=duration, prompt=prompt, negative=negative, camera=camera,
-            motion=motion, seed=seed, loop=loop, effect=effect,
+            motion=motion, seed=seed, loop=loop, effect=effect, private=private,
         )
 
     @animate.autocomplete("model")

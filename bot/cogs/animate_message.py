@@ -12,6 +12,7 @@ from bot.app import AnimateBot
 from bot.cogs.animate import start_job
 from bot.edit import parse_seconds
 from bot.errors import Refusal, answer_error
+from bot.installs import CONTEXTS, INSTALLS
 from bot.interactions import check_member
 from contract import CAMERA_LABELS, CAMERA_MOVES, PROMPT_MAX, card_for
 
@@ -31,7 +32,7 @@ def photo_of(message: discord.Message) -> discord.Attachment:
 
 
 class AnimateForm(discord.ui.Modal, title="Animate this photo"):
-    """/animate's main choices as a form: prompt, camera, model, length and loop."""
+    """/animate's main choices as a form: prompt, camera, model, length, loop and private."""
 
     def __init__(self, bot: AnimateBot, photo: discord.Attachment) -> None:
         super().__init__(timeout=600)
@@ -58,13 +59,17 @@ class AnimateForm(discord.ui.Modal, title="Animate this photo"):
         self.seconds = discord.ui.TextInput(
             max_length=5, required=False, default=f"{card_for(models[0]).default_duration:g}",
         )
-        self.loop = discord.ui.Select(required=False, options=[
-            discord.SelectOption(label="No", value="no", default=True),
-            discord.SelectOption(label="Yes: a seamless loop", value="yes"),
+        # A form holds five components: the yes/no choices share one multi-select.
+        self.options = discord.ui.Select(required=False, min_values=0, max_values=2, options=[
+            discord.SelectOption(label="A seamless loop", value="loop"),
+            discord.SelectOption(
+                label="Only I see it", value="private",
+                description="progress and video private to you (by DM after 15 minutes)",
+            ),
         ])
         for text, item in (
             ("Prompt", self.prompt), ("Camera", self.camera), ("Model", self.model),
-            ("Length in seconds", self.seconds), ("Loop", self.loop),
+            ("Length in seconds", self.seconds), ("Options", self.options),
         ):
             self.add_item(discord.ui.Label(text=text, component=item))
 
@@ -74,7 +79,7 @@ class AnimateForm(discord.ui.Modal, title="Animate this photo"):
             self.bot, interaction, self.photo,
             prompt=self.prompt.value, camera=(self.camera.values or ["static"])[0],
             model=(self.model.values or [None])[0], duration=parse_seconds(self.seconds.value),
-            loop=(self.loop.values or ["no"])[0] == "yes",
+            loop="loop" in self.options.values, private="private" in self.options.values,
         )
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
@@ -85,7 +90,10 @@ class AnimateMessage(commands.Cog):
     def __init__(self, bot: AnimateBot) -> None:
         self.bot = bot
         # Context menus cannot be declared on a cog by decorator: added to the tree here.
-        self.menu = app_commands.ContextMenu(name="Animate", callback=self.animate_message)
+        self.menu = app_commands.ContextMenu(
+            name="Animate", callback=self.animate_message,
+            allowed_installs=INSTALLS, allowed_contexts=CONTEXTS,
+        )
         bot.tree.add_command(self.menu)
 
     async def cog_unload(self) -> None:

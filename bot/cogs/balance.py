@@ -9,6 +9,7 @@ from discord.ext import commands
 from bot.app import AnimateBot
 from bot.catalog import format_prices, price_list
 from bot.formatting import credits, when
+from bot.installs import anywhere
 from jobs import JobStatus
 
 KIND_LABELS = {
@@ -26,6 +27,7 @@ class Balance(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="balance", description="Show your credits, prices and your videos in the queue.")
+    @anywhere
     async def balance(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         store = self.bot.store

@@ -26,6 +26,7 @@ from tenacity import (
 from bot import embeds
 from bot.buttons import job_view
 from bot.delivery.progress import ProgressMessages
+from bot.delivery.record import DeliveryRecord
 from bot.delivery.routes import Routes
 from bot.delivery.upload import ClipUploads, Fit
 from bot.formatting import credits
@@ -35,6 +36,8 @@ from jobs import Job, Store
 log = logging.getLogger("bot.delivery")
 
 RETRY_DELAYS = (10.0, 60.0, 300.0, 900.0)
+TOKEN_WATCH_INTERVAL = 30.0
+"""Seconds between two looks at which jobs are about to outlive their interaction token."""
 
 __all__ = ["Delivery"]
 
@@ -56,6 +59,26 @@ class Delivery:
         """Seconds before each new try of an upload Discord refused (a ban, an outage)."""
         self._locks: dict[int, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.token_watch_interval = TOKEN_WATCH_INTERVAL
+        self._watch: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Watch the interaction tokens of jobs that only the interaction or a DM can reach."""
+        self._watch = asyncio.create_task(self._watch_tokens(), name="watch-tokens")
+
+    async def _watch_tokens(self) -> None:
+        """A job that outlives its token where the bot cannot post (a private result, the
+        member's own install) is told, before the token ends, that the clip comes by DM:
+        nothing else would tell it while it waits in the queue or renders."""
+        while True:
+            await asyncio.sleep(self.token_watch_interval)
+            try:
+                for job in await self.store.jobs():
+                    if self.progress.outlives_token(DeliveryRecord.of(job)):
+                        async with self._lock(job.id):
+                            await self.progress.tell_dm(job)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("could not tell members about their tokens")
 
     def _lock(self, job_id: int) -> asyncio.Lock:
         return self._locks.setdefault(job_id, asyncio.Lock())
@@ -88,12 +111,14 @@ class Delivery:
             if thumbnail is not None:
                 picture = f"photo-{job.id}.jpg"
                 files.append(discord.File(io.BytesIO(thumbnail), filename=picture))
+            private = DeliveryRecord.of(job).private
             message = await interaction.followup.send(
-                content=f"<@{interaction.user.id}>",
+                content=None if private else f"<@{interaction.user.id}>",
                 embed=embeds.queued(job, position, thumbnail=picture),
                 files=files,
                 view=job_view(job.id, ("cancel",)),
                 wait=True,
+                ephemeral=private,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
             await self.routes.note(
@@ -159,6 +184,9 @@ class Delivery:
 
     async def close(self) -> None:
         """Stop pending deliveries and their retries (the next start delivers what is left)."""
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -17,12 +17,20 @@ import discord
 from bot import embeds
 from bot.buttons import job_view
 from bot.delivery.record import DeliveryRecord
-from bot.delivery.routes import GONE, Outgoing, Routes
+from bot.delivery.routes import GONE, TOKEN_LIFETIME, Outgoing, Routes
 from bot.progress_bar import Tracker
 from contract import Failed, Progress
 from jobs import Job
 
 log = logging.getLogger("bot.delivery")
+
+DM_NOTICE_BEFORE = 3 * 60.0
+"""How long before the interaction token ends a private or user-install job says it will
+come by DM (Discord lets the bot answer an interaction for 15 minutes)."""
+DM_NOTICE = (
+    "⏳ This is taking longer than Discord lets me answer here: the video will come to you by "
+    "DM when it is ready (open DMs from this app if you have closed them)."
+)
 
 
 class ProgressMessages:
@@ -70,6 +78,24 @@ class ProgressMessages:
             # Someone deleted the message (or its channel): stop editing, deliver anew.
             await self.routes.note(job, progress_gone=True)
             log.info("progress message of job %d is gone (%d); no more edits", job.id, exc.code)
+
+    def outlives_token(self, record: DeliveryRecord) -> bool:
+        """A job whose only road after the token is a DM (a private result, or a channel the
+        bot is not in) and whose token nears its end while it still works."""
+        if record.channel_allowed or record.told_dm or not record.has_message:
+            return False
+        if not self.routes.token_valid(record):
+            return False
+        return self.clock() - record.token_at >= TOKEN_LIFETIME - DM_NOTICE_BEFORE
+
+    async def tell_dm(self, job: Job) -> None:
+        """Tell the member once, while the message can still be edited, that the clip will
+        come by DM."""
+        try:
+            await self.routes.edit(job, content=DM_NOTICE)
+        except discord.NotFound:
+            pass
+        await self.routes.note(await self.routes.store.get_job(job.id), told_dm=True)
 
     async def failed(self, job: Job, event: Failed) -> None:
         """Tell the member why (the reason says the credits were refunded): on the job's

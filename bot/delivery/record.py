@@ -32,6 +32,14 @@ class DeliveryRecord:
     token_expired: bool = False
     upload_started: bool = False
     """An upload was tried: look for it before posting the clip again."""
+    private: bool = False
+    """The member asked for a private result: the job's messages are ephemeral, and after the
+    token only a DM reaches them (never a channel message)."""
+    channel_open: bool = True
+    """The bot may post in the channel. False where only the member installed the app (a
+    guild without the bot, a group DM): the interaction, then a DM, are the only roads."""
+    told_dm: bool = False
+    """The member was told the clip will come by DM (it outlives the token)."""
     delivered_via: Via | None = None
     result_message_id: int | None = None
     result_url: str | None = None
@@ -54,6 +62,11 @@ class DeliveryRecord:
 
     def replace(self, **changes: Any) -> DeliveryRecord:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def channel_allowed(self) -> bool:
+        """Whether a message may go to the channel (not private, and the bot is there)."""
+        return self.channel_open and not self.private
 
     @property
     def has_message(self) -> bool:

@@ -3,8 +3,9 @@
 1. the job's message, edited through the interaction's webhook token (15 minutes); a new
    follow-up when that message was deleted (10008);
 2. after the token expired (or 50027): a new channel message that mentions the member and
-   replies to the job's message (an edit would not notify them);
-3. the channel is gone or closed to the bot: a DM to the member.
+   replies to the job's message (an edit would not notify them) — never for a private
+   result, nor where the bot is not in the channel (the member's own install of the app);
+3. the channel is gone, closed to the bot or not allowed: a DM to the member.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class Routes:
                 if exc.code != INVALID_TOKEN:
                     raise
                 job, record = await self.note(job, token_expired=True)
+        if not record.channel_allowed:
+            return False  # an ephemeral message, or a channel the bot is not in
         assert record.channel_id is not None
         channel = self.client.get_partial_messageable(record.channel_id)
         kwargs.pop("allowed_mentions", None)
@@ -145,7 +148,7 @@ class Routes:
             extra["view"] = out.view
         if out.file is not None:
             extra["file"] = out.file
-        if record.channel_id:
+        if record.channel_id and record.channel_allowed:
             channel = self.client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
             if record.has_message:
                 extra["reference"] = discord.MessageReference(

@@ -355,13 +355,7 @@ class JobQueue:
             job = await self._job(tx, job_id)
             if job.status in ACTIVE:
                 raise ValueError(f"job {job_id} is still {job.status}; cancel it first")
-            params = job.spec.replace(prompt="", negative_prompt="").to_dict()
-            del params["model"]
-            await tx.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
-            await tx.execute(
-                "UPDATE jobs SET params = ?, delivery = '{}', result_path = NULL WHERE id = ?",
-                (json.dumps(params), job_id),
-            )
+            await forget_in(tx, job)
             return job
 
     # ---- queries -------------------------------------------------------------------------
@@ -410,6 +404,19 @@ class JobQueue:
         if row is None:
             raise UnknownJob(job_id)
         return Job.from_row(row)
+
+
+async def forget_in(tx: _Tx, job: Job) -> None:
+    """Within `tx`: drop an ended job's photo, prompts, delivery record (the interaction token)
+    and its MP4's path; the row stays for the ledger. The caller removes the file."""
+    params = job.spec.replace(prompt="", negative_prompt="").to_dict()
+    del params["model"]
+    await tx.execute("DELETE FROM job_inputs WHERE job_id = ?", (job.id,))
+    await tx.execute(
+        "UPDATE jobs SET params = ?, delivery = '{}', result_path = NULL, favourite = 0"
+        " WHERE id = ?",
+        (json.dumps(params), job.id),
+    )
 
 
 _NONE = object()

@@ -103,6 +103,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_by_user_created ON jobs(user_id, created_at);
     CREATE INDEX jobs_by_finish ON jobs(finished_at);
     """,
+    # 5: the member's library (/history): a favourite flag (favourites are kept longer), a
+    # member's delivered clips that still have their MP4, newest first, and the same clips by
+    # delivery time for the retention sweep (KEEP_OUTPUTS_DAYS).
+    """
+    ALTER TABLE jobs ADD COLUMN favourite INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_library ON jobs(user_id, id DESC)
+        WHERE status = 'delivered' AND result_path IS NOT NULL;
+    CREATE INDEX jobs_kept_outputs ON jobs(delivered_at)
+        WHERE status = 'delivered' AND result_path IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

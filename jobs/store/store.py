@@ -2,7 +2,8 @@
 
 Open with :meth:`Store.open`; safe to share between coroutines and between processes. The
 credits half lives in :mod:`jobs.store.credits`, the queue half in :mod:`jobs.store.queue`,
-blocks in :mod:`jobs.store.moderation`, totals and activity in :mod:`jobs.store.reports`.
+blocks in :mod:`jobs.store.moderation`, totals and activity in :mod:`jobs.store.reports`, a
+member's kept clips and the retention sweep in :mod:`jobs.store.library`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from pathlib import Path
 from jobs.records import CreditPolicy
 from jobs.store.credits import Credits
 from jobs.store.db import Database
+from jobs.store.library import Library
 from jobs.store.moderation import Moderation
 from jobs.store.queue import JobQueue
 from jobs.store.reports import Reports
 
 
-class Store(Credits, JobQueue, Moderation, Reports):
+class Store(Credits, JobQueue, Moderation, Reports, Library):
     def __init__(
         self, db: Database, policy: CreditPolicy, clock: Callable[[], float] = time.time
     ) -> None:

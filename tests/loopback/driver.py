@@ -37,6 +37,7 @@ from .invocations import (
     find_command,
     interaction_payload,
     modal_submission,
+    modal_uploads,
     store_upload,
 )
 from .server import LoopbackServer, RateLimitPolicy
@@ -443,13 +444,22 @@ class LoopbackDiscord:
         self._announce("CHANNEL_CREATE", payloads.channel(channel), guild.id)
         return channel
 
-    def add_guild(self, name: str, *, premium_tier: int = 0, owner: User | None = None) -> Guild:
-        """Another guild the bot is in (GUILD_CREATE is dispatched if the bot is connected)."""
-        guild = self.state.add_guild(name, owner=owner, premium_tier=premium_tier)
-        self._announce(
-            "GUILD_CREATE", payloads.guild_create(self.state, guild, join=True), guild.id
-        )
+    def add_guild(
+        self, name: str, *, premium_tier: int = 0, owner: User | None = None, with_bot: bool = True
+    ) -> Guild:
+        """Another guild the bot is in (GUILD_CREATE is dispatched if the bot is connected);
+        `with_bot=False`: one it is not in, where members use the app they installed
+        themselves (their interactions there are user-install ones)."""
+        guild = self.state.add_guild(name, owner=owner, premium_tier=premium_tier, with_bot=with_bot)
+        if with_bot:
+            self._announce(
+                "GUILD_CREATE", payloads.guild_create(self.state, guild, join=True), guild.id
+            )
         return guild
+
+    def group_dm(self, *users: User | Member) -> Channel:
+        """A group DM of these users; the bot is not in it."""
+        return self.state.group_dm([u.user if isinstance(u, Member) else u for u in users])
 
     def dm_channel(self, user: User | Member) -> Channel:
         return self.state.dm_channel(user.user if isinstance(user, Member) else user)
@@ -462,7 +472,11 @@ class LoopbackDiscord:
         return store_upload(self.state, value, channel_id=(channel or self.general).id)
 
     def _announce(self, event: str, data: dict[str, Any], guild_id: int) -> None:
-        """Dispatch a world change made from sync code, ordered before anything sent after it."""
+        """Dispatch a world change made from sync code, ordered before anything sent after it
+        (never about a guild the bot is not in: Discord does not tell it)."""
+        guild = self.state.guilds.get(guild_id)
+        if guild is not None and self.state.bot.id not in guild.members:
+            return
         if self.gateway.sessions:
             self.gateway.dispatch_soon(event, data, guild_id=guild_id)
 
@@ -746,12 +760,16 @@ class LoopbackDiscord:
         """Fill in and submit the modal the bot opened in answer to `source`.
 
         `values` is keyed by field label or custom_id; required fields and lengths are
-        checked as the Discord client does.
+        checked as the Discord client does. A file-upload field takes an `Upload` (or bytes,
+        or a list of them): uploaded as Discord does, resolved in the submission.
         """
         modal = await source.modal(timeout)
-        data = {"custom_id": modal["custom_id"], "components": modal_submission(modal, values)}
-        actor = self._user(user) if user is not None else source.user
         channel = self.state.channels[source.record.channel_id]
+        values, resolved = modal_uploads(self.state, self.server.cdn, modal, values, channel)
+        data = {"custom_id": modal["custom_id"], "components": modal_submission(modal, values)}
+        if resolved:
+            data["resolved"] = resolved
+        actor = self._user(user) if user is not None else source.user
         message = self.state.live_message(source.record.component_message_id or 0)
         return await self._send(MODAL_SUBMIT, data, actor, channel, message=message)
 

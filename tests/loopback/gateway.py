@@ -277,7 +277,7 @@ class Gateway:
         connection.session = session
         session.connection = connection
         self.identify_count += 1
-        guilds = [g for g in self._state.guilds.values() if session.owns(g.id)]
+        guilds = [g for g in self._state.bot_guilds() if session.owns(g.id)]
         ready: dict[str, Any] = {
             "v": 10,
             "user": {

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from . import components as comp
 from . import payloads
 from .cdn import Cdn
 from .ids import interaction_token
@@ -117,11 +118,26 @@ def find_command(
     )
 
 
+USER_APP_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16)
+"""What a user-installed app may do where the bot is not: view, send (through the interaction),
+embed links, attach files, read history."""
+
+
 def check_available(
     state: DiscordState, command: dict[str, Any], user: User, channel: Channel
 ) -> None:
     """What the Discord client checks before it lets a user run a command."""
     guild = state.guild_of(channel)
+    if not state.bot_in(channel):
+        # Only the user's own install of the app reaches here: a global command that allows
+        # user installs (integration type 1) in this context (0 guild, 2 private channel).
+        context = 0 if guild is not None else 2
+        if command.get("guild_id") or 1 not in (command.get("integration_types") or [0]):
+            raise CommandUnavailable(f"/{command['name']} cannot be installed by users")
+        contexts = command.get("contexts")
+        if contexts is not None and context not in contexts:
+            raise CommandUnavailable(f"/{command['name']} is not available in context {context}")
+        return
     if guild is None:
         contexts = command.get("contexts")
         if (
@@ -342,6 +358,19 @@ def interaction_payload(
             context=0,
             authorizing_integration_owners={"0": str(guild.id)},
         )
+        if not state.bot_in(channel):  # the member's own install in a guild without the bot
+            payload.update(
+                app_permissions=str(USER_APP_PERMISSIONS),
+                authorizing_integration_owners={"1": str(user.id)},
+            )
+    elif not state.bot_in(channel):  # a group DM: only the member's own install is there
+        payload.update(
+            user=payloads.user(user),
+            channel=payloads.channel(channel),
+            app_permissions=str(USER_APP_PERMISSIONS),
+            context=2,
+            authorizing_integration_owners={"1": str(user.id)},
+        )
     else:
         payload.update(
             user=payloads.user(user),
@@ -364,6 +393,35 @@ def interaction_payload(
         attachment_size_limit=limit,
     )
     return interaction
+
+
+def modal_uploads(
+    state: DiscordState, cdn: Cdn, modal: dict[str, Any], values: Mapping[str, Any], channel: Channel
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Files chosen in a modal's file-upload fields (type 19), as Discord sends them: each is
+    uploaded as an ephemeral attachment, the field's value becomes the attachment ids and the
+    attachments go to `resolved`. Returns the values with ids and the `resolved` map."""
+    out = dict(values)
+    resolved = _Resolved(state, cdn, channel)
+    for component in modal.get("components") or []:
+        label = component.get("label") if component.get("type") == comp.LABEL else None
+        field = component.get("component") if label is not None else None
+        if not isinstance(field, dict) or field.get("type") != comp.FILE_UPLOAD:
+            continue
+        key = next((k for k in (label, field.get("custom_id")) if k in out), None)
+        if key is None:
+            continue
+        chosen = out[key] if isinstance(out[key], (list, tuple)) else [out[key]]
+        low, high = field.get("min_values", 1), field.get("max_values", 1)
+        if chosen and not low <= len(chosen) <= high:
+            raise AssertionError(f"modal field {label!r} takes {low}..{high} files")
+        ids = []
+        for upload in chosen:
+            attachment = store_upload(state, upload, channel_id=channel.id)
+            resolved.attachment(attachment)
+            ids.append(attachment.id)
+        out[key] = ids
+    return out, resolved.data
 
 
 def modal_submission(modal: dict[str, Any], values: Mapping[str, Any]) -> list[dict[str, Any]]:

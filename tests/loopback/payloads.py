@@ -12,6 +12,7 @@ from typing import Any
 from .cdn import Cdn
 from .state import (
     DM,
+    GROUP_DM,
     Application,
     Attachment,
     Channel,
@@ -89,10 +90,10 @@ def member(
 
 
 def channel(c: Channel) -> dict[str, Any]:
-    if c.type == DM:
+    if c.type in (DM, GROUP_DM):
         return {
             "id": str(c.id),
-            "type": DM,
+            "type": c.type,
             "last_message_id": str(c.last_message_id) if c.last_message_id else None,
             "recipients": [user(u) for u in c.recipients],
             "flags": 0,

@@ -476,6 +476,9 @@ class RestApi:
         channel = self._state.channels.get(_id(request, "channel_id"))
         if channel is None:
             raise errors.unknown_channel()
+        if not self._state.bot_in(channel):
+            # A guild the bot is not in, or a group DM: only interaction webhooks reach there.
+            raise errors.DiscordError(403, 50001, "Missing Access")
         return channel
 
     def _channel_message(self, request: web.Request, channel: Channel) -> Message:

@@ -52,6 +52,7 @@ COMPONENTS_V2 = 1 << 15
 # Channel types.
 GUILD_TEXT = 0
 DM = 1
+GROUP_DM = 3
 
 # Interaction types.
 PING = 1
@@ -537,7 +538,11 @@ class DiscordState:
         self.touch()
         return user
 
-    def add_guild(self, name: str, *, owner: User | None = None, premium_tier: int = 0) -> Guild:
+    def add_guild(
+        self, name: str, *, owner: User | None = None, premium_tier: int = 0, with_bot: bool = True
+    ) -> Guild:
+        """A guild; `with_bot=False`: the bot is not in it (members may still use the app
+        they installed to their account there: user-install interactions)."""
         guild_id = self.ids.next()
         owner = owner or self.add_user(f"{name.split()[0].lower()}-owner")
         guild = Guild(id=guild_id, name=name, owner_id=owner.id, premium_tier=premium_tier)
@@ -559,7 +564,8 @@ class DiscordState:
         guild.roles[bot_role.id] = bot_role
         self.guilds[guild_id] = guild
         self._add_member(guild, owner)
-        self._add_member(guild, self.bot, roles=[bot_role.id])
+        if with_bot:
+            self._add_member(guild, self.bot, roles=[bot_role.id])
         self.add_channel(guild, "general")
         return guild
 
@@ -620,6 +626,22 @@ class DiscordState:
         self.channels[channel.id] = channel
         self.touch()
         return channel
+
+    def group_dm(self, users: list[User]) -> Channel:
+        """A group DM between users (the bot is not in it): only a user-installed app is there."""
+        channel = Channel(id=self.ids.next(), type=GROUP_DM, recipients=list(users))
+        self.channels[channel.id] = channel
+        self.touch()
+        return channel
+
+    def bot_in(self, channel: Channel) -> bool:
+        """Whether the bot is in the channel: its guild has the bot, or it is the bot's DM."""
+        if channel.guild_id is not None:
+            return self.bot.id in self.guilds[channel.guild_id].members
+        return channel.type == DM
+
+    def bot_guilds(self) -> list[Guild]:
+        return [g for g in self.guilds.values() if self.bot.id in g.members]
 
     def guild_of(self, channel: Channel) -> Guild | None:
         return None if channel.guild_id is None else self.guilds[channel.guild_id]
