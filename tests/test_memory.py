@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tiny_models import hub_snapshot, tiny_wan_a14b_dir, write_wan_gguf  # noqa: F401
+from tiny_models import hub_snapshot, tiny_wan_a14b_dir, write_wan_gguf, write_wan_lora  # noqa: F401
 
 from bench.memory import LiveTensors, fp8_bytes, peak_bytes, quantizable_params
 from bench.random_weights import CONFIGS, build_pipeline
@@ -290,21 +290,32 @@ def a14b_hub(tmp_path, monkeypatch: pytest.MonkeyPatch, tiny_wan_a14b_dir):
     for name, (_repo, filename) in preset.gguf.for_quant("Q8_0").items():  # type: ignore[union-attr]
         (quantized / filename).parent.mkdir(parents=True, exist_ok=True)
         write_wan_gguf(getattr(reference, name), quantized / filename)
+    for seed, lora in enumerate(PRESETS["wan-14b-fast"].loras, start=1):  # the Lightning pair
+        target = hub_snapshot(cache, lora.source) / lora.weight_name  # type: ignore[operator]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_wan_lora(target, seed=seed)
     return cache
 
 
-@pytest.mark.parametrize("weights", ["Q8_0", "fp8"])
-def test_a_preset_renders_with_the_weights_the_plan_names(a14b_hub, weights: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "weights"), [("wan-14b", "Q8_0"), ("wan-14b", "fp8"), ("wan-14b-fast", "Q8_0")]
+)
+def test_a_preset_renders_with_the_weights_the_plan_names(a14b_hub, name: str, weights: str) -> None:
     """WEIGHTS=Q8_0 loads the preset's published GGUF experts from the hub cache; fp8 stores
-    the experts in float8; both render the preset through the product's backend."""
+    the experts in float8; both render the preset through the product's backend. A LoRA
+    cannot be fused into quantized weights: the fast preset's Lightning pair stays on as
+    adapters over the GGUF experts."""
     from diffusers.quantizers.gguf.utils import GGUFLinear
     from PIL import Image
 
     from contract import AnimateRequest
     from pipeline.backends.diffusion import DiffusionBackend
 
-    backend = DiffusionBackend("wan-14b", options=BackendOptions(device="cpu", weights=weights))
+    backend = DiffusionBackend(name, options=BackendOptions(device="cpu", weights=weights))
     assert backend.tier == Tier(weights, "none")
+    if name == "wan-14b-fast":
+        assert [strength for _, strength in backend._kept] == [1.0, 1.0]
+        assert set(backend.pipe.get_active_adapters()) == {adapter for adapter, _ in backend._kept}
     expert = backend.pipe.transformer_2
     if weights == "Q8_0":
         assert any(isinstance(m, GGUFLinear) for m in expert.modules())

@@ -122,6 +122,8 @@ class DiffusionBackend:
         self._effects: dict[str, tuple[Effect, list[str]]] = {}
         """Effect name -> (its settings, its adapters on the pipeline)."""
         self._effect_on: str | None = None
+        self._kept: tuple[tuple[str, float], ...] = ()
+        """Always-on LoRAs left as adapters (GGUF denoisers cannot take a fused LoRA)."""
         # A checkpoint that is not a preset is described by its family's preset card, under its
         # own name.
         label = None
@@ -266,9 +268,12 @@ class DiffusionBackend:
 
             kind = getattr(diffusers, preset.scheduler) if preset.scheduler else type(pipe.scheduler)
             pipe.scheduler = kind.from_config(pipe.scheduler.config, **preset.scheduler_config)
-        fuse_loras(pipe, (*preset.loras, *self.options.loras_for(self.source.name)))
+        quantized = self.tier is not None and self.tier.is_gguf
+        self._kept = fuse_loras(
+            pipe, (*preset.loras, *self.options.loras_for(self.source.name)), quantized=quantized
+        )
         effects = self.options.effects_for(self.source.name)
-        adapters = load_effects(pipe, effects)
+        adapters = load_effects(pipe, effects, kept=self._kept)
         self._effects = {
             effect.name: (effect, adapters[effect.name]) for effect in effects
         }
@@ -289,10 +294,10 @@ class DiffusionBackend:
         if name == self._effect_on or not self._effects:
             return
         if name is None:
-            use_effect(pipe, None)
+            use_effect(pipe, None, kept=self._kept)
         else:
             effect, adapters = self._effects[name]
-            use_effect(pipe, adapters, [spec.strength for spec in effect.loras])
+            use_effect(pipe, adapters, [spec.strength for spec in effect.loras], kept=self._kept)
         self._effect_on = name
 
     def memory_need_gib(self, dtype_bytes: int = 2) -> tuple[float, float]:

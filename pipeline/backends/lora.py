@@ -89,39 +89,64 @@ def load_adapters(pipe: Any, loras: Sequence[LoraSpec], *, prefix: str) -> list[
     return names
 
 
-def fuse_loras(pipe: Any, loras: Sequence[LoraSpec]) -> None:
-    """Load, fuse at each LoRA's strength, and remove the LoRA layers."""
-    names = load_adapters(pipe, loras, prefix="fused_")
+Kept = tuple[tuple[str, float], ...]
+"""Always-on LoRAs left as active adapters: (adapter name, strength)."""
+
+
+def fuse_loras(pipe: Any, loras: Sequence[LoraSpec], *, quantized: bool = False) -> Kept:
+    """Load, fuse at each LoRA's strength, and remove the LoRA layers; returns ().
+
+    `quantized` (GGUF denoisers): a LoRA cannot be fused into quantized weights, so the LoRAs
+    stay loaded as active adapters instead (the same result, a little slower per step), and
+    are returned so that switching effects keeps them on."""
+    names = load_adapters(pipe, loras, prefix="fused_" if not quantized else "kept_")
     if not names:
-        return
+        return ()
+    if quantized:
+        kept = tuple((name, spec.strength) for name, spec in zip(names, loras))
+        _activate(pipe, kept)
+        logger.info("LoRAs kept as adapters on quantized weights: %s", ", ".join(s.label for s in loras))
+        return kept
     for name, spec in zip(names, loras):
         pipe.fuse_lora(components=[spec.component], lora_scale=spec.strength, adapter_names=[name])
     pipe.unload_lora_weights()
     logger.info("fused LoRAs: %s", ", ".join(spec.label for spec in loras))
+    return ()
+
+
+def _activate(pipe: Any, adapters: Kept) -> None:
+    pipe.enable_lora()
+    pipe.set_adapters([name for name, _ in adapters], [strength for _, strength in adapters])
 
 
 def _reason(exc: BaseException) -> str:
     return one_line(exc).rstrip(".")
 
 
-def load_effects(pipe: Any, effects: Sequence[Effect]) -> dict[str, list[str]]:
-    """Load every effect's LoRAs as adapters, then switch them all off: the plain model runs
-    until a job asks for an effect. Returns each effect's adapter names."""
+def load_effects(pipe: Any, effects: Sequence[Effect], *, kept: Kept = ()) -> dict[str, list[str]]:
+    """Load every effect's LoRAs as adapters, then switch them all off (but the `kept`
+    always-on ones): the plain model runs until a job asks for an effect. Returns each
+    effect's adapter names."""
     adapters = {
         effect.name: load_adapters(pipe, effect.loras, prefix=f"effect-{effect.name}-")
         for effect in effects
     }
     if adapters:
-        pipe.disable_lora()
+        use_effect(pipe, None, kept=kept)
         logger.info("effects ready: %s", ", ".join(adapters))
     return adapters
 
 
-def use_effect(pipe: Any, adapters: Sequence[str] | None, strengths: Sequence[float] = ()) -> None:
-    """Switch the adapters of one effect on (at their strengths) and every other one off;
-    None: all off, the plain model. Cheap: no weights are loaded or moved."""
+def use_effect(
+    pipe: Any, adapters: Sequence[str] | None, strengths: Sequence[float] = (), *, kept: Kept = ()
+) -> None:
+    """Switch the adapters of one effect on (at their strengths) and every other one off,
+    the `kept` always-on ones excepted; None: the plain model. Cheap: no weights are loaded
+    or moved."""
     if adapters is None:
-        pipe.disable_lora()
+        if kept:
+            _activate(pipe, kept)
+        else:
+            pipe.disable_lora()
         return
-    pipe.enable_lora()
-    pipe.set_adapters(list(adapters), list(strengths))
+    _activate(pipe, (*kept, *zip(adapters, strengths)))
