@@ -35,6 +35,8 @@ from jobs.store import Store
 log = logging.getLogger("jobs.service")
 
 RETENTION_BATCH = 100
+RETENTION_SINCE_KEY = "retention_since"
+"""Meta key: when retention first ran here (clips older than that count from then)."""
 """Clips the retention sweep forgets per transaction (each batch holds the write lock briefly)."""
 
 
@@ -108,11 +110,22 @@ class JobService:
         if keep is None and keep_favourites is None:
             return 0
         now = self.store.clock()
+        # The retention clock starts when retention first runs on this database: clips made
+        # before the library existed get their full period to be marked as favourites.
+        since = await self.store.get_meta(RETENTION_SINCE_KEY)
+        if since is None:
+            await self.store.set_meta(RETENTION_SINCE_KEY, repr(now))
+            since = repr(now)
+        started = float(since)
+
+        def cutoff(kept: float | None) -> float | None:
+            return None if kept is None or started > now - kept else now - kept
+
         forgotten = 0
         while True:
             jobs = await self.store.forget_expired(
-                delivered_before=None if keep is None else now - keep,
-                favourites_before=None if keep_favourites is None else now - keep_favourites,
+                delivered_before=cutoff(keep),
+                favourites_before=cutoff(keep_favourites),
                 limit=RETENTION_BATCH,
             )
             await asyncio.to_thread(_remove, [job.result_path for job in jobs if job.result_path])

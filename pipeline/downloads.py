@@ -259,7 +259,14 @@ class _Plan:
     missing: list[str] = field(default_factory=list)
     stale: set[str] = field(default_factory=set)
     """Missing files whose cached copy has the wrong size: fetched again with force."""
+    linked: set[str] = field(default_factory=set)
+    """Missing at this commit but whose content is already in the cache (the repo moved on
+    without changing them): fetching only links them, no bytes to count or make room for."""
     paths: dict[str, str] = field(default_factory=dict)
+
+    def to_fetch(self, name: str) -> int:
+        """Bytes a missing file will bring."""
+        return 0 if name in self.linked else self.sizes.get(name, 0)
 
 
 class _Reporter:
@@ -357,12 +364,12 @@ def download(
             "unreachable; check the network (or HF_ENDPOINT) and run the download again."
         )
     silent = _counting_tqdm(lambda n: None)
-    listings: dict[str, tuple[str, dict[str, int]]] = {}
+    listings: dict[str, tuple[str, dict[str, int], dict[str, str]]] = {}
     plans = []
     for item in items:
         with _failures(item.repo_id, cache, token, endpoint, stage="list"):
             plans.append(_plan(item, cache, endpoint, token, listings, silent))
-    remaining = sum(plan.sizes.get(f, 0) for plan in plans for f in plan.missing)
+    remaining = sum(plan.to_fetch(f) for plan in plans for f in plan.missing)
     _check_space(cache, remaining, items[0].repo_id)
     if remaining:
         logger.info(
@@ -374,7 +381,7 @@ def download(
     for plan in plans:
         repo_id = plan.wanted.repo_id
         for name in plan.missing:
-            size = plan.sizes.get(name, 0)
+            size = plan.to_fetch(name)
             reporter.start(repo_id, name, size)
             left = remaining - reporter.finished
             with _failures(repo_id, cache, token, endpoint, stage="fetch", file=name, need=left):
@@ -401,7 +408,7 @@ def _plan(
     cache: str,
     endpoint: str,
     token: str | None,
-    listings: dict[str, tuple[str, dict[str, int]]],
+    listings: dict[str, tuple[str, dict[str, int], dict[str, str]]],
     silent: type,
 ) -> _Plan:
     """List the repo (once per call), fetch model_index.json if needed, pick the files and
@@ -411,10 +418,15 @@ def _plan(
 
         info = HfApi(endpoint=endpoint).model_info(item.repo_id, files_metadata=True, token=token)
         sizes = {s.rfilename: int(s.size or 0) for s in info.siblings or ()}
+        # How the cache names each file's content (blobs/<id>): the LFS sha256, else the git
+        # blob id, as huggingface_hub stores them.
+        blobs = {
+            s.rfilename: (s.lfs.sha256 if s.lfs else s.blob_id) or "" for s in info.siblings or ()
+        }
         if not info.sha:
             raise ModelError(f"Cannot download {item.repo_id!r}: the hub gave no commit for it.")
-        listings[item.repo_id] = (info.sha, sizes)
-    sha, sizes = listings[item.repo_id]
+        listings[item.repo_id] = (info.sha, sizes, blobs)
+    sha, sizes, blobs = listings[item.repo_id]
     plan = _Plan(item, sha, [], sizes)
     model_index = None
     if item.files is None and "model_index.json" in sizes:
@@ -442,6 +454,8 @@ def _plan(
             plan.missing.append(name)
             if stale:
                 plan.stale.add(name)
+            elif _has_blob(cache, item.repo_id, blobs.get(name, ""), sizes.get(name)):
+                plan.linked.add(name)
         else:
             plan.paths[name] = path
     return plan
@@ -463,6 +477,19 @@ def _cached(
     except OSError:
         return None, True
     return path, False
+
+
+def _has_blob(cache: str, repo_id: str, blob: str, size: int | None) -> bool:
+    """Whether the cache already holds this content (complete) under blobs/."""
+    if not blob:
+        return False
+    from huggingface_hub.file_download import repo_folder_name
+
+    path = Path(cache) / repo_folder_name(repo_id=repo_id, repo_type="model") / "blobs" / blob
+    try:
+        return path.is_file() and (not size or path.stat().st_size == size)
+    except OSError:
+        return False
 
 
 def _fetch(

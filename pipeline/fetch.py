@@ -11,30 +11,34 @@ from __future__ import annotations
 from contract import ModelError
 from contract.workers import WEIGHTS
 from pipeline.downloads import Wanted, wanted_for_preset
-from pipeline.memory import plan
+from pipeline.memory import LADDER, plan
 from pipeline.memory.machine import Machine
 from pipeline.presets import Preset
 
 
-def chosen_weights(preset: Preset, machine: Machine, weights: str = "auto") -> tuple[str, str]:
-    """(storage, why): the weights to fetch for `preset` on `machine` ("auto": the plan's)."""
+def chosen_weights(
+    preset: Preset, machine: Machine, weights: str = "auto", offload: str = "auto"
+) -> tuple[str, str]:
+    """(storage, why): the weights to fetch for `preset` on `machine` ("auto": the plan's,
+    within the operator's OFFLOAD as the loader's plan is)."""
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
     if weights != "auto":
         return weights, f"weights {weights} as asked"
     if not machine.vram_bytes:
         return "bf16", "no CUDA GPU here: the preset's own weights"
-    memory = plan(preset, vram_bytes=machine.vram_bytes, ram_bytes=machine.ram_bytes)
+    allowed = [t for t in LADDER if offload in ("auto", t.placement)]
+    memory = plan(preset, vram_bytes=machine.vram_bytes, ram_bytes=machine.ram_bytes, allowed=allowed)
     if not memory.runs:
         return "bf16", f"it {memory.reason}; fetching the preset's own weights anyway"
     return memory.tier.storage, f"planned as {memory.tier.describe()}"
 
 
 def wanted_for_machine(
-    preset: Preset, machine: Machine, *, weights: str = "auto"
+    preset: Preset, machine: Machine, *, weights: str = "auto", offload: str = "auto"
 ) -> tuple[list[Wanted], str]:
     """The hub files `preset` loads on `machine`, and one line saying which weights and why."""
-    storage, why = chosen_weights(preset, machine, weights)
+    storage, why = chosen_weights(preset, machine, weights, offload)
     gguf = None
     if storage not in ("bf16", "fp8"):
         if preset.gguf is None or storage not in preset.gguf.quants:

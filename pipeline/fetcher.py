@@ -98,7 +98,7 @@ def wanted_for_model(model: str, options: BackendOptions) -> tuple[list[Wanted],
         machine = Machine(0, host_ram(available=True))
     else:
         machine = this_machine(free=True)
-    return wanted_for_machine(preset, machine, weights=options.weights)
+    return wanted_for_machine(preset, machine, weights=options.weights, offload=options.offload)
 
 
 def is_fetched(wanted: Sequence[Wanted]) -> bool:

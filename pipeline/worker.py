@@ -229,7 +229,17 @@ class PipelineWorker:
         acquired = False
         oom = False
         try:
-            self._fetcher.wait(model, emit, should_stop)
+            waited: list[Progress] = []
+
+            def relay(progress: Progress) -> None:
+                waited.append(progress)
+                emit(progress)
+
+            self._fetcher.wait(model, relay, should_stop)
+            if waited:
+                # The job layer pauses the job's timeout while it sees downloads; this ends
+                # the pause even if the load that follows waits silently for another one.
+                emit(Progress("load", message="Loading the model"))
             backend = self._models.acquire(key, emit, should_stop)
             acquired = True
             self.errors.pop(model, None)

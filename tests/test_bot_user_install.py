@@ -105,6 +105,19 @@ async def test_a_private_result_is_ephemeral_and_never_posted_in_the_channel(wor
     assert again.ephemeral
     job2 = (await all_jobs(world.store, alice.id))[-1]
     assert DeliveryRecord.of(job2).private is True
+    gate.open(job2.id)
+    await wait_status(world.store, job2.id, "delivered", timeout=60)
+    # The member dismisses a private card mid-render: the clip comes as a new follow-up,
+    # still ephemeral, never a public message.
+    run = await d.slash("animate", {"image": Upload(PHOTO, "p.png"), "duration": 2.0, "private": True, "seed": 9}, user=alice)
+    card = await run.message(lambda m: bool(m.embeds), timeout=15)
+    job3 = (await all_jobs(world.store, alice.id))[-1]
+    await gate.wait_started(job3.id)
+    await d.delete_message(card)
+    gate.open(job3.id)
+    done = await wait_status(world.store, job3.id, "delivered", "failed", timeout=60)
+    assert done.status == "delivered"
     # Bob sees none of it.
     assert not any(has_video(m) for m in d.messages() if not m.ephemeral)
+    assert channel_posts(world, d.general.id) == []
     del bob

@@ -593,3 +593,22 @@ def test_a_downloaded_tiny_pipeline_loads_offline(
     )
     assert type(pipe).__name__ == json.loads(files["model_index.json"])["_class_name"]
     assert Path(snapshot).name == hub.repos["tiny/ltx"].sha
+
+
+def test_a_new_commit_that_changes_nothing_wanted_costs_no_bytes(hub: HubServer) -> None:
+    """The repo moves on (a README edit): every wanted file is 'missing' at the new commit,
+    but its content is already in the cache. Nothing is downloaded, no disk space is asked
+    for, and the progress total is zero."""
+    files = _diffusers_repo()
+    hub.add_repo("org/wan", files)
+    download([Wanted("org/wan")])
+    hub.add_repo("org/wan", {**files, "README.md": b"# edited\n"})  # a new commit
+    hub.reset_log()
+    reports: list[DownloadProgress] = []
+    usage = SimpleNamespace(total=10**12, used=10**12, free=1000)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(downloads.shutil, "disk_usage", lambda path: usage)
+        (snapshot,) = download([Wanted("org/wan")], progress=reports.append)
+    assert Path(snapshot).name == hub.repos["org/wan"].sha
+    assert not [r for r in hub.fetched() if r[1].endswith(".safetensors")]  # no weights again
+    assert reports and reports[-1].total_bytes == 0

@@ -30,6 +30,7 @@ from bot.library import NOT_YOURS
 from contract import JobSpec
 from jobs import CreditPolicy, Job, JobsConfig, JobService, Store, UnknownJob
 from jobs import service as service_module
+from jobs.service import RETENTION_SINCE_KEY
 from pipeline.probe import probe
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("ray_instance")]
@@ -94,11 +95,13 @@ async def forged_click(d: LoopbackDiscord, page: Message, custom_id: str, user: 
 
 
 async def age(w: World, job_id: int, days: float) -> None:
-    """Pretend the job was delivered `days` ago."""
+    """Pretend the job was delivered `days` ago, on a database whose retention has run for a
+    year (on an upgraded one it starts at the first sweep: see the test below)."""
     async with w.store.db.write() as tx:
         await tx.execute(
             "UPDATE jobs SET delivered_at = ? WHERE id = ?", (time.time() - days * DAY, job_id)
         )
+    await w.store.set_meta(RETENTION_SINCE_KEY, repr(time.time() - 365 * DAY))
 
 
 # ---- through the loopback Discord ------------------------------------------------------------
@@ -323,6 +326,11 @@ async def test_retention_periods_and_batches(tmp_path: Path, monkeypatch: pytest
         clock.now = 1_000_000_000.0
         monkeypatch.setattr(service_module, "RETENTION_BATCH", 1)  # one clip per transaction
         service = JobService(store, None, JobsConfig(keep_outputs_days=30, keep_favourites_days=90))  # type: ignore[arg-type]
+        # The first sweep on a database (an upgrade: clips made before the library existed)
+        # removes nothing: the period starts now, so members can still mark favourites.
+        assert await service.expire_outputs() == 0
+        assert await store.get_meta(RETENTION_SINCE_KEY) == repr(clock.now)
+        await store.set_meta(RETENTION_SINCE_KEY, repr(clock.now - 365 * DAY))
         assert await service.expire_outputs() == 3
         gone = {"old", "older", "ancient favourite"}
         for name, job in made.items():

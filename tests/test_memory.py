@@ -229,12 +229,15 @@ def test_the_worker_takes_the_plan_and_steps_down_after_running_out_of_memory() 
     retry, _ = choose_tier(
         BackendOptions(low_memory=True), preset, cuda, is_preset=True, label="Wan", machine=machine
     )
+    footprint = footprint_for("wan-14b-fast")
+    assert footprint is not None
     fitting = [
-        t for t in LADDER
+        need_for(footprint, t) for t in LADDER
         if plan(preset, vram_bytes=24 * GIB, ram_bytes=64 * GIB, allowed=[t]).runs
         and (not t.is_gguf or t.storage in preset.gguf.quants)  # type: ignore[union-attr]
     ]
-    assert retry == fitting[1] != first
+    # The next fitting tier that needs less GPU memory than the one that ran out.
+    assert retry == next(n.tier for n in fitting if n.gpu_bytes < fitting[0].gpu_bytes) != first
     # An operator's WEIGHTS narrows the ladder; on a CPU nothing is planned.
     forced, _ = choose_tier(
         BackendOptions(weights="fp8"), preset, cuda, is_preset=True, label="Wan", machine=machine
@@ -245,6 +248,15 @@ def test_the_worker_takes_the_plan_and_steps_down_after_running_out_of_memory() 
     assert choose_tier(
         BackendOptions(weights="fp8"), preset, cuda, is_preset=False, label="x", machine=machine
     ) == (Tier("fp8", "none"), False)
+    # GGUF weights only where the preset publishes them (never for a checkpoint of its own).
+    for other, is_preset in ((PRESETS["ltx"], True), (preset, False)):
+        with pytest.raises(ModelError, match=r"^X has no Q4_K_M GGUF files; set WEIGHTS to auto, bf16 or fp8\.$"):
+            choose_tier(BackendOptions(weights="Q4_K_M"), other, cuda, is_preset=is_preset, label="X", machine=machine)
+    # Both forced: the retry keeps them rather than refuse what the first attempt accepted.
+    forced_both = BackendOptions(weights="bf16", offload="group", low_memory=True)
+    assert choose_tier(forced_both, preset, cuda, is_preset=True, label="Wan", machine=machine) == (
+        Tier("bf16", "group"), True,
+    )
     with pytest.raises(ModelError, match=r"^Wan cannot run on this machine: it does not fit: needs at least"):
         choose_tier(
             BackendOptions(), preset, cuda, is_preset=True, label="Wan",

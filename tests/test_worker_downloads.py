@@ -134,7 +134,7 @@ def as_tiny(monkeypatch: pytest.MonkeyPatch, repo: str = TINY) -> None:
     """Every preset's files are `repo`'s: the production path from the preset table and this
     machine's memory plan on, with only the files' repo replaced."""
     monkeypatch.setattr(
-        fetcher, "wanted_for_machine", lambda preset, machine, weights="auto": ([Wanted(repo)], "test")
+        fetcher, "wanted_for_machine", lambda preset, machine, weights="auto", offload="auto": ([Wanted(repo)], "test")
     )
 
 

@@ -31,7 +31,7 @@ from bot.delivery.routes import Routes
 from bot.delivery.upload import ClipUploads, Fit
 from bot.formatting import credits
 from contract import AnimateResult, Event, Failed, Progress
-from jobs import Job, Store
+from jobs import ACTIVE, Job, Store
 
 log = logging.getLogger("bot.delivery")
 
@@ -73,9 +73,13 @@ class Delivery:
         while True:
             await asyncio.sleep(self.token_watch_interval)
             try:
-                for job in await self.store.jobs():
-                    if self.progress.outlives_token(DeliveryRecord.of(job)):
-                        async with self._lock(job.id):
+                for listed in await self.store.jobs():
+                    if not self.progress.outlives_token(DeliveryRecord.of(listed)):
+                        continue
+                    async with self._lock(listed.id):
+                        # Read again under the lock: the clip may have been delivered since.
+                        job = await self.store.get_job(listed.id)
+                        if job.status in ACTIVE and self.progress.outlives_token(DeliveryRecord.of(job)):
                             await self.progress.tell_dm(job)
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("could not tell members about their tokens")

@@ -78,7 +78,11 @@ class Routes:
 
     def _webhook(self, record: DeliveryRecord) -> discord.Webhook:
         assert record.application_id is not None and record.token is not None
-        return discord.Webhook.partial(record.application_id, record.token, client=self.client)
+        webhook = discord.Webhook.partial(record.application_id, record.token, client=self.client)
+        # The interaction's webhook is an application webhook (what interaction.followup is):
+        # discord.py sends ephemeral follow-ups only through one of those.
+        webhook.type = discord.WebhookType.application
+        return webhook
 
     async def edit(self, job: Job, **kwargs: Any) -> bool:
         """Edit the job's message: by webhook while the token lives (True), else as the bot
@@ -128,7 +132,7 @@ class Routes:
                     extra["file"] = out.file
                 message = await self._webhook(record).send(
                     content=out.content, embed=out.embed, wait=True, allowed_mentions=mentions,
-                    **extra,
+                    ephemeral=record.private, **extra,  # a private result stays private
                 )
                 return Posted("interaction", message.id)
             except discord.HTTPException as exc:

@@ -132,11 +132,17 @@ def choose_tier(
 
     storage = options.weights
     asked: Storage = "bf16" if storage == "auto" else storage  # type: ignore[assignment]
+    if asked not in ("bf16", "fp8"):
+        published = preset.gguf.quants if preset.gguf and is_preset else ()
+        if asked not in published:
+            raise ModelError(
+                f"{label} has no {asked} GGUF files; set WEIGHTS to auto, bf16 or fp8."
+            )
     if device.type != "cuda":
         return Tier(asked, "none"), True
     place = options.offload
-    if storage != "auto" and place != "auto" and not options.low_memory:
-        return Tier(asked, place), True
+    if storage != "auto" and place != "auto":
+        return Tier(asked, place), True  # forced: the retry keeps it (tiling is on by then)
     if not is_preset or footprint_for(preset.name) is None:
         decided = place != "auto" and not options.low_memory
         return Tier(asked, place if decided else "none"), decided  # type: ignore[arg-type]

@@ -224,8 +224,9 @@ def plan(
 ) -> MemoryPlan:
     """The first tier of the ladder that fits `vram_bytes` of GPU and `ram_bytes` of RAM.
 
-    `skip` steps that many fitting tiers further down, stopping at the last (the retry after
-    running out of memory: the estimate was too low, so take the next safer tier). `allowed` narrows the ladder
+    `skip` (the retry after running out of memory: the estimate was too low) steps that many
+    times to the next fitting tier that needs less GPU memory than the one before, stopping
+    at the last such tier. `allowed` narrows the ladder
     (an operator's OFFLOAD or WEIGHTS setting)."""
     preset = PRESETS[preset] if isinstance(preset, str) else preset
     footprint = footprint_for(preset.name)
@@ -241,7 +242,12 @@ def plan(
     if vram_bytes <= 0:
         return MemoryPlan(preset.name, 0, ram_bytes, None, smallest, flops)
     fitting = [n for n in needs if n.gpu_bytes <= vram_bytes and n.host_bytes <= ram_bytes]
-    chosen = fitting[min(skip, len(fitting) - 1)] if fitting else None
+    chosen = fitting[0] if fitting else None
+    for _ in range(skip):
+        smaller = [n for n in fitting if chosen is not None and n.gpu_bytes < chosen.gpu_bytes]
+        if not smaller:
+            break
+        chosen = smaller[0]
     return MemoryPlan(preset.name, vram_bytes, ram_bytes, chosen, smallest, flops)
 
 
