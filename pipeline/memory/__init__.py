@@ -19,7 +19,6 @@ from pipeline.memory.planner import (
     Tier,
     need_for,
     plan,
-    plans,
 )
 
 __all__ = [
@@ -34,5 +33,4 @@ __all__ = [
     "footprints",
     "need_for",
     "plan",
-    "plans",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -63,7 +63,6 @@ class Footprint:
     components: tuple[ComponentFootprint, ...]
     denoise_pflop: float | None = None
     """Denoising work per default clip (``python -m bench flops``), when counted."""
-    notes: tuple[str, ...] = field(default=())
 
     def by_role(self, role: Role) -> list[ComponentFootprint]:
         return [c for c in self.components if c.role == role]
@@ -78,7 +77,7 @@ class Footprint:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Footprint:
         components = tuple(ComponentFootprint(**c) for c in data["components"])
-        return cls(**{**data, "components": components, "notes": tuple(data.get("notes", ()))})
+        return cls(**{**data, "components": components})
 
 
 @cache

@@ -16,11 +16,6 @@ class Machine:
     ram_bytes: int
     gpu: str = ""
 
-    @classmethod
-    def of_size(cls, vram_gib: float, ram_gib: float) -> Machine:
-        """A machine described by the operator (``--vram 12 --ram 32``)."""
-        return cls(int(vram_gib * GIB), int(ram_gib * GIB), f"{vram_gib:g} GB GPU")
-
 
 def host_ram(*, available: bool) -> int:
     """Total host RAM, or what is available now (Linux's MemAvailable: free plus reclaimable

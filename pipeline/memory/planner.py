@@ -31,8 +31,8 @@ calibrated it yet (the README says so).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal
 
 from contract import ModelError
@@ -120,7 +120,6 @@ class MemoryPlan:
     smallest: Need | None = None
     """The tier needing the least GPU memory, to say what would be enough."""
     flops: float | None = None
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def runs(self) -> bool:
@@ -249,10 +248,3 @@ def plan(
             break
         chosen = smaller[0]
     return MemoryPlan(preset.name, vram_bytes, ram_bytes, chosen, smallest, flops)
-
-
-def plans(
-    vram_bytes: int, ram_bytes: int, names: Sequence[str] | None = None
-) -> list[MemoryPlan]:
-    """Every preset's plan on one machine, in preset order."""
-    return [plan(PRESETS[name], vram_bytes=vram_bytes, ram_bytes=ram_bytes) for name in names or PRESETS]
