@@ -23,9 +23,10 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/venv
 
-# torch with CUDA 12.8 kernels first (its own index), then the project and the rest.
+# torch with CUDA 12.8 kernels first (its own index; torchvision from the same build, for
+# spandrel's upscaler), then the project and the rest.
 RUN pip install --upgrade pip \
- && pip install torch --index-url https://download.pytorch.org/whl/cu128
+ && pip install torch torchvision --index-url https://download.pytorch.org/whl/cu128
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -33,7 +34,7 @@ COPY bot ./bot
 COPY contract ./contract
 COPY jobs ./jobs
 COPY pipeline ./pipeline
-RUN pip install .
+RUN pip install ".[upscale]"
 
 RUN useradd --create-home --uid 10001 animate \
  && mkdir -p /data /hf-cache \

@@ -11,6 +11,8 @@ BIN    := $(VENV)/bin
 TEST_TORCH ?= torch==2.13.0
 RUN_TORCH  ?= torch
 PYTEST_ARGS ?=
+# Upscale 2×: spandrel without its torchvision requirement (see [upscale] in pyproject.toml).
+FINISH_DEPS := "spandrel>=0.4" "einops>=0.7"
 
 .PHONY: run test bench clean
 
@@ -21,11 +23,13 @@ $(BIN)/python:
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q "$(TEST_TORCH)"
 	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q --no-deps $(FINISH_DEPS)
 	touch $@
 
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q "$(RUN_TORCH)"
 	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --no-deps $(FINISH_DEPS)
 	touch $@
 
 run: $(VENV)/.run-installed

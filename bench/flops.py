@@ -4,8 +4,10 @@ For each preset whose full-size configs are committed (pipeline/configs/), the p
 on `meta` from them and one forward of each part is run under torch's FlopCounterMode at the
 preset's default clip: the denoiser (per forward, per step with classifier-free guidance's
 second pass counted, per clip), the text encoder (one prompt, plus the negative prompt when
-CFG is on), the VAE encoding the conditioning and decoding the clip; and the weight bytes of
-each component in the dtype the preset runs it in. These numbers are stable on any machine,
+CFG is on), the VAE encoding the conditioning and decoding the clip, and any further part a
+pipeline runs once per clip (LTX-2's text connectors, audio VAE decoder and vocoder: its
+denoiser also carries the clip's audio tokens); and the weight bytes of each component in the
+dtype the preset runs it in. These numbers are stable on any machine,
 unlike seconds: a fast preset is one that does less work.
 
     python -m bench flops
@@ -13,8 +15,8 @@ unlike seconds: a fast preset is one that does less work.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,10 @@ CLIPS: dict[str, Clip] = {
     "wan": Clip("wan", "wan", CONFIGS / "wan-5b", 1280, 704, 121),
     "wan-14b": Clip("wan-14b", "wan-14b", CONFIGS / "wan-14b", 832, 480, 81),
     "wan-14b-fast": Clip("wan-14b-fast", "wan-14b-fast", CONFIGS / "wan-14b", 832, 480, 81, 10.0),
+    "ltx2": Clip(
+        "ltx2", "ltx2", CONFIGS / "ltx2-distilled", 768, 512, 121,
+        note="video and 5.04 s of audio (126 latent frames) in one forward",
+    ),
 }
 NOT_COUNTED = {
     "ltx": "LTX-Video 0.9.8 13B: no full-size config committed yet",
@@ -68,6 +74,8 @@ class Count:
     vae_encode: float
     vae_decode: float
     weight_bytes: dict[str, int]
+    extra: dict[str, float] = field(default_factory=dict)
+    """Once-per-clip parts beyond these, by component (LTX-2: connectors, audio_vae, vocoder)."""
 
     @property
     def denoiser_per_step(self) -> float:
@@ -102,6 +110,9 @@ class Stages:
     vae_decode: Stage
     denoiser_batch: int = 1
     """Rows per denoiser call: 2 where the pipeline batches CFG's two passes (LTX, SVD, CogVideoX)."""
+    extra: Mapping[str, Stage] = field(default_factory=dict)
+    """Further once-per-clip parts, by the component that runs them (LTX-2: the text
+    connectors, the audio VAE decoding the clip's sound, the vocoder)."""
 
 
 def count(clip: Clip) -> Count:
@@ -117,7 +128,7 @@ def count(clip: Clip) -> Count:
         for name, module in pipe.components.items()
         if hasattr(module, "parameters")
     }
-    work = stages(pipe, preset.family, clip.width, clip.height, clip.frames, dtype)
+    work = stages(pipe, preset.family, clip.width, clip.height, clip.frames, dtype, fps=preset.fps)
     return Count(
         denoiser_per_forward=flops(work.denoiser),
         forwards_per_step=2 if cfg else 1,
@@ -126,12 +137,19 @@ def count(clip: Clip) -> Count:
         vae_encode=flops(work.vae_encode),
         vae_decode=flops(work.vae_decode),
         weight_bytes=weights,
+        extra={name: flops(stage) for name, stage in work.extra.items()},
     )
 
 
-def stages(pipe: Any, family: str, width: int, height: int, frames: int, dtype: Any, *, cfg_batch: int = 1) -> Stages:
+def stages(
+    pipe: Any, family: str, width: int, height: int, frames: int, dtype: Any, *, cfg_batch: int = 1,
+    fps: float = 24.0,
+) -> Stages:
     """The calls of `family`'s pipeline for one clip, on `meta` tensors. `cfg_batch` 2 runs the
-    denoiser as the pipeline does when it batches CFG's conditional and unconditional passes."""
+    denoiser as the pipeline does when it batches CFG's conditional and unconditional passes;
+    `fps` sets the clip's duration where a pipeline generates sound alongside (LTX-2)."""
+    if family == "ltx2":
+        return _ltx2(pipe, width, height, frames, dtype, cfg_batch, fps)
     if family == "wan":
         return _wan(pipe, width, height, frames, dtype)
     if family == "ltx":
@@ -208,6 +226,76 @@ def _ltx(pipe: Any, width: int, height: int, frames: int, dtype: Any, batch: int
     )
 
 
+LTX2_TEXT_TOKENS = 1024
+"""LTX-2's prompt length: ``encode_prompt`` pads every prompt to ``max_sequence_length``
+(1024 by default) and the connectors keep that length."""
+
+
+def audio_latent_frames(pipe: Any, frames: int, fps: float) -> int:
+    """Audio latent frames of a clip, as ``LTX2ImageToVideoPipeline.__call__`` computes them:
+    duration × sample rate / mel hop / the audio VAE's temporal compression, rounded
+    (121 frames at 24 fps: 5.04 s × 16000 / 160 / 4 = 126)."""
+    per_second = pipe.audio_sampling_rate / pipe.audio_hop_length / float(pipe.audio_vae_temporal_compression_ratio)
+    return round(frames / fps * per_second)
+
+
+def _ltx2(pipe: Any, width: int, height: int, frames: int, dtype: Any, batch: int, fps: float) -> Stages:
+    """LTX-2 (``LTX2ImageToVideoPipeline``): Gemma 3's hidden states of every layer go through
+    the text connectors (one video and one audio embedding), then each step runs the
+    transformer once over the video tokens and the clip's audio tokens together; the video VAE
+    decodes the frames, the audio VAE the mel spectrogram, and the vocoder makes the waveform."""
+    import torch
+
+    vae, audio_vae, transformer = pipe.vae, pipe.audio_vae, pipe.transformer
+    config = transformer.config
+    latent_frames = (frames - 1) // pipe.vae_temporal_compression_ratio + 1
+    h = height // pipe.vae_spatial_compression_ratio
+    w = width // pipe.vae_spatial_compression_ratio
+    tokens, text_tokens = latent_frames * h * w, LTX2_TEXT_TOKENS
+    audio_frames = audio_latent_frames(pipe, frames, fps)
+    mel_bins = audio_vae.config.mel_bins // pipe.audio_vae_mel_compression_ratio
+    encoder = pipe.text_encoder
+    text_config = encoder.config.get_text_config()
+    layers = text_config.num_hidden_layers + 1  # the embeddings and every layer's output
+    vae_dtype = next(vae.parameters()).dtype
+    audio_dtype = next(audio_vae.parameters()).dtype
+    with torch.device("meta"):
+        ids = torch.zeros(1, text_tokens, dtype=torch.long)
+        stacked = torch.empty(batch, text_tokens, text_config.hidden_size * layers, dtype=dtype)
+        text_mask = torch.ones(batch, text_tokens, dtype=torch.long)
+        video_text, audio_text, connector_mask = pipe.connectors(stacked, text_mask, padding_side="left")
+        hidden = torch.empty(batch, tokens, config.in_channels, dtype=dtype)
+        audio_hidden = torch.empty(batch, audio_frames, config.audio_in_channels, dtype=dtype)
+        timestep = torch.empty(batch, tokens)  # per token: the photo's frame is not noised
+        sigma = torch.empty(batch)
+        photo = torch.empty(1, 3, 1, height, width, dtype=vae_dtype)
+        latents = torch.empty(1, vae.config.latent_channels, latent_frames, h, w, dtype=vae_dtype)
+        audio_latents = torch.empty(1, audio_vae.config.latent_channels, audio_frames, mel_bins, dtype=audio_dtype)
+        mel = audio_vae.decode(audio_latents, return_dict=False)[0]
+    return Stages(
+        denoiser=lambda: transformer(
+            hidden_states=hidden, audio_hidden_states=audio_hidden,
+            encoder_hidden_states=video_text, audio_encoder_hidden_states=audio_text,
+            timestep=timestep, audio_timestep=sigma, sigma=sigma,
+            encoder_attention_mask=connector_mask, audio_encoder_attention_mask=connector_mask,
+            num_frames=latent_frames, height=h, width=w, fps=fps, audio_num_frames=audio_frames,
+            use_cross_timestep=True, return_dict=False,
+        ),
+        # As ``_get_gemma_prompt_embeds``: the full model (its vocabulary head included), every
+        # layer's hidden states stacked. The pipeline passes the padding mask too; on `meta` a
+        # mask cannot be inspected, and an all-ones mask costs the same work.
+        text_encoder=lambda: torch.stack(encoder(input_ids=ids, output_hidden_states=True).hidden_states, dim=-1),
+        vae_encode=lambda: vae.encode(photo),
+        vae_decode=lambda: vae.decode(latents, None),
+        denoiser_batch=batch,
+        extra={
+            "connectors": lambda: pipe.connectors(stacked, text_mask, padding_side="left"),
+            "audio_vae": lambda: audio_vae.decode(audio_latents),
+            "vocoder": lambda: pipe.vocoder(mel),
+        },
+    )
+
+
 def _svd(pipe: Any, width: int, height: int, frames: int, dtype: Any, batch: int = 1) -> Stages:
     import torch
 
@@ -275,6 +363,10 @@ def figures_for(clip: Clip, work: Count) -> list[Figure]:
         f"{name} {size / GIB:.1f}" for name, size in sorted(work.weight_bytes.items()) if size
     )
     name = clip.name
+    sound = [
+        Figure(f"{name}_{part}_tflop", value / 1e12, "TFLOP", detail=EXTRA_DETAIL.get(part, ""))
+        for part, value in work.extra.items()
+    ]
     return [
         Figure(f"{name}_denoise_pflop_per_clip", work.denoiser_per_clip / 1e15, "PFLOP",
                target=clip.target_pflop, detail=f"{shape}; {clip.note}".rstrip("; ")),
@@ -283,9 +375,17 @@ def figures_for(clip: Clip, work: Count) -> list[Figure]:
                detail="one prompt" + (" and its negative" if work.forwards_per_step == 2 else "")),
         Figure(f"{name}_vae_tflop", (work.vae_encode + work.vae_decode) / 1e12, "TFLOP",
                detail=f"encode {work.vae_encode / 1e12:.1f} + decode {work.vae_decode / 1e12:.1f}"),
+        *sound,
         Figure(f"{name}_weights_gib", sum(work.weight_bytes.values()) / GIB, "GiB",
                detail=f"{preset.dtype} (VAE float32 where the preset keeps it): {weights}"),
     ]
+
+
+EXTRA_DETAIL = {
+    "connectors": "text connectors: Gemma's stacked hidden states to the video and audio prompt embeddings",
+    "audio_vae": "audio VAE decoding the clip's mel spectrogram",
+    "vocoder": "vocoder with bandwidth extension: mel spectrogram to 48 kHz stereo",
+}
 
 
 def run(names: list[str] | None = None) -> list[Figure]:

@@ -86,6 +86,10 @@ CASES: dict[str, Case] = {
         "ltx-2b", "ltx-2b", CONFIGS / "ltx-2b", 768, 512, 121, 24, 8, 3.0,
         "LTX-Video 0.9.8 2B distilled, 768×512, 121 frames, 8 steps, no CFG",
     ),
+    "ltx2": Case(
+        "ltx2", "ltx2", CONFIGS / "ltx2-distilled", 768, 512, 121, 24, 8, None,
+        "LTX-2.3 22B distilled with sound, 768×512, 121 frames, 8 steps, no guidance passes",
+    ),
     "wan-5b": Case(
         "wan-5b", "wan", CONFIGS / "wan-5b", 1280, 704, 121, 24, 50, None,
         "Wan 2.2 TI2V-5B, 1280×704, 121 frames, 50 steps, CFG", timed_steps=10,

@@ -12,7 +12,8 @@ on `meta` in the dtypes it runs in, and for each component this counts exactly:
   the preset's size and frame count): a dispatch mode adds each new tensor storage's bytes
   and subtracts them when the storage dies, and attention is counted as a fused kernel
   (FlashAttention/SDPA on a GPU never holds the N×N scores). The VAE is counted untiled and
-  tiled (what every offloading placement uses).
+  tiled (what every offloading placement uses). A part that runs once per clip besides the
+  usual four (LTX-2's text connectors, audio VAE and vocoder) is counted in its own stage.
 
 Counts are exact for eager execution; what the CUDA caching allocator adds (fragmentation,
 workspaces) is the planner's reserve, to be calibrated on a GPU.
@@ -40,7 +41,7 @@ from pipeline.presets import PRESETS, Preset
 
 GIB = 2**30
 ASPECT = 16 / 9
-CFG_BATCHED = {"ltx", "svd", "cogvideox"}
+CFG_BATCHED = {"ltx", "ltx2", "svd", "cogvideox"}
 """Families whose pipelines run CFG's two passes as one batch of 2 (Wan calls twice)."""
 ROLES: dict[str, Role] = {
     "transformer": "denoiser",
@@ -49,6 +50,9 @@ ROLES: dict[str, Role] = {
     "text_encoder": "text_encoder",
     "image_encoder": "image_encoder",
     "vae": "vae",
+    "connectors": "text_connector",  # LTX-2: Gemma's hidden states to prompt embeddings, on the GPU
+    "audio_vae": "audio_decoder",  # LTX-2: the sound's latents to a mel spectrogram
+    "vocoder": "audio_decoder",  # LTX-2: the mel spectrogram to a waveform
 }
 
 
@@ -198,8 +202,8 @@ def footprint(preset: Preset) -> Footprint:
     )
     width, height, frames = default_clip(preset)
     batch = 2 if preset.guidance > 1.0 and preset.family in CFG_BATCHED else 1
-    work = stages(pipe, preset.family, width, height, frames, dtype, cfg_batch=batch)
-    single = stages(pipe, preset.family, width, height, frames, dtype)
+    work = stages(pipe, preset.family, width, height, frames, dtype, cfg_batch=batch, fps=preset.fps)
+    single = stages(pipe, preset.family, width, height, frames, dtype, fps=preset.fps)
     vae = pipe.vae
     vae_peak = max(peak_bytes(work.vae_encode), peak_bytes(work.vae_decode))
     tiled_peak = vae_peak
@@ -209,6 +213,8 @@ def footprint(preset: Preset) -> Footprint:
         vae.disable_tiling()
     denoiser_peak = peak_bytes(work.denoiser)
     encoder_peak = peak_bytes(work.text_encoder) if work.text_encoder else 0
+    # Parts a pipeline runs once per clip besides these (LTX-2's connectors, audio VAE, vocoder).
+    own_peaks = {name: peak_bytes(stage) for name, stage in work.extra.items()}
     components = []
     for name, module in pipe.components.items():
         if not hasattr(module, "parameters") or name not in ROLES:
@@ -221,7 +227,7 @@ def footprint(preset: Preset) -> Footprint:
                 role=role,
                 weight_bytes=_tensor_bytes(module),
                 largest_leaf_bytes=largest_leaf(module),
-                activation_bytes={"denoiser": denoiser_peak, "vae": vae_peak}.get(role, encoder_peak),
+                activation_bytes=own_peaks.get(name, {"denoiser": denoiser_peak, "vae": vae_peak}.get(role, encoder_peak)),
                 tiled_activation_bytes=tiled_peak if role == "vae" else None,
                 fp8_bytes=fp8_bytes(module) if is_denoiser else None,
                 quantizable_params=quantizable_params(module) if is_denoiser else 0,

@@ -81,9 +81,14 @@ def build_component(library: str, class_name: str, config: dict[str, Any]) -> An
 
         model_class = getattr(transformers, class_name)
         return model_class(model_class.config_class.from_dict(config)).eval()
+    import importlib
+
     import diffusers
 
-    built = getattr(diffusers, class_name).from_config(config)
+    # A pipeline's own module (model_index names its package: ``["ltx2", "LTX2TextConnectors"]``)
+    # lives under diffusers.pipelines, as diffusers itself resolves it when loading.
+    where = diffusers if library == "diffusers" else importlib.import_module(f"diffusers.pipelines.{library}")
+    built = getattr(where, class_name).from_config(config)
     return built.eval() if hasattr(built, "eval") else built
 
 

@@ -1,7 +1,8 @@
 """GPU smoke: every family renders in every setting the README documents, without a download.
 
 Tiny random-weight pipelines of each family (``tests/tiny_models.py``: LTX, an LTX 0.9.x
-directory saved as ``LTXImageToVideoPipeline`` with a timestep-conditioned VAE, Wan 2.1, Wan
+directory saved as ``LTXImageToVideoPipeline`` with a timestep-conditioned VAE, LTX-2 with
+its sound, Wan 2.1, Wan
 2.2 A14B and TI2V, SVD, CogVideoX) are saved in the published layout and loaded through the
 production loader, then each renders a short clip in every combination of offload
 (none / model / group) × torch.compile (off / on) × first-block cache (off / on) × attention
@@ -34,7 +35,7 @@ import numpy as np
 from bench import Figure
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-FAMILIES = ("ltx", "ltx_i2v", "wan", "wan_a14b", "wan_ti2v", "svd", "cogvideox")
+FAMILIES = ("ltx", "ltx_i2v", "ltx2", "wan", "wan_a14b", "wan_ti2v", "svd", "cogvideox")
 BUDGET_S = 540.0
 RESOLUTIONS = ((64, 64), (96, 64), (64, 96), (128, 64), (96, 96))
 
@@ -113,14 +114,20 @@ def render_row(directory: Path, setting: Setting, *, size: tuple[int, int] = (64
         picture = Image.fromarray(
             np.random.default_rng(0).integers(0, 255, (plan.height, plan.width, 3), dtype=np.uint8)
         )
-        frames = backend.render(picture, plan, request)
+        rendered = backend.render(picture, plan, request)
         attention = backend.attention
         backend.close()
     finally:
         logger.removeHandler(warnings)
+    frames = getattr(rendered, "frames", rendered)
     if frames.shape[1:3] != (plan.height, plan.width) or float(frames.std()) == 0.0:
         raise AssertionError(f"constant or misshapen frames {frames.shape}")
-    detail = f"{frames.shape[0]} frames, attention {attention}"
+    sound = getattr(rendered, "audio", None)
+    if sound is not None and not np.isfinite(sound.samples).all():
+        raise AssertionError("the sound track has NaNs")
+    detail = f"{frames.shape[0]} frames, attention {attention}" + (
+        f", {sound.seconds:.2f} s of sound" if sound is not None else ""
+    )
     dropped = [w for w in warnings.lines if "dropped" in w or "not used" in w]
     return detail + ("; " + " | ".join(dropped) if dropped else "")
 

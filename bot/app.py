@@ -18,6 +18,8 @@ from bot.delivery.events import Delivery
 from bot.endpoints import apply_endpoints
 from bot.errors import answer_error
 from bot.health import HealthServer, HealthWatchdog
+from bot.i18n import Translator
+from bot.i18n import digest as locales_digest
 from bot.loop_watch import LoopWatch
 from bot.metrics import BotMetrics
 from bot.settings import Settings
@@ -101,6 +103,7 @@ class AnimateBot(commands.Bot):
             self.watchdog.start()
         self.downloads = aiohttp.ClientSession()
         self.tree.on_error = answer_error  # every command error becomes one sentence here
+        await self.tree.set_translator(Translator())
         self.add_dynamic_items(*BUTTONS)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -152,7 +155,8 @@ class AnimateBot(commands.Bot):
         definitions = [c.to_dict(self.tree) for c in self.tree.get_commands()]
         digest = hashlib.sha256(
             json.dumps(
-                {"guilds": self.settings.guild_ids, "commands": definitions}, sort_keys=True
+                {"guilds": self.settings.guild_ids, "commands": definitions, "locales": locales_digest()},
+                sort_keys=True,
             ).encode()
         ).hexdigest()
         if await self.store.get_meta(SYNC_META_KEY) == digest:

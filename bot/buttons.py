@@ -16,7 +16,9 @@ import discord
 from bot import embeds
 from bot.errors import answer, answer_error
 from bot.formatting import credits
+from bot.i18n import tr
 from bot.interactions import check_member, origin_of
+from contract import card_for
 from jobs import Job, JobStatus
 
 if TYPE_CHECKING:
@@ -33,13 +35,17 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"animate:[
     emoji: ClassVar[str]
     style: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.secondary
 
-    def __init__(self, job_id: int) -> None:
+    def __init__(self, job_id: int, *, label: str | None = None, row: int | None = None) -> None:
+        """`label`/`row`: a take's buttons on a message with variations ("Reroll 2", one
+        row per take); the custom_id is the take's own job either way, so a press after a
+        restart needs neither."""
         super().__init__(
             discord.ui.Button(
-                label=self.label,
+                label=label or self.label,
                 emoji=self.emoji,
                 style=self.style,
                 custom_id=f"animate:{self.action}:{job_id}",
+                row=row,
             )
         )
         self.job_id = job_id
@@ -100,6 +106,9 @@ class CancelButton(_OwnerOnly, template=rf"animate:cancel:{_JOB}"):
 class DeleteButton(_OwnerOnly, template=rf"animate:delete:{_JOB}"):
     action, label, emoji, verb = "delete", "Delete", "🗑️", "delete"
     style = discord.ButtonStyle.danger
+    takes: ClassVar[bool] = False
+    """Also every take of the job (the Delete of a message with variations)."""
+    gone: ClassVar[str] = "Deleted. The photo, the prompt and the video are gone from the bot too."
 
     async def run(self, interaction: discord.Interaction[AnimateBot], bot: AnimateBot) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -108,10 +117,16 @@ class DeleteButton(_OwnerOnly, template=rf"animate:delete:{_JOB}"):
                 await interaction.message.delete()
         except discord.NotFound:
             pass
-        await bot.jobs.delete(self.job_id)
-        await interaction.edit_original_response(
-            content="Deleted. The photo, the prompt and the video are gone from the bot too."
-        )
+        await bot.jobs.delete(self.job_id, takes=self.takes)
+        await interaction.edit_original_response(content=tr(interaction.locale, self.gone))
+
+
+class DeleteTakesButton(DeleteButton, template=rf"animate:deletetakes:{_JOB}"):
+    """Delete on a message with variations: the message, and every take of its job."""
+
+    action = "deletetakes"
+    takes = True
+    gone = "Deleted. The photo, the prompt and every take are gone from the bot too."
 
 
 class InfoButton(JobButton, template=rf"animate:info:{_JOB}"):
@@ -119,7 +134,7 @@ class InfoButton(JobButton, template=rf"animate:info:{_JOB}"):
 
     async def run(self, interaction: discord.Interaction[AnimateBot], bot: AnimateBot) -> None:
         job = await bot.store.get_job(self.job_id)
-        await interaction.response.send_message(embeds.info(job), ephemeral=True)
+        await interaction.response.send_message(embeds.info(job, interaction.locale), ephemeral=True)
 
 
 class EditButton(JobButton, template=rf"animate:edit:{_JOB}"):
@@ -131,7 +146,13 @@ class EditButton(JobButton, template=rf"animate:edit:{_JOB}"):
         # Refused before the form, not after the member filled it in (the form checks again:
         # a block or a role can change while it is open).
         await check_member(interaction, bot.settings, bot.store)
-        await interaction.response.send_modal(EditModal(await bot.store.get_job(self.job_id)))
+        job = await bot.store.get_job(self.job_id)
+        card = card_for(job.model)
+        await interaction.response.send_modal(
+            EditModal(
+                job, lengths=card.durations, has_sound=card.supports_audio, locale=interaction.locale
+            )
+        )
 
 
 class _FollowUp(JobButton, template=rf"animate:follow-up:{_JOB}"):
@@ -165,12 +186,13 @@ class ExtendButton(JobButton, template=rf"animate:extend:{_JOB}"):
         # Refused before the form: a blocked member, a clip not finished or at the chain's limit.
         await check_member(interaction, bot.settings, bot.store)
         job = await bot.jobs.check_extend(self.job_id)
-        await interaction.response.send_modal(ExtendModal(job))
+        await interaction.response.send_modal(ExtendModal(job, locale=interaction.locale))
 
 
 BUTTONS: tuple[type[JobButton], ...] = (
     CancelButton,
     DeleteButton,
+    DeleteTakesButton,
     InfoButton,
     EditButton,
     RerollButton,
@@ -183,6 +205,25 @@ def job_view(job_id: int, actions: tuple[str, ...]) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for action in actions:
         view.add_item(_BY_ACTION[action](job_id))
+    return view
+
+
+TAKE_ACTIONS = ("reroll", "edit", "extend", "info")
+"""Each take's own buttons on a message with variations, one row per take."""
+
+
+def takes_view(job_id: int, takes: list[tuple[int, int]], *, can_extend: bool) -> discord.ui.View:
+    """A message with variations: for each made take, (take number, its job id), a row of
+    its own "Reroll 2", "Edit 2", "Extend 2", "Info 2"; then Delete for the whole message.
+    At most four takes, so at most five rows of at most four buttons (Discord: 5 × 5)."""
+    view = discord.ui.View(timeout=None)
+    for row, (number, take_id) in enumerate(takes):
+        for action in TAKE_ACTIONS:
+            if action == "extend" and not can_extend:
+                continue
+            button = _BY_ACTION[action]
+            view.add_item(button(take_id, label=f"{button.label} {number}", row=row))
+    view.add_item(DeleteTakesButton(job_id, row=len(takes)))
     return view
 
 
@@ -202,4 +243,4 @@ def _nothing_to_cancel(status: JobStatus) -> str:
     return "This job had already finished, so there was nothing to cancel."
 
 
-__all__ = ["BUTTONS", "job_view", "result_actions"]
+__all__ = ["BUTTONS", "job_view", "result_actions", "takes_view"]

@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 
 from bot.formatting import credits, when
+from bot.i18n import tr
 from contract import InputError
 from jobs import (
     DailyLimit,
@@ -37,23 +38,27 @@ class Refusal(Exception):
     """A bot-side refusal (place, blocked words, a bad attachment): its text is the sentence."""
 
 
-def sentence(error: BaseException) -> str | None:
-    """The member's sentence for a refusal; None for an unexpected error."""
+def sentence(error: BaseException, locale: discord.Locale | None = None) -> str | None:
+    """The member's sentence for a refusal (in `locale` where it has a translation); None
+    for an unexpected error."""
+    nothing = tr(locale, "Nothing was charged.")
     if isinstance(error, InsufficientCredits):
-        text = (
-            f"This video costs {credits(error.cost, bold=True)} and you have **{error.balance}**."
+        text = tr(
+            locale, "This video costs {cost} and you have {balance}.",
+            cost=credits(error.cost, bold=True, locale=locale), balance=f"**{error.balance}**",
         )
         if error.next_refill_at is not None:
-            text += f" Your next free credits arrive {when(error.next_refill_at)}."
-        return text + " Nothing was charged."
+            text += " " + tr(locale, "Your next free credits arrive {when}.", when=when(error.next_refill_at))
+        return f"{text} {nothing}"
     if isinstance(error, DailyLimit):
-        return f"{error} You can start the next one {when(error.next_at)}. Nothing was charged."
+        later = tr(locale, "You can start the next one {when}.", when=when(error.next_at))
+        return f"{error} {later} {nothing}"
     if isinstance(error, (TooManyQueued, QueueFull)):
-        return f"{error} Nothing was charged."
+        return f"{error} {nothing}"
     if isinstance(error, InputError):
-        return f"{error.message} Nothing was charged."
+        return f"{error.message} {nothing}"
     if isinstance(error, UnknownJob):
-        return "That video no longer exists."
+        return tr(locale, "That video no longer exists.")
     if isinstance(error, (Refused, Refusal, app_commands.CheckFailure)):
         return str(error) or "You can't use this here."
     return None
@@ -76,12 +81,13 @@ async def answer(interaction: discord.Interaction, text: str) -> None:
 
 async def answer_error(interaction: discord.Interaction, error: BaseException) -> None:
     original = getattr(error, "original", error)
-    text = sentence(original)
+    locale = interaction.locale
+    text = sentence(original, locale)
     if text is None and is_storage_fault(original):
         log.warning("interaction %s refused: storage unavailable (%s)", interaction.id, original)
-        text = STORAGE_UNAVAILABLE
+        text = tr(locale, STORAGE_UNAVAILABLE)
     if text is None:
         where = interaction.command.qualified_name if interaction.command else interaction.data
         log.error("interaction %s (%s) failed", interaction.id, where, exc_info=original)
-        text = SOMETHING_WENT_WRONG
+        text = tr(locale, SOMETHING_WENT_WRONG)
     await answer(interaction, text)

@@ -13,7 +13,9 @@ def when(timestamp: float, style: str = "R") -> str:
     return discord.utils.format_dt(moment, style)  # type: ignore[arg-type]
 
 
-def credits(n: int, *, bold: bool = False) -> str:
-    """'1 credit', '3 credits' (optionally with the number in bold)."""
+def credits(n: int, *, bold: bool = False, locale: discord.Locale | None = None) -> str:
+    """'1 credit', '3 credits' (optionally with the number in bold), in `locale`."""
+    from bot.i18n import tr
+
     number = f"**{n}**" if bold else str(n)
-    return f"{number} credit" + ("" if n == 1 else "s")
+    return tr(locale, "{n} credit", n=number) if n == 1 else tr(locale, "{n} credits", n=number)

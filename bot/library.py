@@ -108,7 +108,8 @@ def entry(job: Job, *, picture: str | None) -> discord.Embed:
     if len(prompt) > PROMPT_LIMIT:
         prompt = prompt[: PROMPT_LIMIT - 1] + "…"
     embed = discord.Embed(
-        title=("★ " if job.favourite else "") + f"Job {job.id}",
+        title=("★ " if job.favourite else "") + f"Job {job.id}"
+        + (f" · take {clip.take} of {clip.takes}" if clip and clip.take else ""),
         description=prompt or "*no prompt*",
         colour=discord.Colour.gold() if job.favourite else discord.Colour.blurple(),
     )
@@ -360,12 +361,16 @@ class DeleteEntryButton(EntryButton, template=rf"library:delete:{_JOB}:{_SHELF}"
         if not job.result_path:
             raise Refusal(NOT_KEPT)
         await interaction.response.defer()
-        await _delete_clip_message(bot, job)
+        # One take of several: the message stays for the takes still kept.
+        beside = await bot.jobs.kept_beside(job)
+        if not beside:
+            await _delete_clip_message(bot, job)
         await bot.jobs.delete(job.id)
-        await show(
-            interaction, self.shelf,
-            note=f"Deleted job {job.id}: the photo, the prompt and the video are gone from the bot too.",
-        )
+        note = f"Deleted job {job.id}: the photo, the prompt and the video are gone from the bot too."
+        if beside:
+            others = "take" if len(beside) == 1 else "takes"
+            note += f" Its message stays for the other {others} in it ({', '.join(f'job {t.id}' for t in beside)})."
+        await show(interaction, self.shelf, note=note)
 
 
 async def _delete_clip_message(bot: AnimateBot, job: Job) -> None:

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from contract import AnimateResult, Event
+from contract import AnimateResult, Event, Takes
 from jobs import ACTIVE, Job, Tallies
 
 if TYPE_CHECKING:
@@ -47,6 +47,11 @@ class BotMetrics(Collector):
             if job.started_at is not None:
                 self.wait_seconds.labels(job.model).observe(max(0.0, job.started_at - job.created_at))
             self.render_seconds.labels(job.model).observe(event.timings.get("total", 0.0))
+        elif isinstance(event, Takes):
+            if job.started_at is not None:
+                self.wait_seconds.labels(job.model).observe(max(0.0, job.started_at - job.created_at))
+            total = sum(made.timings.get("total", 0.0) for _, made in event.made)
+            self.render_seconds.labels(job.model).observe(total)
 
     async def render(self) -> bytes:
         """The exposition text, with the database's counts read first (off the collector,

@@ -46,9 +46,13 @@ EDIT_INTERVAL = 2.0
 
 
 def fraction(progress: Progress) -> float:
+    """How far the whole job is; with variations each take is an equal share of the bar."""
     start, end = _SPANS.get(progress.stage, (0.0, 0.0))
     inner = progress.step / progress.total if progress.total else 0.0
-    return start + (end - start) * min(max(inner, 0.0), 1.0)
+    within = start + (end - start) * min(max(inner, 0.0), 1.0)
+    if progress.takes > 1 and progress.take >= 1:
+        return (progress.take - 1 + within) / progress.takes
+    return within
 
 
 def bar(value: float, width: int = 20) -> str:
@@ -120,6 +124,8 @@ def describe(progress: Progress, eta: float | None) -> str:
         parts = [progress.message or label]  # "Downloading the model: 43 %"
     elif progress.total:
         parts.append(f"step {progress.step}/{progress.total}")
+    if progress.takes > 1 and progress.take >= 1:
+        parts.insert(0, f"Take {progress.take} of {progress.takes}")
     text = " · ".join(parts)
     line = f"{bar(fraction(progress))}\n{text}"
     if eta is not None:

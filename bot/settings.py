@@ -28,6 +28,7 @@ DEFAULT_MODEL_COSTS: dict[str, float] = {
     "camera": 0.2,
     "ltx": 1.0,
     "ltx-2b": 0.5,
+    "ltx2": 2.0,
     "wan": 2.0,
     "svd": 2.0,
     "cogvideox": 3.0,
@@ -123,7 +124,8 @@ class Settings(BaseSettings):
         default="auto",
         description=(
             "comma-separated enabled models, the first is the default: auto, camera, ltx, wan, "
-            "ltx-2b, wan-14b, wan-14b-fast, svd, cogvideox, a local directory or a Hugging Face repo id"
+            "ltx-2b, ltx2 (with sound), wan-14b, wan-14b-fast, svd, cogvideox, a local directory or a "
+            "Hugging Face repo id"
         ),
     )
     model_costs: Annotated[dict[str, float], NoDecode] = Field(

@@ -7,6 +7,7 @@ process boundary and is stored in SQLite.
 from contract.errors import (
     Cancelled,
     FailureKind,
+    FinishUnavailable,
     InputError,
     ModelError,
     OutOfMemory,
@@ -14,7 +15,7 @@ from contract.errors import (
     is_out_of_memory,
     one_line,
 )
-from contract.events import AnimateResult, Event, Failed, Progress, Stage
+from contract.events import AnimateResult, Event, Failed, Progress, Stage, Takes
 from contract.loras import Effect, LoraSpec
 from contract.models import AUTO, CAMERA, CARDS, ModelCard, card_for
 from contract.request import (
@@ -22,6 +23,7 @@ from contract.request import (
     CAMERA_MOVES,
     PROMPT_MAX,
     SEED_MAX,
+    VARIATIONS,
     AnimateRequest,
     JobSpec,
 )
@@ -36,6 +38,7 @@ __all__ = [
     "PROMPT_MAX",
     "SEED_MAX",
     "SLOTS",
+    "VARIATIONS",
     "AnimateRequest",
     "AnimateResult",
     "BackendOptions",
@@ -44,6 +47,7 @@ __all__ = [
     "Event",
     "Failed",
     "FailureKind",
+    "FinishUnavailable",
     "InputError",
     "JobSpec",
     "LoraSpec",
@@ -53,6 +57,7 @@ __all__ = [
     "PipelineError",
     "Progress",
     "Stage",
+    "Takes",
     "WorkerInfo",
     "card_for",
     "is_out_of_memory",

@@ -40,6 +40,12 @@ class ModelError(PipelineError):
     kind = "model"
 
 
+class FinishUnavailable(ModelError):
+    """This machine cannot smooth or upscale the clip asked for (the weights are not
+    downloaded, or it has no GPU and its CPU is too slow for the clip): known before anything
+    is rendered, so the job layer can refuse it before charging."""
+
+
 class OutOfMemory(PipelineError):
     """The GPU (or host) ran out of memory; retrying with ``low_memory=True`` may work."""
 

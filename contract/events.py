@@ -11,11 +11,13 @@ from typing import Literal, Union
 from contract.errors import FailureKind
 
 Stage = Literal[
-    "queued", "download", "intake", "load", "denoise", "decode", "encode", "saving", "upload"
+    "queued", "download", "intake", "load", "denoise", "decode", "finish", "encode", "saving",
+    "upload",
 ]
 """"download": the job waits for its model's weights to finish downloading on the worker
 (step and total in MiB, the percentage in `message`); "saving": the clip is made, but the
-bot's storage refuses it for now (read-only, full)."""
+bot's storage refuses it for now (read-only, full); "finish": smoothing or upscaling the
+rendered frames (step and total in frames)."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,10 @@ class Progress:
     preview: bytes | None = None
     """A small JPEG of the first decoded frame, when the backend has one."""
     message: str = ""
+    take: int = 0
+    """Which take of a job with variations this event is about (1-based); 0: the only one."""
+    takes: int = 0
+    """How many takes the job renders; 0 (or 1): a single clip."""
     leaving_model: bool = False
     """Set by the worker once the job is in its last denoise step or past it: the model will
     be free soon, so the scheduler may hand this worker its next job now (its intake then
@@ -56,6 +62,8 @@ class AnimateResult:
     prompt: str | None = None
     """The prompt the model read: the member's words with the camera move and motion put
     into words, or one built from them when the member wrote none; None without a prompt."""
+    audio: bool = False
+    """The MP4 has a sound track (a model with audio made one, or the extended clip had one)."""
 
     @property
     def duration(self) -> float:
@@ -71,5 +79,25 @@ class Failed:
     retryable: bool = False
 
 
-Event = Union[Progress, AnimateResult, Failed]
-"""The event stream: any number of Progress, then exactly one AnimateResult or Failed."""
+@dataclass(frozen=True)
+class Takes:
+    """The end of a job with variations that made at least one clip: every take in order
+    (take 1 first), each its AnimateResult or the Failed that ended it. A job whose takes all
+    failed ends with one Failed instead, so retries and refunds work as for a single clip;
+    here only the failed takes are refunded."""
+
+    takes: tuple[AnimateResult | Failed, ...]
+
+    @property
+    def made(self) -> list[tuple[int, AnimateResult]]:
+        """(take number, clip) for each take that made a clip."""
+        return [(n, t) for n, t in enumerate(self.takes, 1) if isinstance(t, AnimateResult)]
+
+    @property
+    def failed(self) -> list[tuple[int, Failed]]:
+        """(take number, why) for each take that failed."""
+        return [(n, t) for n, t in enumerate(self.takes, 1) if isinstance(t, Failed)]
+
+
+Event = Union[Progress, AnimateResult, Failed, Takes]
+"""The event stream: any number of Progress, then exactly one AnimateResult, Takes or Failed."""

@@ -82,6 +82,14 @@ CARDS: dict[str, ModelCard] = {
             multiple=32,
         ),
         ModelCard(
+            name="ltx2",
+            label="LTX-2.3 22B distilled, with sound",
+            durations=(2.0, 3.0, 5.0, 8.0, 10.0),
+            supports_audio=True,
+            area=768 * 512,
+            multiple=32,
+        ),
+        ModelCard(
             name="wan",
             label="Wan 2.2 TI2V 5B (balanced)",
             # expand_timesteps pipelines ignore last_image

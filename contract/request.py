@@ -30,8 +30,14 @@ CAMERA_MOVES: tuple[str, ...] = (
 CAMERA_LABELS: dict[str, str] = {move: move.replace("_", " ") for move in CAMERA_MOVES}
 """How members read and type each move ("zoom in")."""
 
+SMOOTH_FACTORS: tuple[int, ...] = (1, 2)
+SMOOTH_RATES: tuple[int, ...] = (48, 60)
+UPSCALES: tuple[int, ...] = (1, 2)
 PROMPT_MAX = 1000
 SEED_MAX = 2**32 - 1
+VARIATIONS: tuple[int, ...] = (1, 2, 4)
+"""How many takes one job may render: a message holds four clips with their buttons in
+Discord's five action rows, and 1/2/4 split an upload limit evenly."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,18 @@ class JobSpec:
     """The MP4 is never larger than this (Discord's per-file upload limit)."""
     effect: str | None = None
     """An effect the operator set up for this model (EFFECTS), by name; None: the plain model."""
+    variations: int = 1
+    """Takes in one job (1, 2 or 4), each with its own seed (seed, seed+1, ...): members
+    compare a few and keep the best; priced as that many single clips."""
+    audio: bool = True
+    """Keep the sound a model with audio makes (LTX-2); silent models ignore it."""
+    interpolate: int = 1
+    """Smooth: 2 puts a learned in-between frame between each pair (n → 2n − 1 frames at
+    twice the rate); 1: the model's own frames (pipeline.finish)."""
+    fps_out: int | None = None
+    """Smooth to this rate (48 or 60) instead; None: no target rate."""
+    upscale: int = 1
+    """Upscale 2×: 2 doubles width and height with Real-ESRGAN; 1: the model's size."""
 
     def __post_init__(self) -> None:
         if self.camera not in CAMERA_MOVES:
@@ -82,6 +100,20 @@ class JobSpec:
             raise InputError(f"Prompts can be at most {PROMPT_MAX} characters.")
         if self.seed is not None and not 0 <= int(self.seed) <= SEED_MAX:
             raise InputError(f"The seed must be a whole number from 0 to {SEED_MAX}.")
+        if self.variations not in VARIATIONS:
+            raise InputError(
+                f"Variations must be 1, 2 or 4 takes, not {self.variations!r}."
+            )
+        if self.interpolate not in SMOOTH_FACTORS:
+            raise InputError("Smoothing can double the frames (2) or leave them as they are (1).")
+        if self.fps_out is not None and self.fps_out not in SMOOTH_RATES:
+            raise InputError(
+                f"Smoothing can reach {' or '.join(map(str, SMOOTH_RATES))} fps, not {self.fps_out!r}."
+            )
+        if self.fps_out is not None and self.interpolate != 1:
+            raise InputError("Choose either double the frames or a target frame rate, not both.")
+        if self.upscale not in UPSCALES:
+            raise InputError("Upscaling can double the size (2) or keep it (1).")
         if self.effect is not None and not EFFECT_NAME.match(self.effect):
             raise InputError(f"There is no effect called {self.effect[:40]!r}.")
 

@@ -18,6 +18,7 @@ from jobs.records import (
     LedgerEntry,
     LibraryPage,
     Recovery,
+    TakeClip,
     Tallies,
 )
 from jobs.refusals import (
@@ -62,6 +63,7 @@ __all__ = [
     "JobsConfig",
     "LedgerEntry",
     "LibraryPage",
+    "TakeClip",
     "Listener",
     "ModelUnavailable",
     "NotFinished",

@@ -18,7 +18,9 @@ order, for each job's events:
   ``preview``, encode) while it runs;
 - exactly one final event: ``AnimateResult`` (its MP4 is already at ``result.path`` in
   OUTPUT_DIR and the job is ``done``), or ``Failed`` (the job is ``failed`` or
-  ``cancelled`` and refunded; ``reason`` is the sentence to show the member, refund included).
+  ``cancelled`` and refunded; ``reason`` is the sentence to show the member, refund included),
+  or for a job with variations that made at least one take ``Takes`` (each made take's MP4
+  in OUTPUT_DIR, the job ``done``, its takes rows of their own, the failed ones refunded).
 
 A job's ``job`` argument is the row as of that event (final events: after the store update).
 A slow listener delays only that job's stream; a listener that raises is logged and ignored.

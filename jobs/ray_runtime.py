@@ -72,9 +72,30 @@ async def connect_ray(address: str | None, *, cpu_workers: int = 1) -> bool:
     return True
 
 
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's single-machine mode (its default on macOS and Windows), set to "0": every node of a
+private Ray gets the loopback address, and Ray binds its servers to the node's address."""
+
+
+def _loopback_only() -> None:
+    """A private local Ray is reached only from this machine, so nothing of it may listen on
+    the network: on Linux Ray would give the node the machine's external address and bind its
+    GCS, raylet, object manager and workers to it (and to 0.0.0.0 and ::). The processes Ray
+    starts read the setting from the environment; this process imported Ray before, so its
+    copy of the constant is set too (Ray reads it at call time)."""
+    os.environ[LOOPBACK_ONLY] = "0"
+    try:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    except (ImportError, AttributeError):  # another Ray layout: the environment still holds
+        pass
+
+
 def _init(address: str | None, cpu_workers: int) -> None:
     if address is None:
         _quiet_ray()
+        _loopback_only()
         ray.init(
             address="local",
             num_cpus=max(os.cpu_count() or 1, cpu_workers),

@@ -49,6 +49,15 @@ class ClipSummary:
     """How the clip loops ("end frame", "crossfade"), for Info."""
     prompt: str | None = None
     """The prompt the model read (Info shows it when it is not the member's own words)."""
+    audio: bool = False
+    """The MP4 has a sound track."""
+
+    take: int = 0
+    """Which take of a job with variations this clip is (1-based); 0: the job's only clip."""
+    takes: int = 0
+    """How many takes that job rendered; 0: a single clip."""
+    failed_takes: tuple[str, ...] = ()
+    """On take 1's job (the one charged): why each failed take failed ("Take 3: ...")."""
 
     @property
     def duration(self) -> float:
@@ -68,6 +77,7 @@ class ClipSummary:
             warnings=tuple(result.warnings),
             loop=result.loop,
             prompt=result.prompt,
+            audio=result.audio,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,7 +88,22 @@ class ClipSummary:
         """Read a stored summary; keys this version does not know are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         known = {k: v for k, v in data.items() if k in names}
-        return cls(**{**known, "warnings": tuple(known.get("warnings") or ())})
+        return cls(
+            **{
+                **known,
+                "warnings": tuple(known.get("warnings") or ()),
+                "failed_takes": tuple(known.get("failed_takes") or ()),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class TakeClip:
+    """One made take of a job with variations, as the runner kept it (see ``Store.finish``)."""
+
+    take: int
+    result_path: str
+    clip: ClipSummary
 
 
 @dataclass(frozen=True)
@@ -109,6 +134,11 @@ class Job:
     @property
     def model(self) -> str:
         return self.spec.model
+
+    @property
+    def group_id(self) -> int:
+        """The job that was charged for this clip: its parent for a take, else itself."""
+        return self.parent_id if self.action is JobAction.TAKE and self.parent_id else self.id
 
     @property
     def seconds_to_make(self) -> float | None:

@@ -40,11 +40,12 @@ from contract import (
     InputError,
     PipelineError,
     Progress,
+    Takes,
     one_line,
 )
 from jobs.config import JobsConfig
 from jobs.pool import Worker, WorkerPool
-from jobs.records import ClipSummary, Job
+from jobs.records import ClipSummary, Job, TakeClip
 from jobs.refusals import UnknownJob
 from jobs.retry import GiveUp, decide, refund_note, timeout_reason
 from jobs.status import JobAction
@@ -255,6 +256,9 @@ class Runner:
         if isinstance(final, AnimateResult):
             await self._keep(job, final)
             return
+        if isinstance(final, Takes):
+            await self._keep_takes(job, final)
+            return
         assert isinstance(final, Failed)
         verdict = decide(
             final,
@@ -316,18 +320,60 @@ class Runner:
         )
         await self.emit(done, dataclasses.replace(result, path=str(path)))
 
+    async def _keep_takes(self, job: Job, takes: Takes) -> None:
+        """A job with variations: write each made take's MP4 (``<job>.mp4`` for the first,
+        ``<job>-<take>.mp4`` for the others), then end the job with all of them in one
+        transaction that also refunds the failed takes' share (see ``Store.finish``)."""
+        made = takes.made
+        count = len(takes.takes)
+        kept: list[tuple[Path, TakeClip]] = []
+        try:
+            for index, (number, result) in enumerate(made):
+                name = f"{job.id}.mp4" if index == 0 else f"{job.id}-{number}.mp4"
+                path = Path(self.config.output_dir) / name
+                await self.persist(asyncio.to_thread, _write_atomic, path, result.video, telling=job)
+                clip = dataclasses.replace(ClipSummary.of(result), take=number, takes=count)
+                kept.append((path, TakeClip(number, str(path), clip)))
+        except Unrecorded as exc:  # the disk stayed full: end the job, refunded, if we can
+            log.error("job %d: its videos could not be saved: %s", job.id, exc)
+            await asyncio.to_thread(_remove, [path for path, _ in kept])
+            reason = "The videos were made, but the bot could not save them." + refund_note(job.cost)
+            ended = await self.persist(self.store.fail, job.id, reason, kind="internal", telling=job)
+            if ended is not None:
+                await self.emit(ended, Failed(reason, kind="internal"))
+            return
+        failed = tuple(f"Take {number}: {why.reason}" for number, why in takes.failed)
+        first = dataclasses.replace(kept[0][1].clip, failed_takes=failed)
+        done = await self.persist(
+            self.store.finish, job.id, result_path=kept[0][1].result_path, clip=first,
+            takes=[take for _, take in kept[1:]], failed_takes=len(failed), telling=job,
+        )
+        if done is None:  # cancelled or timed out while it finished: not the member's clips
+            log.info("job %d finished after it was stopped; discarding its takes", job.id)
+            await asyncio.to_thread(_remove, [path for path, _ in kept])
+            return
+        log.info(
+            "job %d done: %d of %d takes made%s", job.id, len(kept), count,
+            f" ({len(failed)} refunded)" if failed else "",
+        )
+        await self.emit(done, takes)
+
     # ---- stopping jobs -------------------------------------------------------------------
+
+    def _timeout_for(self, job: Job) -> float:
+        """JOB_TIMEOUT_SECONDS per take: a job with variations renders them one after another."""
+        return self.config.job_timeout_seconds * max(1, job.spec.variations)
 
     def _arm_timeout(self, running: Running) -> None:
         loop = asyncio.get_running_loop()
         running.timeout = loop.call_later(
-            self.config.job_timeout_seconds, self._on_timeout, running
+            self._timeout_for(running.job), self._on_timeout, running
         )
         running.timers.append(running.timeout)
 
     def _on_timeout(self, running: Running) -> None:
         self.spawn(
-            self.abandon(running, "timeout", timeout_reason(self.config.job_timeout_seconds))
+            self.abandon(running, "timeout", timeout_reason(self._timeout_for(running.job)))
         )
 
     async def abandon(self, running: Running, kind: str, reason: str) -> bool:
@@ -423,6 +469,11 @@ class Runner:
             return await asyncio.to_thread(Path(parent.result_path).read_bytes)
         except OSError:
             raise gone from None
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

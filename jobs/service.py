@@ -149,6 +149,10 @@ class JobService:
     def cost(self, model: str, duration: float) -> int:
         return self.config.pricing.cost(model, duration)
 
+    def cost_of(self, spec: JobSpec) -> int:
+        """What a job costs: one clip's price for each take."""
+        return self.cost(spec.model, spec.duration) * spec.variations
+
     def choose_model(self, model: str | None) -> str:
         enabled = self.models()
         if model is None:
@@ -209,7 +213,7 @@ class JobService:
         would refuse: too few credits, too many videos waiting or made today. Charges nothing."""
         await self.store.check_room(
             user_id,
-            self.cost(spec.model, spec.duration),
+            self.cost_of(spec),
             max_queued_per_user=self.config.max_queued_per_user,
             max_queue=self.config.max_queue,
             max_per_day=self.config.max_jobs_per_day,
@@ -228,13 +232,14 @@ class JobService:
         parent_id: int | None = None,
     ) -> Job:
         """Debit and queue in one transaction, then wake the scheduler. The clip is made to
-        fit what the asking surface can post (`origin.max_bytes`)."""
+        fit what the asking surface can post (`origin.max_bytes`); with variations the takes
+        share one message, so each gets an equal part of it."""
         if origin.max_bytes is not None:
-            spec = spec.replace(max_bytes=origin.max_bytes)
+            spec = spec.replace(max_bytes=origin.max_bytes // spec.variations)
         job = await self.store.create_job(
             user_id=origin.user_id,
             spec=spec,
-            cost=self.cost(spec.model, spec.duration),
+            cost=self.cost_of(spec),
             image=image,
             end_image=end_image,
             idempotency_key=origin.key,
@@ -258,13 +263,36 @@ class JobService:
             parent_id=job.id,
         )
 
-    async def edit(self, job_id: int, origin: Origin, **changes: Any) -> Job:
-        """The same photo with changed settings (prompt, camera, motion ...) and a new seed."""
+    async def edit(
+        self,
+        job_id: int,
+        origin: Origin,
+        *,
+        image: bytes | None = None,
+        end_image: bytes | None = None,
+        **changes: Any,
+    ) -> Job:
+        """The job again with changed settings (prompt, camera, motion, length, model ...) and
+        a new seed, on its photo or `image`, ending on its end frame or `end_image`. A changed
+        model or length is checked as /animate checks them; an effect the new model lacks is
+        dropped."""
         job = await self.store.get_job(job_id)
-        spec = self._carry_over(job).replace(seed=None, **changes)
-        image, end_image = await self.store.job_inputs(job.id)
+        spec = self._carry_over(job)
+        model = self.choose_model(changes.pop("model", None) or spec.model)
+        duration = self.choose_duration(model, changes.pop("duration", None) or spec.duration)
+        effect = spec.effect if any(e.name == spec.effect for e in self.effects(model)) else None
+        card = card_for(model)
+        if end_image is not None and not card.supports_end_image:
+            raise NotSupported(
+                f"The model `{model}` can't end on a chosen image; leave out the end frame or "
+                "pick another model."
+            )
+        old_image, old_end = await self.store.job_inputs(job.id)
+        if end_image is None and card.supports_end_image:
+            end_image = old_end
+        spec = spec.replace(model=model, duration=duration, effect=effect, seed=None, **changes)
         return await self.submit(
-            spec, origin, image=image, end_image=end_image, action=JobAction.EDIT,
+            spec, origin, image=image or old_image, end_image=end_image, action=JobAction.EDIT,
             parent_id=job.id,
         )
 
@@ -319,13 +347,25 @@ class JobService:
         cancelled = await self.dispatcher.cancel(job_id, reason)
         return cancelled, await self.store.get_job(job_id)
 
-    async def delete(self, job_id: int) -> None:
+    async def delete(self, job_id: int, *, takes: bool = False) -> None:
         """The member deleted the video: stop it if it is still in the queue or rendering
-        (refunded), then forget its photo, prompts, token and MP4."""
+        (refunded), then forget its photo, prompts, token and MP4. `takes`: the message of a
+        job with variations was deleted, so its other takes go too."""
         await self.dispatcher.cancel(job_id, "Deleted by request.")
-        job = await self.store.forget(job_id)
-        if job.result_path:
-            await asyncio.to_thread(Path(job.result_path).unlink, missing_ok=True)
+        doomed = await self.store.takes_of(job_id) if takes else [await self.store.get_job(job_id)]
+        for each in doomed:
+            job = await self.store.forget(each.id)
+            if job.result_path:
+                await asyncio.to_thread(Path(job.result_path).unlink, missing_ok=True)
+
+    async def kept_beside(self, job: Job) -> list[Job]:
+        """The other takes of `job`'s variations (the same message) whose MP4 is still kept."""
+        if job.action is not JobAction.TAKE and job.spec.variations == 1:
+            return []
+        return [
+            take for take in await self.store.takes_of(job.group_id)
+            if take.id != job.id and take.result_path
+        ]
 
     async def favourite(self, job_id: int, favourite: bool) -> Job:
         """Mark (or unmark) a kept clip as a favourite: kept for KEEP_FAVOURITES_DAYS instead."""
@@ -352,7 +392,8 @@ class JobService:
         duration = self.choose_duration(model, job.spec.duration)
         # An effect the operator has since removed (or that the new model lacks) is dropped.
         effect = job.spec.effect if any(e.name == job.spec.effect for e in self.effects(model)) else None
-        return job.spec.replace(model=model, duration=duration, effect=effect)
+        # One take: a follow-up of one take of a job with variations is a single clip.
+        return job.spec.replace(model=model, duration=duration, effect=effect, variations=1)
 
 
 def _remove(paths: Iterable[str]) -> None:

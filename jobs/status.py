@@ -28,6 +28,9 @@ class JobAction(StrEnum):
     REROLL = "reroll"
     EDIT = "edit"
     EXTEND = "extend"
+    TAKE = "take"
+    """Take 2, 3 or 4 of a job with variations (its parent): made and charged with the
+    parent, a clip of its own with its own buttons and library entry; never queued."""
 
 
 ACTIVE: frozenset[JobStatus] = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})

@@ -22,8 +22,13 @@ from contract import (
     ModelError,
     Progress,
 )
-from pipeline.backends.base import Backend, RenderPlan
-from pipeline.encode import decode_frames, encode_mp4
+from pipeline.audio import Soundtrack, crossfade_loop_audio, read_audio
+from pipeline.backends.base import Backend, Rendered, RenderPlan
+from pipeline.encode import EncodedVideo, decode_frames, encode_mp4
+from pipeline.finish import FinishPlan
+from pipeline.finish import Method as FinishMethod
+from pipeline.finish import apply as apply_finish
+from pipeline.finish import check as check_finish
 from pipeline.intake import fit, load_photo, low_resolution_warning
 from pipeline.loops import (
     CROSSFADE_SECONDS,
@@ -39,6 +44,10 @@ ENCODER = "auto"
 
 PROMPT_IGNORED = "This model ignores text prompts; motion comes from the motion strength setting."
 END_IMAGE_IGNORED = "This model can't use an end image, so it was ignored."
+FINISH_NOT_ON_EXTENSIONS = (
+    "An extension keeps the clip's frame rate and size, so smoothing and upscaling were not "
+    "applied again."
+)
 
 
 def _ignore(progress: Progress) -> None:
@@ -121,13 +130,32 @@ def animate(
         if soft:
             notes.append(soft)
     timings["intake"] = time.perf_counter() - started  # decode, orient, plan and fit
+    finish = FinishPlan.of(request)
+    finishing: dict[str, FinishMethod] = {}
+    if finish.active and previous is not None:
+        # The new part already takes the clip's rate and size; finishing the chain again
+        # would double what the first part had.
+        notes.append(FINISH_NOT_ON_EXTENSIONS)
+    elif finish.active:
+        # Known before the render: a job this machine cannot finish fails in a second.
+        finishing = check_finish(
+            finish, frames=plan.num_frames, width=plan.width, height=plan.height, fps=plan.fps
+        )
     checkpoint()
 
+    draw_yuv420 = getattr(backend, "render_yuv420", None)
+    if draw_yuv420 is not None and previous is None and loop is None and not finishing:
+        # The camera move: frames stream into the encoder as they are drawn.
+        return _streamed(request, backend, plan, image, emit, should_stop, out_path, timings, notes)
+
     render_started = time.perf_counter()
-    frames = backend.render(
+    rendered = backend.render(
         image, plan, request, end_image=end_image, emit=emit, should_stop=should_stop
     )
     timings["render"] = time.perf_counter() - render_started
+    frames, audio = (
+        (rendered.frames, rendered.audio) if isinstance(rendered, Rendered) else (rendered, None)
+    )
     _check_frames(frames, plan)
     clip: np.ndarray | Sequence[np.ndarray]
     if previous is not None:
@@ -135,12 +163,30 @@ def animate(
             frames = _resize_frames(frames, previous.shape[2], previous.shape[1])
         # The new clip's first frame is the previous clip's last: keep only one of them.
         clip = [*previous, *frames[1:]]
+        audio = _extended_audio(request, len(previous), fps, audio, len(frames) - 1)
     else:
         clip = frames
         fps = plan.fps
+        if audio is not None:
+            audio = audio.fitted(len(frames) / fps)
         if loop == "crossfade":
-            clip = crossfade_loop(frames, crossfade_frames(fps, len(frames)))
+            fade = crossfade_frames(fps, len(frames))
+            clip = crossfade_loop(frames, fade)
+            if audio is not None:
+                audio = crossfade_loop_audio(audio, fps, len(frames), fade)
+    if not request.audio:
+        audio = None
     checkpoint()
+    if finishing:
+        finish_started = time.perf_counter()
+        clip, fps, finished = apply_finish(
+            np.asarray(clip), fps, finish, finishing, emit=emit, should_stop=should_stop
+        )
+        notes += finished
+        if audio is not None:
+            audio = audio.fitted(len(clip) / fps)
+        timings["finish"] = time.perf_counter() - finish_started
+        checkpoint()
 
     emit(Progress("encode", message="Encoding the video"))
     encode_started = time.perf_counter()
@@ -151,9 +197,23 @@ def animate(
         metadata=_metadata(request, plan, backend),
         out_path=out_path,
         encoder=ENCODER,
+        audio=audio,
     )
     timings["encode"] = time.perf_counter() - encode_started
     timings["total"] = time.perf_counter() - started
+    return _result(video, plan, backend, timings, notes, loop=loop, audio=audio is not None)
+
+
+def _result(
+    video: EncodedVideo,
+    plan: RenderPlan,
+    backend: Backend,
+    timings: dict[str, float],
+    notes: list[str],
+    *,
+    loop: LoopMethod | None = None,
+    audio: bool = False,
+) -> AnimateResult:
     return AnimateResult(
         video=video.data,
         width=video.width,
@@ -167,7 +227,72 @@ def animate(
         path=video.path,
         loop=loop,
         prompt=plan.prompt or None,
+        audio=audio,
     )
+
+
+def _streamed(
+    request: AnimateRequest,
+    backend: Backend,
+    plan: RenderPlan,
+    image: Image.Image,
+    emit: Callable[[Progress], None],
+    should_stop: Callable[[], bool],
+    out_path: str | os.PathLike[str] | None,
+    timings: dict[str, float],
+    notes: list[str],
+) -> AnimateResult:
+    """A fresh clip from a backend that draws yuv420p frames (the camera move): encoding runs
+    beside the drawing, so "render" is until the last frame is drawn and "encode" the rest."""
+    from pipeline.stream import Sink, Yuv420Frames, encode_while_drawing
+
+    started = time.perf_counter()
+    frames = Yuv420Frames(plan.width, plan.height, plan.num_frames)
+
+    def draw(sink: Sink) -> None:
+        backend.render_yuv420(  # type: ignore[attr-defined]
+            image, plan, request, sink, emit=emit, should_stop=should_stop
+        )
+        emit(Progress("encode", message="Encoding the video"))
+
+    video = encode_while_drawing(
+        draw,
+        frames,
+        plan.fps,
+        max_bytes=request.max_bytes,
+        metadata=_metadata(request, plan, backend),
+        out_path=out_path,
+        encoder=ENCODER,
+    )
+    drawn = frames.finished or time.perf_counter()
+    timings["render"] = drawn - started
+    timings["encode"] = time.perf_counter() - drawn
+    timings["total"] = time.perf_counter() - started + timings["intake"]
+    return _result(video, plan, backend, timings, notes)
+
+
+def _extended_audio(
+    request: AnimateRequest,
+    previous_frames: int,
+    fps: float,
+    new: Soundtrack | None,
+    new_frames: int,
+) -> Soundtrack | None:
+    """The chain's sound: the previous clip's track, then the new part's (without its first
+    frame, which the previous clip already shows). Silence stands in for whichever side has no
+    sound, so the track stays in step with the picture; None when neither has any."""
+    if not request.audio:
+        return None
+    before = read_audio(request.previous_clip or b"")
+    if before is None and new is None:
+        return None
+    rate = new.rate if new is not None else before.rate  # type: ignore[union-attr]
+    before_seconds = previous_frames / fps
+    head = before.fitted(before_seconds) if before is not None else Soundtrack.silence(before_seconds, rate)
+    if new is None:
+        return head.then(Soundtrack.silence(new_frames / fps, rate, head.channels))
+    tail = new.fitted((new_frames + 1) / fps).slice(1 / fps)
+    return head.then(tail).fitted((previous_frames + new_frames) / fps)
 
 
 def _check_frames(frames: np.ndarray, plan: RenderPlan) -> None:

@@ -28,6 +28,7 @@ from contract import (
     InputError,
     PipelineError,
     Progress,
+    Takes,
 )
 from pipeline.cli_args import UsageError, build_parser
 
@@ -99,8 +100,13 @@ def _animate(args: argparse.Namespace) -> int:
             height=height,
             steps=args.steps,
             loop=args.loop,
+            audio=args.audio,
             end_image=end_image,
             max_bytes=args.max_bytes,
+            variations=args.variations,
+            interpolate=args.interpolate,
+            fps_out=args.fps_out,
+            upscale=args.upscale,
         )
         options = BackendOptions(
             device=args.device,
@@ -127,6 +133,9 @@ def _animate(args: argparse.Namespace) -> int:
         load_photo(image)
         if end_image is not None:
             load_photo(end_image)
+        from pipeline.finish import FinishPlan, require_weights
+
+        require_weights(FinishPlan.of(request))  # before a model load that may take minutes
     except PipelineError as exc:
         return _fail(exc.message, _exit_code(exc.kind))
 
@@ -152,12 +161,18 @@ def _animate(args: argparse.Namespace) -> int:
     stop = threading.Event()
     bar = _ProgressBar(enabled=not args.quiet)
     previous = _catch_sigint(stop)
-    result: AnimateResult | Failed | None = None
+    result: AnimateResult | Takes | Failed | None = None
     failure: tuple[str, int] | None = None
     try:
         from pipeline.animate import animate
+        from pipeline.takes import animate_takes
 
-        result = animate(request, backend, emit=bar, should_stop=stop.is_set, out_path=str(out))
+        if request.variations > 1:
+            result = animate_takes(
+                request, backend, emit=bar, should_stop=stop.is_set, out_path=str(out)
+            )
+        else:
+            result = animate(request, backend, emit=bar, should_stop=stop.is_set, out_path=str(out))
     except Cancelled:
         failure = ("Cancelled.", EXIT_CANCELLED)
     except PipelineError as exc:
@@ -178,10 +193,25 @@ def _animate(args: argparse.Namespace) -> int:
 
     if isinstance(result, Failed):
         return _fail(result.reason, _exit_code(result.kind))
+    if isinstance(result, Takes):
+        return _print_takes(result)
     assert isinstance(result, AnimateResult)
     for warning in result.warnings:
         logger.warning("note: %s", warning)
     print(result.path or str(out), flush=True)
+    return EXIT_OK
+
+
+def _print_takes(takes: Takes) -> int:
+    """Each take's path on stdout (take order), a failed take as a warning: exit 0 when at
+    least one take was made (animate_takes returns a Failed when none was)."""
+    for number, made in takes.made:
+        for warning in made.warnings:
+            logger.warning("note (take %d): %s", number, warning)
+        logger.info("take %d: seed %d", number, made.seed)
+        print(made.path, flush=True)
+    for number, failed in takes.failed:
+        logger.warning("take %d failed: %s", number, failed.reason)
     return EXIT_OK
 
 
@@ -205,6 +235,11 @@ def _models(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(5)]
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths)) + "  " + row[5])
+    from pipeline.finish import costs_here
+
+    print()
+    for line in costs_here():  # on this machine, whatever --vram/--ram describe
+        print(line)
     return EXIT_OK
 
 
@@ -220,15 +255,30 @@ def _described_machine(args: argparse.Namespace) -> Machine | None:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from pipeline.downloads import download, progress_bar
+    from pipeline.downloads import Wanted, download, progress_bar
     from pipeline.fetch import fetch_attention_kernel, wanted_for_machine
+    from pipeline.finish import FINISH_WEIGHTS
     from pipeline.memory.machine import this_machine
     from pipeline.presets import get_preset
 
+    names = list(dict.fromkeys(args.names))
     try:
-        presets = [get_preset(name) for name in dict.fromkeys(args.names)]
+        presets = [get_preset(name) for name in names if name not in FINISH_WEIGHTS]
     except PipelineError as exc:
-        return _fail(exc.message, EXIT_USAGE)
+        finishing = " and ".join(FINISH_WEIGHTS)
+        return _fail(f"{exc.message} The finishing models are {finishing}.", EXIT_USAGE)
+    for name in (n for n in names if n in FINISH_WEIGHTS):
+        finish = FINISH_WEIGHTS[name]
+        wanted = [Wanted(finish.repo_id, files=(finish.filename,))]
+        try:
+            if args.quiet:
+                download(wanted)
+            else:
+                with progress_bar(desc=name) as report:
+                    download(wanted, progress=report)
+        except PipelineError as exc:
+            return _fail(exc.message, EXIT_USAGE)
+        print(f"{name}: downloaded", flush=True)
     machine = _described_machine(args) or this_machine()
     for preset in presets:
         try:

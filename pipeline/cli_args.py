@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from contract import CAMERA_MOVES, LoraSpec
+from contract import CAMERA_MOVES, VARIATIONS, LoraSpec
 from contract.loras import FORMAT as LORA_FORMAT
 from contract.workers import WEIGHTS
 
@@ -53,6 +53,17 @@ def _lora(text: str) -> LoraSpec:
         return LoraSpec.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{exc} (a LoRA is {LORA_FORMAT})") from None
+
+
+def _variations(text: str) -> int:
+    """1, 2 or 4 takes: the same choice the bot offers (contract.VARIATIONS)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value not in VARIATIONS:
+        raise argparse.ArgumentTypeError(f"variations must be 1, 2 or 4 takes, not {text!r}")
+    return value
 
 
 def _motion(text: str) -> int:
@@ -107,6 +118,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--end-image", default=None, help="last frame to aim for (models that support it)"
     )
     run.add_argument("--loop", action="store_true", help="a seamless loop: the last frame leads back into the first (no ping-pong)")
+    run.add_argument(
+        "--audio",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep the sound a model with audio makes (ltx2), as AAC in the MP4; "
+        "--no-audio: a silent MP4 (default: keep it)",
+    )
+    run.add_argument(
+        "--variations", type=_variations, default=1, metavar="N",
+        help="render N takes (1, 2 or 4) with seeds seed, seed+1, ...: take 1 goes to --out "
+        "(clip.mp4), take n to the same name with -n (clip-2.mp4, clip-4.mp4); one path per "
+        "line on stdout; --max-bytes applies to each file",
+    )
+    finish = run.add_argument_group("finish (after the render)")
+    finish.add_argument(
+        "--interpolate", type=int, default=1, choices=(1, 2), metavar="2",
+        help="smooth: a learned (RIFE) in-between frame between each pair, at twice the rate",
+    )
+    finish.add_argument(
+        "--fps-out", type=int, default=None, choices=(48, 60), metavar="48|60",
+        help="smooth to this frame rate instead (RIFE in-between frames)",
+    )
+    finish.add_argument(
+        "--upscale", type=int, default=1, choices=(1, 2), metavar="2",
+        help="double width and height with Real-ESRGAN x2plus (needs a GPU for full clips)",
+    )
     run.add_argument(
         "--max-bytes", type=_byte_count, default=None, help="MP4 size limit, e.g. 10MB or 8MiB"
     )
@@ -166,7 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
         "download",
         help="fetch the weights presets need on this machine into the hub cache (resumable)",
     )
-    fetch.add_argument("names", nargs="+", metavar="NAME", help="presets to download (e.g. ltx-2b wan-14b-fast)")
+    fetch.add_argument(
+        "names", nargs="+", metavar="NAME",
+        help="presets to download (e.g. ltx-2b wan-14b-fast), or the finishing models: rife "
+        "(Smooth) and upscale (Upscale 2×)",
+    )
     _machine_arguments(fetch)
     fetch.add_argument(
         "--weights", default="auto", choices=WEIGHTS,

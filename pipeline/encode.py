@@ -24,7 +24,15 @@ import numpy as np
 
 from contract import InputError, PipelineError
 from pipeline import ffmpeg
-from pipeline.ffmpeg import Clip, FrameInput, even, metadata_size, nvenc_available
+from pipeline.audio import Soundtrack
+from pipeline.ffmpeg import (
+    Clip,
+    FrameInput,
+    Track,
+    even,
+    metadata_size,
+    nvenc_available,
+)
 
 __all__ = ["EncodedVideo", "decode_frames", "encode_mp4", "nvenc_available"]
 
@@ -41,6 +49,10 @@ MIN_SIDE = 16
 MIN_BITS_PER_PIXEL = 0.03
 """Below this H.264 turns to blocks; fewer, sharper pixels look better, so shrink first."""
 MAX_ATTEMPTS = 8
+AUDIO_BITRATES: tuple[int, ...] = (128_000, 96_000, 64_000, 48_000, 32_000)
+"""AAC-LC rates from transparent stereo down to still-clear speech; a byte limit takes the
+highest whose bytes stay under AUDIO_SHARE of it, and the picture gets the rest."""
+AUDIO_SHARE = 0.2
 
 
 @dataclass
@@ -65,13 +77,15 @@ def encode_mp4(
     metadata: dict[str, str] | None = None,
     out_path: str | os.PathLike[str] | None = None,
     encoder: str = "libx264",
+    audio: Soundtrack | None = None,
 ) -> EncodedVideo:
     """Encode uint8 RGB frames (T, H, W, 3) to an H.264 MP4 at `fps`.
 
     max_bytes: never exceed this many bytes (None: no limit). metadata: MP4 tags such as
     title, comment, prompt, seed, model (a loop is made before encoding: pipeline.loops). out_path: also write the file there,
     atomically. encoder: "libx264", "h264_nvenc", or "auto" (NVENC when a probe finds it
-    working, else libx264).
+    working, else libx264). audio: a sound track, cut or padded to the frames' duration and
+    muxed as AAC; its bytes are budgeted inside `max_bytes` with the picture's.
     """
     clip = Clip.of(frames)
     if not fps or fps <= 0 or not math.isfinite(fps):
@@ -82,6 +96,9 @@ def encode_mp4(
         raise ValueError("frames must be at least 2×2 pixels to encode")
     duration = clip.count / fps
     overhead = CONTAINER_OVERHEAD + PER_FRAME_OVERHEAD * clip.count + metadata_size(metadata)
+    audio_bitrate = _audio_bitrate(max_bytes, duration) if audio is not None else 0
+    if audio is not None:
+        overhead += _audio_bytes(audio_bitrate, audio.rate, duration)
     if max_bytes is not None and max_bytes < overhead + 64 * clip.count:
         raise PipelineError(
             f"A {duration:.1f}-second video can't fit in {max_bytes} bytes; "
@@ -95,10 +112,14 @@ def encode_mp4(
     # lives beside the destination so os.replace is an atomic rename on one filesystem.
     stem = Path(out_path).name if out_path is not None else "encode"
     tmp = Path(dest_dir or tempfile.gettempdir()) / f".{stem}.{secrets.token_hex(6)}.part.mp4"
+    track: Track | None = None
     try:
+        if audio is not None:
+            wav = audio.fitted(duration).write_wav(tmp.with_suffix(".wav"))
+            track = Track(wav, audio_bitrate)
         bitrate: int | None = None
         correction = 1.0
-        size = ffmpeg.run(clip, fps, tmp, (width, height), codec, None, metadata)
+        size = ffmpeg.run(clip, fps, tmp, (width, height), codec, None, metadata, track)
         attempts = 1
         while max_bytes is not None and size > max_bytes:
             if attempts >= MAX_ATTEMPTS:
@@ -115,7 +136,7 @@ def encode_mp4(
             budget_bits = (max_bytes - overhead) * 8 * RATE_MARGIN * correction
             bitrate = max(8_000, int(budget_bits / duration))
             width, height = _size_for_bitrate(width, height, bitrate, fps)
-            size = ffmpeg.run(clip, fps, tmp, (width, height), codec, bitrate, metadata)
+            size = ffmpeg.run(clip, fps, tmp, (width, height), codec, bitrate, metadata, track)
             attempts += 1
             log.info(
                 "byte limit %d: attempt %d at %dx%d, %d bit/s -> %d bytes",
@@ -143,6 +164,9 @@ def encode_mp4(
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if track is not None:
+            with contextlib.suppress(FileNotFoundError):
+                track.wav.unlink()
 
 
 def decode_frames(
@@ -183,6 +207,23 @@ def decode_frames(
 
 
 # -- internals --------------------------------------------------------------------------------
+
+
+def _audio_bitrate(max_bytes: int | None, duration: float) -> int:
+    """The highest AAC rate whose bytes stay under AUDIO_SHARE of the limit (the lowest one
+    when none does: speech at 32 kbit/s beats a slightly sharper silent picture)."""
+    if max_bytes is None:
+        return AUDIO_BITRATES[0]
+    for rate in AUDIO_BITRATES:
+        if rate / 8 * duration <= AUDIO_SHARE * max_bytes:
+            return rate
+    return AUDIO_BITRATES[-1]
+
+
+def _audio_bytes(bitrate: int, rate: int, duration: float) -> int:
+    """What the track adds to the file: its bitstream (AAC's rate control overshoots a few
+    percent) and one sample-table entry per 1024-sample AAC frame."""
+    return int(bitrate / 8 * duration * 1.05) + 16 * math.ceil(rate * duration / 1024)
 
 
 def _size_for_bitrate(width: int, height: int, bitrate: int, fps: float) -> tuple[int, int]:

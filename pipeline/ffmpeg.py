@@ -1,4 +1,5 @@
-"""One ffmpeg run: raw rgb24 frames piped in, an H.264 MP4 (yuv420p, BT.709, faststart) out.
+"""One ffmpeg run: raw rgb24 (or ready yuv420p) frames piped in, an H.264 MP4 (yuv420p, BT.709,
+faststart) out.
 
 imageio-ffmpeg's binary is the same build on every machine, so no system ffmpeg is needed.
 :mod:`pipeline.encode` decides sizes and bitrates (the byte-limit loop); this module only
@@ -77,6 +78,9 @@ class Clip:
     frames: Sequence[np.ndarray]
     width: int
     height: int
+    pix_fmt: str = "rgb24"
+    """rgb24 (H, W, 3) arrays, or yuv420p: flat BT.709 tv-range planes (Y, U, V) per frame,
+    which need no colour conversion here (see pipeline.stream.Yuv420Frames)."""
 
     @property
     def count(self) -> int:
@@ -84,6 +88,13 @@ class Clip:
 
     @classmethod
     def of(cls, frames: FrameInput) -> Clip:
+        if getattr(frames, "pix_fmt", None) == "yuv420p":
+            # Drawn as yuv420p (e.g. pipeline.stream.Yuv420Frames, possibly still being drawn:
+            # iterating waits for each frame), so the size comes from the sequence itself.
+            width, height = frames.width, frames.height  # type: ignore[union-attr]
+            if len(frames) == 0 or width % 2 or height % 2:
+                raise ValueError("yuv420p frames need a frame count and even sides")
+            return cls(frames=frames, width=width, height=height, pix_fmt="yuv420p")
         if len(frames) == 0:
             raise ValueError("no frames to encode")
         first = np.asarray(frames[0])
@@ -96,8 +107,24 @@ class Clip:
         return cls(frames=frames, width=width, height=height)
 
     def chunks(self) -> Iterator[memoryview]:
+        if self.pix_fmt == "yuv420p":
+            for planes in self.frames:
+                yield memoryview(planes).cast("B")
+            return
         for frame in self.frames:
             yield memoryview(np.ascontiguousarray(frame)).cast("B")
+
+
+YUV420_INPUT_TAGS = ("-color_range", "tv", "-colorspace", "bt709")
+"""What yuv420p frames are: a resize for a byte limit then keeps their colours as they are."""
+
+
+@dataclass(frozen=True)
+class Track:
+    """A sound track to mux beside the frames: a WAV file, encoded to AAC at `bitrate` bit/s."""
+
+    wav: Path
+    bitrate: int
 
 
 def run(
@@ -108,8 +135,11 @@ def run(
     codec: str,
     bitrate: int | None,
     metadata: dict[str, str] | None,
+    audio: Track | None = None,
 ) -> int:
-    """One ffmpeg run writing `dest`; returns its size. NVENC failures fall back to libx264."""
+    """One ffmpeg run writing `dest`; returns its size. NVENC failures fall back to libx264.
+
+    audio: muxed as AAC-LC (what Discord's and browsers' players take in MP4); None: no track."""
     rate = Fraction(fps).limit_denominator(1001)
     width, height = size
     if (width, height) == (clip.width, clip.height):
@@ -118,7 +148,8 @@ def run(
         geometry = [f"crop={width}:{height}:0:0"]  # odd → even: drop the last row/column
     else:
         geometry = [f"scale={width}:{height}:flags=lanczos"]
-    filters = ",".join([*geometry, "scale=out_color_matrix=bt709:out_range=tv", "format=yuv420p"])
+    convert = [] if clip.pix_fmt == "yuv420p" else ["scale=out_color_matrix=bt709:out_range=tv"]
+    filters = ",".join([*geometry, *convert, "format=yuv420p"])
     cmd = [
         ffmpeg_exe(),
         "-hide_banner",
@@ -128,14 +159,15 @@ def run(
         "-f",
         "rawvideo",
         "-pix_fmt",
-        "rgb24",
+        clip.pix_fmt,
+        *(YUV420_INPUT_TAGS if clip.pix_fmt == "yuv420p" else ()),
         "-s",
         f"{clip.width}x{clip.height}",
         "-framerate",
         f"{rate.numerator}/{rate.denominator}",
         "-i",
         "pipe:0",
-        "-an",
+        *_audio_input(audio),
         "-vf",
         filters,
         *_codec_args(codec, bitrate),
@@ -161,7 +193,7 @@ def run(
         if codec == "libx264":
             raise
         log.warning("%s failed; falling back to libx264", codec)
-        return run(clip, fps, dest, size, "libx264", bitrate, metadata)
+        return run(clip, fps, dest, size, "libx264", bitrate, metadata, audio)
     return dest.stat().st_size
 
 
@@ -196,6 +228,24 @@ def _execute(cmd: list[str], clip: Clip, codec: str) -> None:
             tail = errors.read()[-2000:].decode("utf-8", "replace").strip()
             log.error("ffmpeg (%s) exited with %s: %s", codec, code, tail)
             raise PipelineError("The video could not be encoded (ffmpeg failed).")
+
+
+def _audio_input(audio: Track | None) -> list[str]:
+    """The WAV as the second input, mapped beside the piped frames; `-an` without one."""
+    if audio is None:
+        return ["-an"]
+    return [
+        "-i",
+        os.fspath(audio.wav),
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0",
+        "-c:a",
+        "aac",
+        "-b:a",
+        str(audio.bitrate),
+    ]
 
 
 def _codec_args(codec: str, bitrate: int | None) -> list[str]:

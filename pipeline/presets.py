@@ -28,6 +28,8 @@ FAMILY_OF_CLASS: dict[str, str] = {
     "WanImageToVideoPipeline": "wan",
     "StableVideoDiffusionPipeline": "svd",
     "CogVideoXImageToVideoPipeline": "cogvideox",
+    "LTX2Pipeline": "ltx2",
+    "LTX2ImageToVideoPipeline": "ltx2",
 }
 
 I2V_CLASS: dict[str, str] = {
@@ -40,6 +42,8 @@ I2V_CLASS: dict[str, str] = {
     "WanImageToVideoPipeline": "WanImageToVideoPipeline",
     "StableVideoDiffusionPipeline": "StableVideoDiffusionPipeline",
     "CogVideoXImageToVideoPipeline": "CogVideoXImageToVideoPipeline",
+    "LTX2Pipeline": "LTX2ImageToVideoPipeline",
+    "LTX2ImageToVideoPipeline": "LTX2ImageToVideoPipeline",
 }
 """The image-to-video class used to load a checkpoint whose model_index names the key."""
 
@@ -104,6 +108,8 @@ class Preset:
     """Extra keyword arguments for the pipeline call (family-specific)."""
     default_timesteps: tuple[float, ...] = ()
     """Custom timesteps used when the step count is the preset's default (distilled LTX)."""
+    default_sigmas: tuple[float, ...] = ()
+    """Custom sigmas used when the step count is the preset's default (distilled LTX-2)."""
     loras: tuple[LoraSpec, ...] = ()
     """LoRAs fused into the weights at load (a distillation pair), before any speed-up."""
     scheduler: str | None = None
@@ -256,6 +262,44 @@ PRESETS: dict[str, Preset] = {
             "0.9.5/0.9.7 VAE configs (pipeline/configs/SOURCES.md checks both against the file's "
             "size), and it is passed explicitly; settings as the 13B distilled preset (8 "
             "timesteps, guidance 1), 768x512 and 121 frames as in the LTX-Video 2B distilled config"
+        ),
+    ),
+    "ltx2": Preset(
+        name="ltx2",
+        family="ltx2",
+        pipeline_class="LTX2ImageToVideoPipeline",
+        repo_id="diffusers/LTX-2.3-Distilled-Diffusers",
+        area=768 * 512,
+        multiple=32,
+        fps=24,
+        frame_step=8,
+        default_frames=121,
+        min_frames=9,
+        max_frames=241,
+        steps=8,
+        guidance=1.0,
+        dtype="bfloat16",
+        negative_prompt=LTX_NEGATIVE_PROMPT,
+        # Distilled: one pass per step for each modality. CFG, spatio-temporal guidance and
+        # modality isolation would each add a pass the distillation made unnecessary.
+        call_defaults={
+            "stg_scale": 0.0,
+            "modality_scale": 1.0,
+            "audio_guidance_scale": 1.0,
+            "audio_stg_scale": 0.0,
+            "audio_modality_scale": 1.0,
+            "guidance_rescale": 0.0,
+            "audio_guidance_rescale": 0.0,
+        },
+        default_sigmas=(1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875),
+        configs="ltx2-distilled",
+        source=(
+            "diffusers pipeline_ltx2_image2video.py (LTX2ImageToVideoPipeline: Gemma 3 text "
+            "encoder, connectors, video and audio VAEs, vocoder; frames 8k+1, H,W ÷32; "
+            "768x512, 121 frames at 24 fps by default; CFG/STG/modality guidance off at "
+            "guidance 1, stg 0, modality 1) and pipelines/ltx2/utils.py DISTILLED_SIGMA_VALUES "
+            "(8 distilled sigmas); diffusers/LTX-2.3-Distilled-Diffusers (the distilled 22B "
+            "checkpoint in diffusers format, saved as LTX2Pipeline)"
         ),
     ),
     "wan": Preset(

@@ -130,16 +130,26 @@ class ModelStage:
         self._lock = lock
         self._should_stop = should_stop
         self.info = backend.info
+        if getattr(backend, "render_yuv420", None) is not None:
+            # The camera move draws straight into the encoder (pipeline.stream): offered
+            # under the same lock, so animate() takes the fast path inside the worker too.
+            self.render_yuv420 = self._render_yuv420
 
     def plan(self, request: AnimateRequest, image_size: tuple[int, int]) -> Any:
         return self._backend.plan(request, image_size)
 
     def render(self, image: Any, plan: Any, request: AnimateRequest, **kwargs: Any) -> Any:
+        return self._locked(self._backend.render, image, plan, request, **kwargs)
+
+    def _render_yuv420(self, *args: Any, **kwargs: Any) -> Any:
+        return self._locked(self._backend.render_yuv420, *args, **kwargs)
+
+    def _locked(self, draw: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         while not self._lock.acquire(timeout=0.1):
             if self._should_stop():
                 raise Cancelled()
         try:
-            return self._backend.render(image, plan, request, **kwargs)
+            return draw(*args, **kwargs)
         finally:
             self._lock.release()
 

@@ -54,6 +54,7 @@ from contract import (
     ModelError,
     PipelineError,
     Progress,
+    Takes,
     WorkerInfo,
     is_out_of_memory,
 )
@@ -78,6 +79,8 @@ def _leaving_model(progress: Progress) -> bool:
     ``leaving_model`` flag): that photo's intake then happens while this job finishes on the
     model, so the next render starts the moment the model lock is free.
     """
+    if progress.takes > 1 and progress.take < progress.takes:
+        return False  # more takes of this job follow on the model
     if progress.stage in ("decode", "encode"):
         return True
     return progress.stage == "denoise" and progress.total > 0 and progress.step >= progress.total - 1
@@ -175,7 +178,8 @@ class PipelineWorker:
     async def run(
         self, job_id: str, request: AnimateRequest, low_memory: bool = False
     ) -> AsyncIterator[Event]:
-        """Render one job, streaming Progress events and then its AnimateResult or Failed."""
+        """Render one job, streaming Progress events and then its AnimateResult or Failed
+        (a job with variations: Takes, or Failed when every take failed)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
@@ -219,8 +223,9 @@ class PipelineWorker:
         low_memory: bool,
         emit: Callable[[Progress], None],
         should_stop: Callable[[], bool],
-    ) -> AnimateResult | Failed:
+    ) -> AnimateResult | Takes | Failed:
         from pipeline.animate import animate
+        from pipeline.takes import animate_takes
 
         model = self.aliases.get(request.model, request.model)
         if model not in self.models:
@@ -244,6 +249,9 @@ class PipelineWorker:
             acquired = True
             self.errors.pop(model, None)
             stage = self._models.stage(backend, should_stop)
+            if request.variations > 1:
+                # The takes run back to back here, on the model this job holds.
+                return animate_takes(request, stage, emit=emit, should_stop=should_stop)
             return animate(request, stage, emit=emit, should_stop=should_stop)
         except PipelineError as exc:
             oom = exc.kind == "oom"

@@ -116,7 +116,7 @@ def test_preset_is_consistent(preset) -> None:
     import diffusers
 
     assert hasattr(diffusers, preset.pipeline_class)
-    assert preset.family in ("ltx", "wan", "svd", "cogvideox")
+    assert preset.family in ("ltx", "ltx2", "wan", "svd", "cogvideox")
     assert "/" in preset.repo_id and preset.card.label and preset.source
     for frames in (preset.default_frames, preset.min_frames, preset.max_frames):
         assert (frames - 1) % preset.frame_step == 0, frames
@@ -128,6 +128,8 @@ def test_preset_is_consistent(preset) -> None:
     assert preset.dtype in ("bfloat16", "float16")
     if preset.default_timesteps:
         assert len(preset.default_timesteps) == preset.steps
+    if preset.default_sigmas:
+        assert len(preset.default_sigmas) == preset.steps and not preset.default_timesteps
 
 
 @pytest.mark.parametrize("preset", PRESETS.values(), ids=list(PRESETS))

@@ -24,6 +24,8 @@ from pipeline.presets import get_preset
 # ≈14 B experts; T5-XXL encoder ≈ 4.8 B; UMT5-XXL encoder ≈ 5.7 B (its 256k vocabulary).
 EXPECTED_BILLIONS = {
     "ltx-2b": {"transformer": (1.85, 2.0), "text_encoder": (4.6, 4.9)},
+    # LTX-2.3: the 22B are the transformer (19.0, audio stream included) and the connectors (3.2).
+    "ltx2": {"transformer": (18.9, 19.1), "connectors": (3.1, 3.25), "text_encoder": (12.1, 12.3)},
     "wan-5b": {"transformer": (4.8, 5.2), "text_encoder": (5.5, 5.8)},
     "wan-14b": {
         "transformer": (13.8, 14.6),

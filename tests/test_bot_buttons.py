@@ -40,6 +40,11 @@ def text_inputs(modal: dict) -> Iterator[dict]:
             yield {**component["component"], "label": component.get("label")}
 
 
+def chosen(field: dict) -> list[str]:
+    """The preselected values of a select or radio group in a modal."""
+    return [o["value"] for o in field.get("options", []) if o.get("default")]
+
+
 def footer(message: Message) -> str:
     return message.embeds[0]["footer"]["text"]
 
@@ -76,40 +81,40 @@ async def test_info_edit_and_extend(tmp_path: Path) -> None:
         assert f"Output: {first['width']}×{first['height']}, 48 frames at 24 fps" in info
         assert f"Cost: {n_credits(original.cost)}" in info
 
-        # Edit: a modal prefilled with the job's prompt, negative prompt, camera and motion.
+        # Edit: a form of real controls, each prefilled with the job's setting.
         edit = await d.click(clip, "Edit", user=bob)
         modal = await edit.modal()
-        prefilled = {f["label"]: f.get("value") for f in text_inputs(modal)}
-        assert prefilled == {
-            "Prompt": "the cat looks up",
-            "Avoid (negative prompt)": "blur",
-            "Camera": "zoom in",
-            "Motion strength (1-10)": "7",
-        }
+        fields = {f["label"]: f for f in text_inputs(modal)}
+        assert list(fields) == ["Prompt", "Camera", "Motion strength", "Length", "Options"]
+        assert fields["Prompt"]["value"] == "the cat looks up"
+        assert chosen(fields["Camera"]) == ["zoom_in"] and chosen(fields["Motion strength"]) == ["7"]
+        assert [o["value"] for o in fields["Length"]["options"]] == ["2", "3", "5", "8"]
+        assert chosen(fields["Length"]) == ["2"]
+        # The camera move makes no sound: no Sound box; the last box asks for the second form.
+        assert [o["value"] for o in fields["Options"]["options"]] == ["loop", "more"]
         bob_before = await w.store.balance(bob.id)
 
-        # Bad values are refused specifically, for free.
-        bad = await d.submit_modal(edit, {"Camera": "sideways"}, user=bob)
-        assert "“sideways” isn't a camera move; use one of: static, zoom in" in await private_text(bad)
-        edit = await d.click(clip, "Edit", user=bob)
-        bad = await d.submit_modal(edit, {"Motion strength (1-10)": "11"}, user=bob)
-        assert "Motion strength must be a whole number from 1 to 10." in await private_text(bad)
+        # A prompt the server's rules refuse is refused specifically, for free.
+        w.bot.settings.blocked_words = ["yawns"]
+        bad = await d.submit_modal(edit, {"Prompt": "the cat yawns"}, user=bob)
+        assert "yawns" in await private_text(bad)
+        w.bot.settings.blocked_words = []
         assert await w.store.balance(bob.id) == bob_before
         assert await all_jobs(w.store, bob.id) == []
 
         edit = await d.click(clip, "Edit", user=bob)
         submitted = await d.submit_modal(
             edit,
-            {"Prompt": "the cat yawns", "Avoid (negative prompt)": "", "Camera": "Pan-Left",
-             "Motion strength (1-10)": "3"},
+            {"Prompt": "the cat yawns", "Camera": "pan_left", "Motion strength": "3",
+             "Length": "3", "Options": ["loop"]},
             user=bob,
         )
         edited_clip = await submitted.message(has_video, timeout=60)
         (edited,) = await all_jobs(w.store, bob.id)
         assert edited.action == "edit" and edited.parent_id == original.id
-        assert (edited.spec.prompt, edited.spec.negative_prompt) == ("the cat yawns", "")
+        assert (edited.spec.prompt, edited.spec.negative_prompt) == ("the cat yawns", "blur")
         assert (edited.spec.camera, edited.spec.motion) == ("pan_left", 3)
-        assert edited.spec.duration == 2.0 and edited.spec.seed is None
+        assert edited.spec.duration == 3.0 and edited.spec.loop and edited.spec.seed is None
         assert "camera: pan left · motion 3/10" in footer(edited_clip)
         assert edited_clip.embeds[0]["description"] == "the cat yawns"
         assert await w.store.balance(bob.id) == bob_before - edited.cost  # the editor paid

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import io
 import math
+import subprocess
+import tempfile
 from functools import cache
+from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from photos import NAMES, photo_bytes
 from PIL import Image
 
 from contract import CAMERA_MOVES, CARDS, AnimateRequest, Cancelled, Progress
+from pipeline.animate import animate
 from pipeline.backends.base import Backend, RenderPlan
-from pipeline.backends.camera import CameraBackend, View, camera_path, draw_view, ease
+from pipeline.backends.camera import (
+    CameraBackend,
+    View,
+    YuvSource,
+    camera_path,
+    draw_view,
+    ease,
+)
+from pipeline.encode import decode_frames, encode_mp4
+from pipeline.ffmpeg import ffmpeg_exe
 from pipeline.intake import fit, load_photo
+from pipeline.stream import Yuv420Frames
 
 WIDTH, HEIGHT = 320, 192
 
@@ -244,3 +260,208 @@ def test_unknown_move_is_an_error() -> None:
     with pytest.raises(ValueError):
         camera_path("barrel_roll", 5, 10, aspect=1.0)
     assert View().zoom == 1.0
+
+
+# -- the yuv420p path: what `python -m pipeline animate --model camera` encodes ---------------
+
+JITTER_SIZE = (640, 360)
+CHECKER_PERIOD = 8.0
+"""A fine checkerboard: 4-pixel squares, as a band-limited cos·cos so each frame's scale and
+centre can be measured to a few hundredths of a pixel."""
+
+
+def checkerboard(width: int, height: int) -> bytes:
+    y, x = np.mgrid[0:height, 0:width] + 0.5
+    board = 128 + 90 * np.cos(2 * np.pi * x / CHECKER_PERIOD) * np.cos(2 * np.pi * y / CHECKER_PERIOD)
+    buffer = io.BytesIO()
+    Image.fromarray(np.repeat(np.round(board)[..., None], 3, 2).astype(np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def grey_frames(mp4: bytes) -> np.ndarray:
+    with av.open(io.BytesIO(mp4)) as container:
+        return np.stack([f.to_ndarray(format="gray") for f in container.decode(video=0)]).astype(float)
+
+
+def scale_and_centre(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's zoom and horizontal centre shift (px), from the checkerboard's phase.
+
+    Demodulates the diagonal wave of the board at its current frequency in Gaussian windows
+    across the frame; the phase's slope across the windows is the frequency (the zoom), its
+    value at the frame's centre the shift. Iterated from the previous estimate.
+    """
+    _, height, width = frames.shape
+    y, x = np.mgrid[0:height, 0:width]
+    u, v = np.fft.fftfreq(width)[None, :], np.fft.fftfreq(height)[:, None]
+    window = np.exp(-2 * np.pi**2 * 12.0**2 * (u**2 + v**2))
+    cx = np.arange(width // 2 - 240, width // 2 + 241, 16)
+    cy = np.arange(height // 2 - 120, height // 2 + 121, 16)
+    grid_x, grid_y = np.meshgrid(cx, cy)
+    diagonal = (grid_x - width / 2) + (grid_y - height / 2)
+    design = np.column_stack([np.ones(diagonal.size), diagonal.ravel()])
+    wave = (x - width / 2) + (y - height / 2)
+    zooms, shifts, previous = [], [], None
+    for frame in frames:
+        frequency = 1 / CHECKER_PERIOD
+        centred = frame - frame.mean()
+        for _ in range(3):
+            low = np.fft.ifft2(np.fft.fft2(centred * np.exp(-2j * np.pi * frequency * wave)) * window)
+            phases = np.unwrap(np.unwrap(np.angle(low[grid_y, grid_x]), axis=1), axis=0)
+            at_centre, slope = np.linalg.lstsq(design, phases.ravel(), rcond=None)[0]
+            frequency += slope / (2 * np.pi)
+        at_centre = float(np.angle(np.exp(1j * at_centre)))
+        if previous is not None:
+            at_centre = previous + float(np.angle(np.exp(1j * (at_centre - previous))))
+        previous = at_centre
+        zooms.append(1 / (CHECKER_PERIOD * frequency))
+        shifts.append(at_centre / (2 * np.pi * frequency))
+    return np.array(zooms), np.array(shifts)
+
+
+def off_smooth(values: np.ndarray) -> float:
+    """Largest distance of a per-frame series from a smooth (degree 7) curve through it."""
+    t = np.arange(len(values))
+    return float(np.abs(values - np.polyval(np.polyfit(t, values, 7), t)).max())
+
+
+def zoompan_clip(photo: bytes, frames: int, deep: float, size: tuple[int, int]) -> bytes:
+    """ffmpeg's zoompan one-liner for the same eased push-in, at the product's x264 settings."""
+    ease_expr = f"(0.9*(0.5-0.5*cos(PI*on/{frames - 1}))+0.1*on/{frames - 1})"
+    graph = (
+        f"zoompan=z='pow({deep},{ease_expr})':x='iw/2-iw/zoom/2':y='ih/2-ih/zoom/2'"
+        f":d={frames}:s={size[0]}x{size[1]}:fps=24"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "zoompan.mp4"
+        subprocess.run(
+            [ffmpeg_exe(), "-loglevel", "error", "-f", "png_pipe", "-i", "pipe:0", "-vf", graph,
+             "-frames:v", str(frames), "-c:v", "libx264", "-preset", "veryfast", "-crf", "19",
+             "-pix_fmt", "yuv420p", str(out)],
+            input=photo, check=True, capture_output=True,
+        )
+        return out.read_bytes()
+
+
+SCALE_JITTER_PX = 0.15
+"""Bound on the measured zoom's frame-to-frame wobble, as a displacement at the frame's edge.
+Our delivered clips measure ~0.07 (the x264 noise floor: the old Pillow RGB path measures
+~0.05), zoompan ~0.27: its crop is a whole number of pixels, so its zoom moves in steps."""
+CENTRE_JITTER_PX = 0.1
+"""Bound on the frame centre's wobble in a centred push-in: ours ~0.015, zoompan ~1.6 (its
+crop's corner is rounded to an even pixel)."""
+
+
+def test_slow_zoom_is_sub_pixel_smooth_where_zoompan_jitters() -> None:
+    width, height = JITTER_SIZE
+    photo, frames, deep = checkerboard(width, height), 48, 1.1  # zoom_in at motion 1, 2 s
+    result = animate(
+        AnimateRequest(image=photo, camera="zoom_in", motion=1, duration=2, fps=24,
+                       width=width, height=height),
+        CameraBackend(),
+    )
+    zooms, centres = scale_and_centre(grey_frames(result.video))
+    assert len(zooms) == frames
+    assert zooms[0] == pytest.approx(1.0, abs=1e-3) and zooms[-1] == pytest.approx(deep, abs=2e-3)
+    assert np.all(np.diff(zooms) > -1e-4)  # it only ever pushes in
+    assert off_smooth(zooms) * width / 2 <= SCALE_JITTER_PX
+    assert off_smooth(centres) <= CENTRE_JITTER_PX
+
+    theirs, their_centres = scale_and_centre(grey_frames(zoompan_clip(photo, frames, deep, JITTER_SIZE)))
+    assert theirs[-1] == pytest.approx(deep, abs=5e-3)  # the same move...
+    assert off_smooth(theirs) * width / 2 > SCALE_JITTER_PX  # ...in whole-pixel steps
+    assert off_smooth(their_centres) > 5 * CENTRE_JITTER_PX
+
+
+@pytest.mark.parametrize("move", ["pan_right", "tilt_up", "zoom_in", "static"])
+def test_yuv_frames_sample_each_view_within_a_tenth_of_a_pixel(move: str) -> None:
+    # A sine along one axis (period 12 px) in luma and chroma: demodulating each drawn frame
+    # at the view's own frequency gives where it really sampled; it must be where the view
+    # says, frame after frame (the swscale plans and the Pillow fallback alike). Whole-pixel
+    # crops would be off by up to half a pixel.
+    width, height, period = 320, 192, 12.0
+    vertical = move.startswith("tilt")
+    axis = np.arange(height if vertical else width) + 0.5
+    wave = 128 + 80 * np.cos(2 * np.pi * axis / period)
+    grey = np.broadcast_to(wave[:, None] if vertical else wave[None, :], (height, width))
+    rgb = np.stack([grey, 255 - grey, np.full_like(grey, 128.0)], axis=2)
+    image = Image.fromarray(np.round(rgb).astype(np.uint8))
+    backend = CameraBackend()
+    request = AnimateRequest(image=b"-", camera=move, duration=1, width=width, height=height)
+    plan = backend.plan(request, image.size)
+    drawn: list[bytes] = []
+    backend.render_yuv420(image, plan, request, drawn.append)
+    views = camera_path(move, request.motion, plan.num_frames, aspect=width / height)
+    assert len(drawn) == plan.num_frames
+    for view, frame in zip(views, drawn, strict=True):
+        planes = np.frombuffer(frame, np.uint8)
+        luma = planes[: width * height].reshape(height, width).astype(float)
+        chroma = planes[width * height : width * height * 5 // 4].reshape(height // 2, width // 2)
+        for plane, div in ((luma, 1), (chroma.astype(float), 2)):
+            profile = (plane.mean(axis=1) if vertical else plane.mean(axis=0))[2:-2]
+            length = (height if vertical else width) / div
+            centre = view.cy if vertical else view.cx
+            span = length / view.zoom  # source pixels across the view, in this plane's units
+            scale = span / length
+            start = centre * length - span / 2
+            d = np.arange(len(profile)) + 2 + 0.5
+            measured = np.angle(np.sum((profile - profile.mean()) * np.exp(-2j * np.pi * d * scale * div / period)))
+            expected = 2 * np.pi * start * div / period
+            # Pixels of the plane; modulo half a period, as luma and chroma may run inverted.
+            error = np.angle(np.exp(2j * (measured - expected))) * period / (4 * np.pi * div)
+            assert abs(error) <= 0.08, (move, view, div, error)
+
+
+@pytest.mark.parametrize("move", CAMERA_MOVES)
+@pytest.mark.parametrize("name", NAMES)
+def test_every_move_is_as_smooth_as_yuv420p(name: str, move: str) -> None:
+    # The yuv420p frames (what the CLI encodes) pass the same smoothness rules as the RGB
+    # frames of test_every_move_on_every_photo_is_smooth, on their luma.
+    backend = CameraBackend()
+    request = AnimateRequest(image=b"-", camera=move, duration=1.5, width=WIDTH, height=HEIGHT)
+    plan = backend.plan(request, photo(name).size)
+    drawn: list[bytes] = []
+    backend.render_yuv420(fit(photo(name), *plan.source_size), plan, request, drawn.append)
+    luma = np.stack([np.frombuffer(f, np.uint8)[: WIDTH * HEIGHT].reshape(HEIGHT, WIDTH, 1) for f in drawn])
+    assert luma.shape == (36, HEIGHT, WIDTH, 1)
+    steps = step_differences(luma)
+    middle = steps[len(steps) // 10 : len(steps) - len(steps) // 10]
+    assert middle.min() > 0.2
+    assert steps[0] < 0.5 * steps[len(steps) // 2] and steps[-1] < 0.5 * steps[len(steps) // 2]
+    assert steps.max() <= 2.5 * np.median(steps)
+    neighbours = (middle[:-2] + middle[2:]) / 2
+    assert np.all(np.abs(middle[1:-1] - neighbours) <= 0.2 * neighbours)
+
+
+def test_yuv_frame_zero_is_the_photo_for_push_ins() -> None:
+    backend = CameraBackend()
+    image = fit(photo("coffee"), WIDTH, HEIGHT)
+    for move in ("static", "zoom_in"):
+        request = AnimateRequest(image=b"-", camera=move, duration=1, width=WIDTH, height=HEIGHT)
+        plan = backend.plan(request, image.size)
+        drawn: list[bytes] = []
+        backend.render_yuv420(image, plan, request, drawn.append)
+        assert drawn[0] == YuvSource.of(image).whole(), move
+        assert drawn[1] != drawn[0]
+
+
+def test_yuv420_frames_encode_with_bt709_colours_and_re_encode_for_a_byte_limit() -> None:
+    # Colours drawn as yuv420p come out of a real decoder as the photo's colours (no second
+    # colour conversion in ffmpeg), and a byte limit's second attempt re-reads the kept frames.
+    width, height = 96, 64
+    colours = [(200, 30, 40), (20, 180, 60), (30, 40, 210), (128, 128, 128), (250, 240, 30)]
+    frames = Yuv420Frames(width, height, 48)
+    photo = Image.new("RGB", (width, height))
+    for index in range(48):
+        photo.paste(colours[index % len(colours)], (0, 0, width // 2, height))
+        noise = np.random.default_rng(index).integers(0, 255, (height, width // 2, 3), dtype=np.uint8)
+        photo.paste(Image.fromarray(noise), (width // 2, 0))
+        frames.put(YuvSource.of(photo).whole())
+    video = encode_mp4(frames, 24)
+    decoded = decode_frames(video.data)[0]
+    assert decoded.shape == (48, height, width, 3)
+    for index, frame in enumerate(decoded):
+        flat = frame[8 : height - 8, 8 : width // 2 - 8].reshape(-1, 3).mean(axis=0)
+        assert np.abs(flat - colours[index % len(colours)]).max() <= 3, (index, flat)
+    small = encode_mp4(frames, 24, max_bytes=len(video.data) // 3)
+    assert len(small.data) <= len(video.data) // 3 and small.bitrate_used is not None
+    assert decode_frames(small.data)[0].shape[0] == 48

@@ -129,7 +129,7 @@ def test_limit_path_downscales_when_the_encoder_overshoots(
 ) -> None:
     calls: list[tuple[tuple[int, int], int | None, int]] = []
 
-    def stubborn_encoder(clip, fps, dest, size, codec, bitrate, metadata):  # noqa: ANN001
+    def stubborn_encoder(clip, fps, dest, size, codec, bitrate, metadata, audio=None):  # noqa: ANN001
         # Never below 0.5 bytes per pixel per frame, whatever bitrate it is asked for.
         floor = int(0.5 * size[0] * size[1] * clip.count)
         n = 3 * floor if bitrate is None else max(floor, int(bitrate * clip.count / fps / 8))

@@ -64,6 +64,12 @@ def test_published_sizes_check_the_counts() -> None:
     assert wan["transformer"].weight_bytes >= 2 * 14_288_901_184
     ltx = {c.name: c for c in footprint_for("ltx-2b").components}  # type: ignore[union-attr]
     assert ltx["transformer"].weight_bytes >= 2 * 1_923_385_472
+    # LTX-2.3: the published checkpoint's 5,947 tensors are these components' (SOURCES.md); its
+    # transformer is 18,988,838,144 parameters and the "22B" is transformer plus connectors.
+    ltx2 = {c.name: c for c in footprint_for("ltx2").components}  # type: ignore[union-attr]
+    assert ltx2["transformer"].weight_bytes == 2 * 18_988_838_144
+    assert ltx2["transformer"].weight_bytes + ltx2["connectors"].weight_bytes == 2 * 22_161_065_728
+    assert ltx2["text_encoder"].role == "text_encoder" and ltx2["connectors"].role == "text_connector"
     # fp8 storage halves what it casts: the A14B expert's linear layers are nearly all of it.
     assert 0.5 < wan["transformer"].fp8_bytes / wan["transformer"].weight_bytes < 0.52  # type: ignore[operator]
 
@@ -159,6 +165,15 @@ EXPECTED: dict[str, dict[int, list[tuple[str, str, bool] | None]]] = {
         16: [None, None, None, None, ("Q5_K_M", "none", False), ("Q5_K_M", "none", False)],
         32: [None, None, None, None, ("fp8", "none", False), ("bf16", "none", False)],
         64: [("Q5_K_M", "group", True), ("Q4_K_M", "group", False), ("Q5_K_M", "model", False), ("fp8", "model", False), ("fp8", "none", False), ("bf16", "none", False)],
+    },
+    # LTX-2.3: 65.7 GiB in bf16 (transformer 35.4, Gemma 3 22.7, connectors 5.9), no GGUF. Model
+    # offload holds every weight in RAM: with 64 GB only the fp8 transformer (17.7 GiB) fits
+    # there, and on 24 GB only with Gemma on the CPU (the fp8 transformer plus its peak is the
+    # largest swap, 21.0 GiB); group offload's pinned copies need 76 GiB of RAM at least.
+    "ltx2": {
+        32: [None, None, None, None, None, ("fp8", "none", False)],
+        64: [None, None, None, ("fp8", "model", True), ("fp8", "model", False), ("bf16", "none", False)],
+        128: [("bf16", "group", True), ("fp8", "group", False), ("fp8", "group", False), ("fp8", "group", False), ("bf16", "model", False), ("bf16", "none", False)],
     },
 }
 
@@ -370,11 +385,12 @@ def test_what_a_machine_downloads_follows_its_plan() -> None:
         wanted_for_machine(PRESETS["ltx-2b"], Machine(8 * GIB, 32 * GIB), weights="Q8_0")
 
 
-@pytest.mark.parametrize("kind", ["wan_ti2v", "ltx"])
+@pytest.mark.parametrize("kind", ["wan_ti2v", "ltx", "ltx2"])
 def test_the_text_encoder_on_the_cpu_renders_the_same_clip(kind: str, tmp_path, monkeypatch) -> None:
     """The last tier: the encoder leaves the pipeline, prompts are encoded on the CPU by the
     pipeline's own encode_prompt and passed as embeddings; the clip is the one the whole
-    pipeline renders with the same seed (Wan: 2 embeddings; LTX: 4, with masks)."""
+    pipeline renders with the same seed (Wan: 2 embeddings; LTX and LTX-2's Gemma: 4, with
+    masks)."""
     import numpy as np
     from PIL import Image
 
@@ -384,7 +400,10 @@ def test_the_text_encoder_on_the_cpu_renders_the_same_clip(kind: str, tmp_path, 
     from tests.tiny_models import build
 
     directory = build(kind, tmp_path / kind)
-    request = AnimateRequest(image=b"-", prompt="a cat", seed=5, width=64, height=64, duration=0.3, fps=16, steps=2)
+    request = AnimateRequest(
+        image=b"-", prompt="a cat", seed=5, width=64, height=64, duration=0.3, fps=16, steps=2,
+        audio=False,
+    )
     photo = Image.new("RGB", (64, 64), (90, 140, 200))
 
     def render() -> tuple[DiffusionBackend, np.ndarray]:

@@ -171,3 +171,34 @@ def test_the_bot_process_survives_a_big_call_to_a_dead_raylet() -> None:
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     assert "the driver survived" in done.stdout, (done.returncode, done.stdout, done.stderr[-2000:])
+
+
+_LISTENING = """
+import json, psutil, ray
+from jobs.ray_runtime import _init
+_init(None, 1)  # what connect_ray runs (in a thread) without RAY_ADDRESS
+@ray.remote
+def one():
+    return 1
+ray.get(one.remote())  # a worker process too
+mine = {p.pid for p in [psutil.Process(), *psutil.Process().children(recursive=True)]}
+print(json.dumps(sorted({c.laddr.ip for c in psutil.net_connections("inet")
+                         if c.status == "LISTEN" and c.pid in mine})))
+ray.shutdown()
+"""
+
+
+def test_the_private_ray_listens_on_the_loopback_only() -> None:
+    """Without RAY_ADDRESS the bot's Ray is its own: its GCS, raylet, object manager and
+    workers accept connections from this machine only (Ray on Linux would otherwise bind
+    0.0.0.0, :: and the external address)."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    done = subprocess.run(
+        [sys.executable, "-c", _LISTENING], capture_output=True, text=True, timeout=180, env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    addresses = json.loads(done.stdout.strip().splitlines()[-1])
+    assert addresses and all(a in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for a in addresses), addresses

@@ -121,6 +121,162 @@ def _ltx(*, timestep_conditioning: bool = False) -> Any:
     )
 
 
+def build_gemma3(hidden_size: int = 32) -> Any:
+    """A two-layer Gemma 3 (text and a one-layer vision tower), as LTX-2's text encoder: the
+    pipeline stacks every hidden state, so the layer count shapes the connectors' input."""
+    import torch
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = Gemma3Config(
+        text_config={
+            "vocab_size": 128,
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 8,
+            "max_position_embeddings": 512,
+            "sliding_window": 64,
+            "pad_token_id": 0,
+        },
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 28,
+            "patch_size": 14,
+        },
+        mm_tokens_per_image=4,
+        boi_token_index=125,
+        eoi_token_index=126,
+        image_token_index=127,
+    )
+    return Gemma3ForConditionalGeneration(config).eval()
+
+
+def _ltx2() -> Any:
+    """LTX2ImageToVideoPipeline as in diffusers' own tests, with one change: the vocoder's
+    upsampling (8 × 10 = 80 samples per mel frame, 100 mel frames a second) really makes
+    8000 samples a second, the rate its config declares, so the sound lasts as long as the
+    picture, as the real 24 kHz vocoder's does."""
+    import torch
+    from diffusers import (
+        AutoencoderKLLTX2Audio,
+        AutoencoderKLLTX2Video,
+        FlowMatchEulerDiscreteScheduler,
+        LTX2ImageToVideoPipeline,
+        LTX2VideoTransformer3DModel,
+    )
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+
+    text_encoder = build_gemma3()
+    hidden = text_encoder.config.text_config.hidden_size
+    torch.manual_seed(0)
+    transformer = LTX2VideoTransformer3DModel(
+        in_channels=4,
+        out_channels=4,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        audio_in_channels=4,
+        audio_out_channels=4,
+        audio_num_attention_heads=2,
+        audio_attention_head_dim=4,
+        audio_cross_attention_dim=8,
+        num_layers=2,
+        qk_norm="rms_norm_across_heads",
+        caption_channels=hidden,
+        rope_double_precision=False,
+        rope_type="split",
+    )
+    torch.manual_seed(0)
+    connectors = LTX2TextConnectors(
+        caption_channels=hidden,
+        text_proj_in_factor=text_encoder.config.text_config.num_hidden_layers + 1,
+        video_connector_num_attention_heads=4,
+        video_connector_attention_head_dim=8,
+        video_connector_num_layers=1,
+        video_connector_num_learnable_registers=None,
+        audio_connector_num_attention_heads=4,
+        audio_connector_attention_head_dim=8,
+        audio_connector_num_layers=1,
+        audio_connector_num_learnable_registers=None,
+        connector_rope_base_seq_len=32,
+        rope_theta=10000.0,
+        rope_double_precision=False,
+        causal_temporal_positioning=False,
+        rope_type="split",
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTX2Video(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8,),
+        decoder_block_out_channels=(8,),
+        layers_per_block=(1,),
+        decoder_layers_per_block=(1, 1),
+        spatio_temporal_scaling=(True,),
+        decoder_spatio_temporal_scaling=(True,),
+        decoder_inject_noise=(False, False),
+        downsample_type=("spatial",),
+        upsample_residual=(False,),
+        upsample_factor=(1,),
+        timestep_conditioning=False,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
+    torch.manual_seed(0)
+    audio_vae = AutoencoderKLLTX2Audio(
+        base_channels=4,
+        output_channels=2,
+        ch_mult=(1,),
+        num_res_blocks=1,
+        attn_resolutions=None,
+        in_channels=2,
+        resolution=32,
+        latent_channels=2,
+        norm_type="pixel",
+        causality_axis="height",
+        dropout=0.0,
+        mid_block_add_attention=False,
+        sample_rate=16000,
+        mel_hop_length=160,
+        is_causal=True,
+        mel_bins=8,
+    )
+    torch.manual_seed(0)
+    vocoder = LTX2Vocoder(
+        in_channels=audio_vae.config.output_channels * audio_vae.config.mel_bins,
+        hidden_channels=32,
+        out_channels=2,
+        upsample_kernel_sizes=[16, 20],
+        upsample_factors=[8, 10],
+        resnet_kernel_sizes=[3],
+        resnet_dilations=[[1, 3, 5]],
+        leaky_relu_negative_slope=0.1,
+        output_sampling_rate=8000,
+    )
+    return LTX2ImageToVideoPipeline(
+        transformer=transformer,
+        vae=vae,
+        audio_vae=audio_vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        text_encoder=text_encoder,
+        tokenizer=word_tokenizer(),
+        connectors=connectors,
+        vocoder=vocoder,
+    )
+
+
 def _wan_vae(**overrides: Any) -> Any:
     import torch
     from diffusers import AutoencoderKLWan
@@ -368,6 +524,7 @@ def _cogvideox() -> Any:
 
 BUILDERS: dict[str, Callable[[], Any]] = {
     "ltx": _ltx,
+    "ltx2": _ltx2,
     "wan": _wan,
     "wan_a14b": _wan_a14b,
     "wan_ti2v": _wan_ti2v,
@@ -405,6 +562,11 @@ def tiny_model_dir(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_ltx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_model_dir("ltx", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_ltx2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model_dir("ltx2", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

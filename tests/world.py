@@ -60,6 +60,17 @@ class GatedCamera(CameraBackend):
         self.gate_dir = gate_dir
 
     def render(self, image, plan, request, *, end_image=None, emit=lambda p: None, should_stop=lambda: False):  # type: ignore[no-untyped-def]
+        self._wait(plan, request, emit, should_stop)
+        return super().render(
+            image, plan, request, end_image=end_image, emit=emit, should_stop=should_stop
+        )
+
+    def render_yuv420(self, image, plan, request, sink, *, emit=lambda p: None, should_stop=lambda: False):  # type: ignore[no-untyped-def]
+        """The camera's streamed path (what animate() takes for a plain clip), gated too."""
+        self._wait(plan, request, emit, should_stop)
+        return super().render_yuv420(image, plan, request, sink, emit=emit, should_stop=should_stop)
+
+    def _wait(self, plan, request, emit, should_stop) -> None:  # type: ignore[no-untyped-def]
         job = request.job_id or "?"
         open(os.path.join(self.gate_dir, f"started-{job}"), "w").close()
         emit(Progress("denoise", 0, plan.num_frames, message="Rendering the camera move"))
@@ -72,9 +83,6 @@ class GatedCamera(CameraBackend):
             if os.path.exists(os.path.join(self.gate_dir, f"fail-{job}")):
                 raise ModelError("The model gave up on this photo.")
             time.sleep(0.02)
-        return super().render(
-            image, plan, request, end_image=end_image, emit=emit, should_stop=should_stop
-        )
 
 
 def gated_camera(model: str, options: Any, *, gate_dir: str) -> GatedCamera:

@@ -23,7 +23,14 @@ from bot.formatting import credits
 from bot.installs import anywhere
 from bot.interactions import check_member, origin_of
 from bot.rules import prompt_refusal
-from contract import CAMERA_LABELS, CAMERA_MOVES, PROMPT_MAX, SEED_MAX, card_for
+from contract import (
+    CAMERA_LABELS,
+    CAMERA_MOVES,
+    PROMPT_MAX,
+    SEED_MAX,
+    VARIATIONS,
+    card_for,
+)
 from contract.sizes import low_resolution_warning
 
 
@@ -38,18 +45,22 @@ async def start_job(
     prompt: str = "",
     negative: str = "",
     private: bool | None = None,
+    audio: bool | None = None,
     **fields: Any,
 ) -> None:
     """What /animate and the "Animate" form share, once the interaction is deferred: the cheap
     checks, then the photo fetched and decoded once, then the charge and the job's messages.
-    `private`: only the member sees the job (None: as :func:`origin_of` infers it)."""
+    `private`: only the member sees the job (None: as :func:`origin_of` infers it).
+    `audio`: False for a silent clip; True asks for sound, and a note says when the model
+    makes none; None keeps the sound a model makes."""
     settings = bot.settings
     await check_member(interaction, settings, bot.store)
     if refusal := prompt_refusal(settings, prompt, negative):
         raise Refusal(refusal)
     spec = bot.jobs.spec(
         model=model, duration=duration, end_image=end_image is not None,
-        prompt=prompt.strip(), negative_prompt=negative.strip(), **fields,
+        prompt=prompt.strip(), negative_prompt=negative.strip(), audio=audio is not False,
+        **fields,
     )
     await bot.jobs.check_room(interaction.user.id, spec)  # before the photo costs anything
     limit, api_base = settings.max_image_bytes, settings.discord_api_base
@@ -70,6 +81,10 @@ async def start_job(
         notes.append(soft)
     if spec.prompt and not card.supports_prompt:
         notes.append(f"`{spec.model}` doesn't read prompts; the motion comes from camera and motion strength.")
+    if spec.variations > 1 and not card.is_ai:
+        notes.append(f"`{spec.model}` makes the same move for every seed, so its takes look alike.")
+    if audio and not card.supports_audio:
+        notes.append(f"`{spec.model}` makes no sound, so the video will be silent.")
     job = await bot.jobs.submit(
         spec, origin_of(interaction, private=private), image=data, end_image=end_data
     )
@@ -83,6 +98,10 @@ async def start_job(
 
 
 CAMERA_CHOICES = [app_commands.Choice(name=CAMERA_LABELS[move], value=move) for move in CAMERA_MOVES]
+VARIATION_CHOICES = [
+    app_commands.Choice(name="1 take" if n == 1 else f"{n} takes ({n}× the price)", value=n)
+    for n in VARIATIONS
+]
 
 
 class Animate(commands.Cog):
@@ -104,8 +123,10 @@ class Animate(commands.Cog):
         end_image="a last frame to end on (models that support it)",
         effect="a look this server's operators set up for the model (same price)",
         private="only you see the progress and the video (by DM if it takes over 15 minutes)",
+        audio="keep the sound a model with audio makes (ltx2); off: a silent video",
+        variations="takes with different seeds in one message, to pick the best (each take is charged)",
     )
-    @app_commands.choices(camera=CAMERA_CHOICES)
+    @app_commands.choices(camera=CAMERA_CHOICES, variations=VARIATION_CHOICES)
     async def animate(
         self,
         interaction: discord.Interaction,
@@ -121,12 +142,15 @@ class Animate(commands.Cog):
         end_image: discord.Attachment | None = None,
         effect: str | None = None,
         private: bool = False,
+        audio: bool | None = None,
+        variations: int = 1,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         await start_job(
             self.bot, interaction, image, end_image=end_image,
             model=model, duration=duration, prompt=prompt, negative=negative, camera=camera,
-            motion=motion, seed=seed, loop=loop, effect=effect, private=private,
+            motion=motion, seed=seed, loop=loop, effect=effect, private=private, audio=audio,
+            variations=variations,
         )
 
     @animate.autocomplete("model")
@@ -165,8 +189,14 @@ class Animate(commands.Cog):
         model = getattr(interaction.namespace, "model", None)
         if model not in models:
             model = models[0]
+        takes = getattr(interaction.namespace, "variations", None)
+        takes = takes if takes in VARIATIONS else 1
         return [
-            app_commands.Choice(name=f"{seconds:g} s — {credits(self.bot.jobs.cost(model, seconds))}", value=seconds)
+            app_commands.Choice(
+                name=f"{seconds:g} s — {credits(self.bot.jobs.cost(model, seconds) * takes)}"
+                + (f" for {takes} takes" if takes > 1 else ""),
+                value=seconds,
+            )
             for seconds in card_for(model).durations
         ]
 

@@ -12,9 +12,10 @@ from bot.app import AnimateBot
 from bot.cogs.animate import start_job
 from bot.edit import parse_seconds
 from bot.errors import Refusal, answer_error
+from bot.i18n import tr
 from bot.installs import CONTEXTS, INSTALLS
 from bot.interactions import check_member
-from contract import CAMERA_LABELS, CAMERA_MOVES, PROMPT_MAX, card_for
+from contract import CAMERA_LABELS, CAMERA_MOVES, PROMPT_MAX, VARIATIONS, card_for
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff", "image/heic", "image/heif")
 NO_IMAGE = "That message has no photo attached; use Animate on a message with an image file."
@@ -31,28 +32,31 @@ def photo_of(message: discord.Message) -> discord.Attachment:
     raise Refusal(NO_IMAGE)
 
 
-class AnimateForm(discord.ui.Modal, title="Animate this photo"):
+class AnimateForm(discord.ui.Modal):
     """/animate's main choices as a form: prompt, camera, model, length, loop and private."""
 
-    def __init__(self, bot: AnimateBot, photo: discord.Attachment) -> None:
-        super().__init__(timeout=600)
+    def __init__(
+        self, bot: AnimateBot, photo: discord.Attachment, *, locale: discord.Locale | None = None
+    ) -> None:
+        super().__init__(title=tr(locale, "Animate this photo"), timeout=600)
         self.bot = bot
         self.photo = photo
         models = bot.jobs.models()
         pricing = bot.settings.pricing()
         self.prompt = discord.ui.TextInput(
             style=discord.TextStyle.paragraph, max_length=PROMPT_MAX, required=False,
-            placeholder="how it should move, e.g. hair moving in a light breeze, slow push-in",
+            placeholder=tr(locale, "how it should move, e.g. hair moving in a light breeze, slow push-in"),
         )
         # Each select starts on its default and may be left alone (required=False).
         self.camera = discord.ui.Select(required=False, options=[
-            discord.SelectOption(label=CAMERA_LABELS[move], value=move, default=move == "static")
+            discord.SelectOption(label=tr(locale, CAMERA_LABELS[move]), value=move, default=move == "static")
             for move in CAMERA_MOVES
         ])
         self.model = discord.ui.Select(required=False, options=[
             discord.SelectOption(
                 label=f"{card_for(name).label}"[:100], value=name[:100],
-                description=f"{pricing.rate(name):g} credits per second", default=index == 0,
+                description=tr(locale, "{rate} credits per second", rate=f"{pricing.rate(name):g}"),
+                default=index == 0,
             )
             for index, name in enumerate(models[:25])
         ])
@@ -60,23 +64,34 @@ class AnimateForm(discord.ui.Modal, title="Animate this photo"):
             max_length=5, required=False, default=f"{card_for(models[0]).default_duration:g}",
         )
         # A form holds five components: the yes/no choices share one multi-select.
-        self.options = discord.ui.Select(required=False, min_values=0, max_values=2, options=[
-            discord.SelectOption(label="A seamless loop", value="loop"),
+        self.options = discord.ui.Select(required=False, min_values=0, max_values=4, options=[
+            discord.SelectOption(label=tr(locale, "A seamless loop"), value="loop"),
             discord.SelectOption(
-                label="Only I see it", value="private",
-                description="progress and video private to you (by DM after 15 minutes)",
+                label=tr(locale, "Only I see it"), value="private",
+                description=tr(locale, "progress and video private to you (by DM after 15 minutes)"),
+            ),
+            *(
+                discord.SelectOption(
+                    label=f"{n} takes", value=f"takes-{n}",
+                    description=f"{n} seeds in one message, to pick the best ({n}× the price)",
+                )
+                for n in VARIATIONS if n > 1
             ),
         ])
         for text, item in (
-            ("Prompt", self.prompt), ("Camera", self.camera), ("Model", self.model),
-            ("Length in seconds", self.seconds), ("Options", self.options),
+            (tr(locale, "Prompt"), self.prompt), (tr(locale, "Camera"), self.camera),
+            (tr(locale, "Model"), self.model), (tr(locale, "Length in seconds"), self.seconds),
+            (tr(locale, "Options"), self.options),
         ):
             self.add_item(discord.ui.Label(text=text, component=item))
 
     async def on_submit(self, interaction: discord.Interaction[AnimateBot]) -> None:  # type: ignore[override]
         await interaction.response.defer(ephemeral=True, thinking=True)
+        takes = [int(value.removeprefix("takes-")) for value in self.options.values if value.startswith("takes-")]
+        if len(takes) > 1:
+            raise Refusal("Pick one number of takes (2 or 4), not both.")
         await start_job(
-            self.bot, interaction, self.photo,
+            self.bot, interaction, self.photo, variations=takes[0] if takes else 1,
             prompt=self.prompt.value, camera=(self.camera.values or ["static"])[0],
             model=(self.model.values or [None])[0], duration=parse_seconds(self.seconds.value),
             loop="loop" in self.options.values, private="private" in self.options.values,
@@ -103,7 +118,7 @@ class AnimateMessage(commands.Cog):
         """Refused before the form when there is nothing to animate or the member may not."""
         photo = photo_of(message)
         await check_member(interaction, self.bot.settings, self.bot.store)
-        await interaction.response.send_modal(AnimateForm(self.bot, photo))
+        await interaction.response.send_modal(AnimateForm(self.bot, photo, locale=interaction.locale))
 
 
 async def setup(bot: AnimateBot) -> None:

@@ -9,6 +9,7 @@ from discord.ext import commands
 from bot.app import AnimateBot
 from bot.catalog import format_prices, price_list
 from bot.formatting import credits, when
+from bot.i18n import tr
 from bot.installs import anywhere
 from jobs import JobStatus
 
@@ -33,16 +34,20 @@ class Balance(commands.Cog):
         store = self.bot.store
         user_id = interaction.user.id
         account = await store.account(user_id)
-        embed = discord.Embed(title="Your credits", colour=discord.Colour.blurple())
-        embed.add_field(name="Balance", value=credits(account.balance, bold=True), inline=True)
+        locale = interaction.locale
+        embed = discord.Embed(title=tr(locale, "Your credits"), colour=discord.Colour.blurple())
+        embed.add_field(
+            name=tr(locale, "Balance"), value=credits(account.balance, bold=True, locale=locale),
+            inline=True,
+        )
         if account.next_refill_at is not None:
             embed.add_field(
-                name="Next free refill",
+                name=tr(locale, "Next free refill"),
                 value=f"+{self.bot.settings.refill_amount} {when(account.next_refill_at)}",
                 inline=True,
             )
         embed.add_field(
-            name="Prices (credits per clip)",
+            name=tr(locale, "Prices (credits per clip)"),
             value=format_prices(price_list(self.bot.settings.pricing(), self.bot.jobs.models())) or "—",
             inline=False,
         )
@@ -52,20 +57,22 @@ class Balance(commands.Cog):
             lines = []
             for job in jobs:
                 if job.status is JobStatus.RUNNING:
-                    where = "rendering"
+                    where = tr(locale, "rendering")
                 elif job.id in order:
-                    where = f"#{order.index(job.id) + 1} in the queue"
+                    where = tr(locale, "#{place} in the queue", place=order.index(job.id) + 1)
                 else:
                     where = job.status
-                lines.append(f"Job {job.id} ({job.model}): {where}")
-            embed.add_field(name="Your videos in progress", value="\n".join(lines), inline=False)
+                lines.append(tr(locale, "Job {job} ({model}): {where}", job=job.id, model=job.model, where=where))
+            embed.add_field(
+                name=tr(locale, "Your videos in progress"), value="\n".join(lines), inline=False
+            )
         history = await store.history(user_id, limit=5)
         if history:
             embed.add_field(
-                name="Recent activity",
+                name=tr(locale, "Recent activity"),
                 value="\n".join(
-                    f"{entry.delta:+d} {KIND_LABELS.get(entry.kind, entry.kind)}"
-                    + (f" (job {entry.job_id})" if entry.job_id else "")
+                    f"{entry.delta:+d} {tr(locale, KIND_LABELS.get(entry.kind, entry.kind))}"
+                    + (" " + tr(locale, "(job {job})", job=entry.job_id) if entry.job_id else "")
                     + f" {when(entry.created_at)}"
                     for entry in history
                 ),

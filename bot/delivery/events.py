@@ -29,8 +29,9 @@ from bot.delivery.progress import ProgressMessages
 from bot.delivery.record import DeliveryRecord
 from bot.delivery.routes import Routes
 from bot.delivery.upload import ClipUploads, Fit
-from bot.formatting import credits
-from contract import AnimateResult, Event, Failed, Progress
+from bot.embeds import price
+from bot.i18n import tr
+from contract import AnimateResult, Event, Failed, Progress, Takes
 from jobs import ACTIVE, Job, Store
 
 log = logging.getLogger("bot.delivery")
@@ -101,7 +102,12 @@ class Delivery:
     ) -> None:
         """Answer the member privately (charged, balance, warnings, a prompt tip), then post
         the job's public message, the one that shows progress and usually the clip."""
-        ack = f"Queued as job {job.id} for {credits(job.cost, bold=True)}; you have **{balance}** left."
+        locale = interaction.locale
+        # With variations, the price of each take too, before anything renders.
+        ack = tr(
+            locale, "Queued as job {job} for {cost}; you have {balance} left.",
+            job=job.id, cost=price(job, locale, bold=True), balance=f"**{balance}**",
+        )
         if notes:
             ack += "\n" + "\n".join(f"⚠️ {note}" for note in notes)
         if tip:
@@ -132,7 +138,7 @@ class Delivery:
     # ---- events --------------------------------------------------------------------------
 
     async def on_event(self, job: Job, event: Event) -> None:
-        if isinstance(event, AnimateResult):
+        if isinstance(event, (AnimateResult, Takes)):
             self.deliver_soon(job.id)
             self.progress.forget(job.id)
             return

@@ -49,11 +49,17 @@ class Outgoing:
     embed: discord.Embed
     view: discord.ui.View | None = None
     file: discord.File | None = None
+    more_files: tuple[discord.File, ...] = ()
+    """The other takes of a job with variations, after `file` (take 1) in the same message."""
     ready: bool = True
 
+    @property
+    def files(self) -> list[discord.File]:
+        return ([self.file] if self.file is not None else []) + list(self.more_files)
+
     def rewound(self) -> Outgoing:
-        if self.file is not None:
-            self.file.reset()
+        for file in self.files:
+            file.reset()
         return self
 
 
@@ -121,15 +127,15 @@ class Routes:
                     assert record.message_id is not None
                     await self._webhook(record).edit_message(
                         record.message_id, content=out.content, embed=out.embed,
-                        attachments=[out.file] if out.file is not None else [],
+                        attachments=out.files,
                         view=out.view, allowed_mentions=mentions,
                     )
                     return Posted("interaction", record.message_id)
                 extra: dict[str, Any] = {}
                 if out.view is not None:
                     extra["view"] = out.view
-                if out.file is not None:
-                    extra["file"] = out.file
+                if out.files:
+                    extra["files"] = out.files
                 message = await self._webhook(record).send(
                     content=out.content, embed=out.embed, wait=True, allowed_mentions=mentions,
                     ephemeral=record.private, **extra,  # a private result stays private
@@ -150,8 +156,8 @@ class Routes:
         extra: dict[str, Any] = {}
         if out.view is not None:
             extra["view"] = out.view
-        if out.file is not None:
-            extra["file"] = out.file
+        if out.files:
+            extra["files"] = out.files
         if record.channel_id and record.channel_allowed:
             channel = self.client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
             if record.has_message:

@@ -20,7 +20,7 @@ from pathlib import Path
 import discord
 
 from bot import embeds
-from bot.buttons import job_view, result_actions
+from bot.buttons import job_view, result_actions, takes_view
 from bot.delivery.record import DeliveryRecord
 from bot.delivery.routes import Outgoing, Posted, Routes
 from contract import card_for
@@ -57,12 +57,33 @@ class ClipUploads:
         if not job.result_path or not Path(job.result_path).is_file():
             log.error("job %d is done but its video %s is missing", job.id, job.result_path)
             return False
-        data = await asyncio.to_thread(Path(job.result_path).read_bytes)
-        out = Outgoing(
-            content=f"<@{job.user_id}>",
-            embed=embeds.finished(job),
-            view=job_view(job.id, result_actions(can_extend=card_for(job.model).supports_extend)),
-        )
+        can_extend = card_for(job.model).supports_extend
+        if job.spec.variations > 1:
+            # Every take in this one message, each with its own row of buttons.
+            takes = [
+                take for take in await self.routes.store.takes_of(job.id)
+                if take.result_path and Path(take.result_path).is_file()
+            ]
+            clips = [
+                (video_name(take), await asyncio.to_thread(Path(str(take.result_path)).read_bytes))
+                for take in takes
+            ]
+            numbered = [
+                (take.clip.take if take.clip and take.clip.take else n, take.id)
+                for n, take in enumerate(takes, 1)
+            ]
+            out = Outgoing(
+                content=f"<@{job.user_id}>",
+                embed=embeds.finished_takes(job, takes),
+                view=takes_view(job.id, numbered, can_extend=can_extend),
+            )
+        else:
+            clips = [(video_name(job), await asyncio.to_thread(Path(job.result_path).read_bytes))]
+            out = Outgoing(
+                content=f"<@{job.user_id}>",
+                embed=embeds.finished(job),
+                view=job_view(job.id, result_actions(can_extend=can_extend)),
+            )
         posted: Posted | None = None
         if DeliveryRecord.of(job).upload_started:
             # An earlier upload may have landed without being recorded: look first.
@@ -73,7 +94,7 @@ class ClipUploads:
         else:
             job, _ = await self.routes.note(job, upload_started=True)
         if posted is None:
-            posted = await self._upload(job, data, out)
+            posted = await self._upload(job, clips, out)
         if posted is None:
             return False
         job = await self.routes.store.get_job(job.id)  # as the upload's roads left it
@@ -91,24 +112,38 @@ class ClipUploads:
         self.delivered[posted.via] += 1
         return True
 
-    async def _upload(self, job: Job, data: bytes, out: Outgoing) -> Posted | None:
+    async def _upload(
+        self, job: Job, clips: list[tuple[str, bytes]], out: Outgoing
+    ) -> Posted | None:
+        """Post the clips (one, or a job's takes) in one message; on 40005 re-encode each,
+        the takes sharing the guaranteed limit equally."""
         shrinks = 0
         while True:
-            file = discord.File(io.BytesIO(data), filename=video_name(job))
+            files = [discord.File(io.BytesIO(data), filename=name) for name, data in clips]
             try:
                 return await self.routes.send(
-                    job, Outgoing(content=out.content, embed=out.embed, view=out.view, file=file)
+                    job,
+                    Outgoing(
+                        content=out.content, embed=out.embed, view=out.view,
+                        file=files[0], more_files=tuple(files[1:]),
+                    ),
                 )
             except discord.HTTPException as exc:
                 if exc.code != TOO_LARGE or shrinks >= MAX_SHRINKS:
                     raise
-                target = int(len(data) * 0.75)
-                if shrinks == 0:
-                    target = min(target, GUARANTEED_UPLOAD_BYTES)
-                data = await self.fit(data, target)
+                shrunk = []
+                for name, data in clips:
+                    target = int(len(data) * 0.75)
+                    if shrinks == 0:
+                        target = min(target, GUARANTEED_UPLOAD_BYTES // len(clips))
+                    shrunk.append((name, await self.fit(data, target)))
+                clips = shrunk
                 shrinks += 1
                 self.shrinks += 1
-                log.info("job %d: upload too large, re-encoded to %d bytes", job.id, len(data))
+                log.info(
+                    "job %d: upload too large, re-encoded to %s bytes", job.id,
+                    " + ".join(str(len(data)) for _, data in clips),
+                )
                 job = await self.routes.store.get_job(job.id)
 
     async def _find_posted(self, job: Job) -> discord.Message | None:

@@ -10,11 +10,11 @@ job cannot both succeed.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from contract import FailureKind, JobSpec
-from jobs.records import ClipSummary, CreditPolicy, Job, Recovery
+from jobs.records import ClipSummary, CreditPolicy, Job, Recovery, TakeClip
 from jobs.refusals import (
     DailyLimit,
     InsufficientCredits,
@@ -145,7 +145,8 @@ class JobQueue:
             # nothing, so they do not count.
             made = await tx.fetchall(
                 "SELECT created_at FROM jobs WHERE user_id = ? AND created_at > ?"
-                " AND status NOT IN ('failed', 'cancelled') ORDER BY created_at DESC",
+                " AND status NOT IN ('failed', 'cancelled') AND action != 'take'"
+                " ORDER BY created_at DESC",
                 user_id, now - DAY,
             )
             if len(made) >= max_per_day:
@@ -245,11 +246,24 @@ class JobQueue:
         )
 
     async def finish(
-        self, job_id: int, *, result_path: str, clip: ClipSummary | None = None
+        self,
+        job_id: int,
+        *,
+        result_path: str,
+        clip: ClipSummary | None = None,
+        takes: Sequence[TakeClip] = (),
+        failed_takes: int = 0,
     ) -> Job | None:
-        """running → done. None when the job was not running (e.g. cancelled meanwhile)."""
+        """running → done. None when the job was not running (e.g. cancelled meanwhile).
+
+        A job with variations: `result_path`/`clip` are its first made take, `takes` the
+        other made ones (each becomes a row of its own, action 'take', with a copy of the
+        photo: its own buttons and library entry), and `failed_takes` of its takes made
+        nothing: their share of the cost is refunded here, in the transaction that ends the
+        job, so it happens exactly once (the job never ends again, and the ledger takes one
+        refund per job)."""
         async with self.db.write() as tx:
-            return await self._transition(
+            job = await self._transition(
                 tx,
                 job_id,
                 JobStatus.DONE,
@@ -260,6 +274,60 @@ class JobQueue:
                     "error": None,
                 },
             )
+            if job is None:
+                return None
+            for take in takes:
+                await self._add_take(tx, job, take)
+            variations = max(1, job.spec.variations)
+            refund = job.cost * min(failed_takes, variations) // variations
+            if refund > 0:
+                await ledger.append(
+                    tx, job.user_id, refund, "refund", self.clock(), job_id=job.id,
+                    reason=f"{failed_takes} of {variations} takes failed",
+                )
+            return job
+
+    async def _add_take(self, tx: _Tx, job: Job, take: TakeClip) -> None:
+        """A made take of `job` as a finished job of its own: no cost (the parent was
+        charged), its own seed, one take; delivered with the parent."""
+        params = job.spec.replace(seed=take.clip.seed, variations=1).to_dict()
+        del params["model"]
+        cursor = await tx.execute(
+            "INSERT INTO jobs (user_id, status, action, parent_id, model, cost, params, delivery,"
+            " attempts, low_memory, worker, result_path, result, created_at, started_at,"
+            " finished_at) VALUES (?, 'done', ?, ?, ?, 0, ?, '{}', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.user_id,
+                str(JobAction.TAKE),
+                job.id,
+                job.model,
+                json.dumps(params),
+                job.attempts,
+                int(job.low_memory),
+                job.worker,
+                take.result_path,
+                json.dumps(take.clip.to_dict()),
+                job.created_at,
+                job.started_at,
+                job.finished_at,
+            ),
+        )
+        await tx.execute(
+            "INSERT INTO job_inputs (job_id, image, end_image)"
+            " SELECT ?, image, end_image FROM job_inputs WHERE job_id = ?",
+            (cursor.lastrowid, job.id),
+        )
+
+    async def takes_of(self, job_id: int) -> list[Job]:
+        """A job and its takes (a job with variations), take order; just the job otherwise."""
+        async with self.db.read() as tx:
+            rows = await tx.fetchall(
+                "SELECT * FROM jobs WHERE id = ? OR (parent_id = ? AND action = 'take') ORDER BY id",
+                job_id, job_id,
+            )
+        if not rows:
+            raise UnknownJob(job_id)
+        return [Job.from_row(row) for row in rows]
 
     async def mark_delivered(self, job_id: int, delivery: Mapping[str, Any] | None = None) -> bool:
         """done → delivered, exactly once: False means someone already delivered it."""
@@ -267,7 +335,16 @@ class JobQueue:
         if delivery is not None:
             sets["delivery"] = json.dumps(dict(delivery))
         async with self.db.write() as tx:
-            return await self._transition(tx, job_id, JobStatus.DELIVERED, sets=sets) is not None
+            if await self._transition(tx, job_id, JobStatus.DELIVERED, sets=sets) is None:
+                return False
+            # A job's takes were posted in the same message: delivered with it.
+            await tx.execute(
+                "UPDATE jobs SET status = 'delivered', delivered_at = ?,"
+                " delivery = (SELECT delivery FROM jobs WHERE id = ?)"
+                " WHERE parent_id = ? AND action = 'take' AND status = 'done'",
+                (sets["delivered_at"], job_id, job_id),
+            )
+            return True
 
     async def fail(self, job_id: int, reason: str, *, kind: FailureKind = "internal") -> Job | None:
         """queued/running → failed with its refund; None when it had already ended. `kind`
@@ -335,7 +412,10 @@ class JobQueue:
                         requeued.append(job)
             undelivered = [
                 Job.from_row(row)
-                for row in await tx.fetchall("SELECT * FROM jobs WHERE status = 'done' ORDER BY id")
+                for row in await tx.fetchall(
+                    # A job's takes are delivered with it, never alone.
+                    "SELECT * FROM jobs WHERE status = 'done' AND action != 'take' ORDER BY id"
+                )
             ]
         return Recovery(requeued=requeued, failed=failed, undelivered=undelivered)
 

@@ -17,7 +17,8 @@ class Reports:
     async def tallies(self) -> Tallies:
         """Jobs by model and status, failures by kind, and credits moved by ledger kind."""
         async with self.db.read() as tx:
-            jobs = await tx.fetchall("SELECT model, status, COUNT(*) AS n FROM jobs GROUP BY model, status")
+            jobs = await tx.fetchall("SELECT model, status, COUNT(*) AS n FROM jobs WHERE action != 'take'"
+                " GROUP BY model, status")
             failures = await tx.fetchall(
                 "SELECT model, COALESCE(failure_kind, 'internal') AS kind, COUNT(*) AS n FROM jobs"
                 " WHERE status = 'failed' GROUP BY model, kind"
@@ -40,7 +41,8 @@ class Reports:
         async with self.db.read() as tx:
             jobs = await tx.fetchall(
                 "SELECT model, status, started_at, finished_at FROM jobs"
-                " WHERE finished_at >= ? AND finished_at < ? ORDER BY finished_at",
+                " WHERE finished_at >= ? AND finished_at < ? AND action != 'take'"  # counted with their job
+                " ORDER BY finished_at",
                 *window,
             )
             moves = await tx.fetchall(

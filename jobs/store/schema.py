@@ -113,6 +113,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_kept_outputs ON jobs(delivered_at)
         WHERE status = 'delivered' AND result_path IS NOT NULL;
     """,
+    # 6: variations: takes 2..4 of a job are rows of their own (action 'take', parent_id the
+    # job that was charged), found by their parent.
+    """
+    CREATE INDEX jobs_takes ON jobs(parent_id) WHERE action = 'take';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
+    from pipeline.audio import Soundtrack
+
 Emit = Callable[[Progress], None]
 ShouldStop = Callable[[], bool]
 
@@ -37,6 +39,8 @@ class RenderPlan:
     negative_prompt: str = ""
     timesteps: tuple[float, ...] = ()
     """A custom schedule (distilled LTX) instead of `steps` evenly spaced ones."""
+    sigmas: tuple[float, ...] = ()
+    """A custom schedule given as noise levels (distilled LTX-2)."""
     call: Mapping[str, Any] = field(default_factory=dict)
     """Family-specific pipeline keyword arguments (e.g. SVD's motion_bucket_id), passed as is."""
     warnings: tuple[str, ...] = ()
@@ -47,6 +51,15 @@ class RenderPlan:
     """The render continues a previous clip from its last frame."""
     source_size: tuple[int, int] | None = None
     """Fit the photo to this (larger) size first, so zoomed-in views stay sharp."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Frames with the sound a model made alongside them (LTX-2); a silent backend may
+    return the bare frames instead."""
+
+    frames: np.ndarray
+    audio: Soundtrack | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,8 @@ class BackendInfo:
     supports_prompt: bool = True
     supports_end_image: bool = False
     supports_extend: bool = True
+    supports_audio: bool = False
+    """The model makes a sound track with the frames."""
     durations: tuple[float, ...] = (2.0, 3.0, 5.0)
     """Clip lengths (seconds) members may choose."""
 
@@ -90,6 +105,7 @@ class BackendInfo:
             supports_prompt=card.supports_prompt,
             supports_end_image=card.supports_end_image,
             supports_extend=card.supports_extend,
+            supports_audio=card.supports_audio,
             durations=card.durations,
         )
 
@@ -111,8 +127,9 @@ class Backend(Protocol):
         end_image: Image.Image | None = None,
         emit: Emit = lambda progress: None,
         should_stop: ShouldStop = lambda: False,
-    ) -> np.ndarray:
-        """Return uint8 frames shaped (num_frames, height, width, 3); frame 0 is `image`.
+    ) -> np.ndarray | Rendered:
+        """Return uint8 frames shaped (num_frames, height, width, 3); frame 0 is `image`
+        (with the sound track as a :class:`Rendered` when the model makes one).
 
         Reports Progress("denoise", step, total) per step (and a preview when it has one) and
         raises :class:`contract.Cancelled` soon after `should_stop()` turns true.

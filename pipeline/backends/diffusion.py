@@ -29,9 +29,11 @@ from contract import (
     Progress,
     is_out_of_memory,
 )
+from pipeline.audio import Soundtrack
 from pipeline.backends import placement
-from pipeline.backends.base import BackendInfo, Emit, RenderPlan, ShouldStop
+from pipeline.backends.base import BackendInfo, Emit, Rendered, RenderPlan, ShouldStop
 from pipeline.backends.families import Constraints, family_for, supported_kwargs
+from pipeline.backends.families.ltx2 import sample_rate
 from pipeline.backends.frames import fitted, jpeg_preview, to_uint8
 from pipeline.backends.hub import fetch_file, hub_cache_dir
 from pipeline.backends.loader import (
@@ -421,8 +423,11 @@ class DiffusionBackend:
 
         steps = int(request.steps or preset.steps)
         timesteps: list[float] = []
+        sigmas: list[float] = []
         if preset.default_timesteps and steps == len(preset.default_timesteps):
             timesteps = list(preset.default_timesteps)
+        elif preset.default_sigmas and steps == len(preset.default_sigmas):
+            sigmas = list(preset.default_sigmas)
         seed = int(request.seed) if request.seed is not None else secrets.randbelow(2**31)
 
         prompt = negative = ""
@@ -442,12 +447,13 @@ class DiffusionBackend:
             height=int(height),
             num_frames=int(num_frames),
             fps=fps,
-            steps=len(timesteps) or steps,
+            steps=len(timesteps) or len(sigmas) or steps,
             guidance=float(preset.guidance),
             seed=seed,
             prompt=prompt,
             negative_prompt=negative,
             timesteps=tuple(timesteps),
+            sigmas=tuple(sigmas),
             call={**preset.call_defaults, **self.family.call_extras(request, self.options)},
             warnings=tuple(warnings),
         )
@@ -461,8 +467,9 @@ class DiffusionBackend:
         end_image: Image.Image | None = None,
         emit: Emit = lambda progress: None,
         should_stop: ShouldStop = lambda: False,
-    ) -> np.ndarray:
-        """Run the pipeline; uint8 frames (num_frames, height, width, 3).
+    ) -> np.ndarray | Rendered:
+        """Run the pipeline; uint8 frames (num_frames, height, width, 3), with the sound track
+        when the model makes one and the request wants it.
 
         Emits Progress("denoise", i, total) per step, Progress("decode") before the VAE decode
         and Progress("decode", 1, 1, preview=JPEG) after it. Raises Cancelled from inside the
@@ -532,6 +539,7 @@ class DiffusionBackend:
                 "try a shorter or smaller clip."
             ) from None
         frames = to_uint8(output.frames[0])
+        sound = getattr(output, "audio", None)
         if frames.shape[1:3] != (plan.height, plan.width):
             raise PipelineError(
                 f"The model returned {frames.shape[2]}×{frames.shape[1]} frames instead of "
@@ -540,7 +548,9 @@ class DiffusionBackend:
         if len(frames) > plan.num_frames:
             frames = frames[: plan.num_frames]
         emit(Progress("decode", 1, 1, preview=jpeg_preview(frames[0])))
-        return frames
+        if sound is None or not request.audio:
+            return frames
+        return Rendered(frames, Soundtrack.of(sound[0], sample_rate(pipe)))
 
     def close(self) -> None:
         """Drop the pipeline and give its GPU memory back."""

@@ -22,7 +22,11 @@ FOOTPRINTS = Path(__file__).with_name("footprints.json")
 CONFIGS = Path(__file__).parent.parent / "configs"
 """Full-size component configs per checkpoint (sources in configs/SOURCES.md)."""
 
-Role = Literal["denoiser", "text_encoder", "image_encoder", "vae"]
+Role = Literal["denoiser", "text_encoder", "image_encoder", "vae", "text_connector", "audio_decoder"]
+"""What a component does, which is all the planner needs to know of it: denoisers change with
+the storage tier, the text encoder may move to the CPU, the VAE stays whole on the GPU under
+group offload. The rest (an image encoder, LTX-2's text connectors, its audio VAE and vocoder)
+are placed like any module: on the GPU, swapped in by model offload, streamed by group offload."""
 
 
 @dataclass(frozen=True)

@@ -455,6 +455,34 @@ def modal_submission(modal: dict[str, Any], values: Mapping[str, Any]) -> list[d
                     f"modal field {name!r}: length {len(text)} outside min/max_length"
                 )
             out["value"] = text
+        elif field["type"] == comp.RADIO_GROUP:
+            # The client keeps a preselected option selected: untouched, the default is sent.
+            options = [o["value"] for o in field.get("options") or []]
+            chosen_one = (
+                str(value) if value is not None
+                else next((o["value"] for o in field.get("options") or [] if o.get("default")), None)
+            )
+            if chosen_one is not None and chosen_one not in options:
+                raise AssertionError(f"modal field {name!r} has no option {chosen_one!r}")
+            if field.get("required", True) and chosen_one is None:
+                raise AssertionError(f"modal field {name!r} is required")
+            out["value"] = chosen_one
+        elif field["type"] == comp.CHECKBOX_GROUP:
+            options = [o["value"] for o in field.get("options") or []]
+            ticked = (
+                [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+                if value is not None
+                else [o["value"] for o in field.get("options") or [] if o.get("default")]
+            )
+            if any(v not in options for v in ticked):
+                raise AssertionError(f"modal field {name!r}: {ticked} not among {options}")
+            low = field.get("min_values", 1 if field.get("required", True) else 0)
+            high = field.get("max_values", len(options))
+            if not (low <= len(ticked) <= high):
+                raise AssertionError(f"modal field {name!r} takes {low}..{high} ticks")
+            out["values"] = ticked
+        elif field["type"] == comp.CHECKBOX:
+            out["value"] = bool(field.get("default", False) if value is None else value)
         else:
             chosen = (
                 []

@@ -181,6 +181,27 @@ def check_modal(data: dict[str, Any]) -> None:
                 )
         if c.get("type") == comp.LABEL:
             _max_length(errors, ["data", "components", "label"], c.get("label"), 45)
+            _max_length(errors, ["data", "components", "description"], c.get("description"), 100)
+        if c.get("type") in (comp.RADIO_GROUP, comp.CHECKBOX_GROUP):
+            options = c.get("options") or []
+            low = 2 if c["type"] == comp.RADIO_GROUP else 1
+            if not low <= len(options) <= 10:
+                errors.add(
+                    ["data", "components", "options"],
+                    "BASE_TYPE_BAD_LENGTH",
+                    f"Must be between {low} and 10 in length.",
+                )
+            for option in options:
+                _max_length(errors, ["data", "components", "options", "label"], option.get("label"), 100)
+                _max_length(
+                    errors, ["data", "components", "options", "description"], option.get("description"), 100
+                )
+            if c["type"] == comp.RADIO_GROUP and sum(bool(o.get("default")) for o in options) > 1:
+                errors.add(
+                    ["data", "components", "options"],
+                    "COMPONENT_INVALID_DEFAULT",
+                    "A radio group can have at most one default option.",
+                )
     errors.raise_if_any()
 
 
@@ -220,10 +241,37 @@ def check_commands(commands: list[dict[str, Any]]) -> None:
             _check_chat_input(errors, [i], command)
         elif not 1 <= len(name) <= 32:
             errors.add([i, "name"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length.")
+        else:
+            _check_localizations(errors, [i], command, chat_input=False)
     errors.raise_if_any()
 
 
+LOCALES = frozenset(
+    "id da de en-GB en-US es-ES es-419 fr hr it lt hu nl no pl pt-BR ro fi sv-SE vi tr cs el bg "
+    "ru uk hi th zh-CN ja zh-TW ko".split()
+)
+"""Discord's locales: a localization under any other key is refused."""
+
+
+def _check_localizations(
+    errors: _Errors, path: list[str | int], node: dict[str, Any], *, chat_input: bool
+) -> None:
+    """Localized names follow the name rules, localized descriptions the description rules."""
+    for field, limit in (("name_localizations", 32), ("description_localizations", 100)):
+        for locale, text in (node.get(field) or {}).items():
+            where = [*path, field, locale]
+            if locale not in LOCALES:
+                errors.add(where, "LOCALE_INVALID", f"Invalid locale {locale!r}")
+            if not 1 <= len(text or "") <= limit:
+                errors.add(where, "BASE_TYPE_BAD_LENGTH", f"Must be between 1 and {limit} in length.")
+            if field == "name_localizations" and chat_input and (
+                not COMMAND_NAME.match(text or "") or text != text.lower()
+            ):
+                errors.add(where, "APPLICATION_COMMAND_INVALID_NAME", f"Command name is invalid: {text!r}")
+
+
 def _check_chat_input(errors: _Errors, path: list[str | int], node: dict[str, Any]) -> None:
+    _check_localizations(errors, path, node, chat_input=True)
     name = node.get("name") or ""
     if not COMMAND_NAME.match(name) or name != name.lower():
         errors.add(
@@ -261,6 +309,13 @@ def _check_chat_input(errors: _Errors, path: list[str | int], node: dict[str, An
                 )
         else:
             optional_seen = True
+        for k, choice in enumerate(option.get("choices") or []):
+            for locale, text in (choice.get("name_localizations") or {}).items():
+                if locale not in LOCALES or not 1 <= len(text or "") <= 100:
+                    errors.add(
+                        [*opath, "choices", k, "name_localizations", locale],
+                        "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.",
+                    )
         if len(option.get("choices") or []) > 25:
             errors.add(
                 [*opath, "choices"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."

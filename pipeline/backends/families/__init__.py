@@ -14,6 +14,7 @@ from contract import ModelError
 from pipeline.backends.families.base import Constraints, Family, PipelineRules
 from pipeline.backends.families.cogvideox import CogVideoX
 from pipeline.backends.families.ltx import LTX
+from pipeline.backends.families.ltx2 import LTX2
 from pipeline.backends.families.svd import SVD
 from pipeline.backends.families.wan import Wan
 
@@ -23,6 +24,7 @@ __all__ = [
     "Constraints",
     "Family",
     "LTX",
+    "LTX2",
     "PipelineRules",
     "SVD",
     "Wan",
@@ -32,7 +34,7 @@ __all__ = [
 
 logger = logging.getLogger("pipeline")
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (LTX(), Wan(), SVD(), CogVideoX())}
+FAMILIES: dict[str, Family] = {family.name: family for family in (LTX(), LTX2(), Wan(), SVD(), CogVideoX())}
 
 
 def family_for(name: str) -> Family:

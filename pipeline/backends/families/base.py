@@ -100,6 +100,9 @@ class Family:
             kwargs["guidance_scale"] = plan.guidance
         if plan.timesteps:
             kwargs["timesteps"] = list(plan.timesteps)
+        elif plan.sigmas:
+            kwargs["sigmas"] = list(plan.sigmas)
+            kwargs["num_inference_steps"] = len(plan.sigmas)
         else:
             kwargs["num_inference_steps"] = plan.steps
         kwargs.update(self.own_kwargs(class_name, plan, image, end_image))
