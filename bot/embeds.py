@@ -196,6 +196,15 @@ def info(job: Job, locale: discord.Locale | None = None) -> str:
     ]
     if spec.effect:
         lines.append(tr(locale, "Effect: {effect}", effect=spec.effect))
+    if spec.finishes:
+        done = []
+        if spec.upscale > 1:
+            done.append(tr(locale, "upscaled 2×"))
+        if spec.interpolate > 1:
+            done.append(tr(locale, "twice the frames"))
+        elif spec.fps_out:
+            done.append(tr(locale, "smoothed to {fps} fps", fps=spec.fps_out))
+        lines.append(tr(locale, "Finishing: {what}", what=", ".join(done)))
     if clip and clip.prompt and clip.prompt != spec.prompt.strip():
         lines.append(tr(locale, "The model read: {prompt}", prompt=clip.prompt))
     if clip:

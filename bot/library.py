@@ -29,6 +29,7 @@ from bot.delivery.record import DeliveryRecord
 from bot.delivery.upload import GUARANTEED_UPLOAD_BYTES, video_name
 from bot.errors import Refusal, answer, answer_error
 from bot.formatting import credits, when
+from bot.i18n import tr
 from bot.interactions import check_member
 from contract import CAMERA_LABELS, JobSpec, card_for
 from jobs import Job
@@ -84,8 +85,10 @@ class Page:
 # ---- rendering -------------------------------------------------------------------------------
 
 
-def _kept(seconds: float | None) -> str:
-    return "forever" if seconds is None else f"{seconds / 86_400:g} days"
+def _kept(seconds: float | None, locale: discord.Locale | None = None) -> str:
+    if seconds is None:
+        return tr(locale, "forever")
+    return tr(locale, "{days} days", days=f"{seconds / 86_400:g}")
 
 
 def jump_url(job: Job) -> str | None:
@@ -101,26 +104,32 @@ def jump_url(job: Job) -> str | None:
     return None
 
 
-def entry(job: Job, *, picture: str | None) -> discord.Embed:
+def entry(job: Job, *, picture: str | None, locale: discord.Locale | None = None) -> discord.Embed:
     """One library entry: prompt, model, seed, length, date and where it was posted."""
     clip, spec = job.clip, job.spec
     prompt = spec.prompt.strip()
     if len(prompt) > PROMPT_LIMIT:
         prompt = prompt[: PROMPT_LIMIT - 1] + "…"
+    take = (
+        " · " + tr(locale, "take {take} of {takes}", take=clip.take, takes=clip.takes)
+        if clip and clip.take else ""
+    )
     embed = discord.Embed(
-        title=("★ " if job.favourite else "") + f"Job {job.id}"
-        + (f" · take {clip.take} of {clip.takes}" if clip and clip.take else ""),
-        description=prompt or "*no prompt*",
+        title=("★ " if job.favourite else "") + tr(locale, "Job {job}", job=job.id) + take,
+        description=prompt or tr(locale, "*no prompt*"),
         colour=discord.Colour.gold() if job.favourite else discord.Colour.blurple(),
     )
-    embed.add_field(name="Model", value=f"`{clip.model if clip else job.model}`", inline=True)
+    embed.add_field(name=tr(locale, "Model"), value=f"`{clip.model if clip else job.model}`", inline=True)
     seed = clip.seed if clip else spec.seed
-    embed.add_field(name="Seed", value=str(seed if seed is not None else "?"), inline=True)
+    embed.add_field(name=tr(locale, "Seed"), value=str(seed if seed is not None else "?"), inline=True)
     length = clip.duration if clip and clip.frames and clip.fps else spec.duration
-    embed.add_field(name="Length", value=f"{length:.1f} s", inline=True)
-    embed.add_field(name="Made", value=when(job.finished_at or job.created_at, "f"), inline=True)
+    embed.add_field(name=tr(locale, "Length"), value=f"{length:.1f} s", inline=True)
+    embed.add_field(name=tr(locale, "Made"), value=when(job.finished_at or job.created_at, "f"), inline=True)
     if url := jump_url(job):
-        embed.add_field(name="Posted", value=f"[Jump to the message]({url})", inline=True)
+        embed.add_field(
+            name=tr(locale, "Posted"), value=tr(locale, "[Jump to the message]({url})", url=url),
+            inline=True,
+        )
     if picture:
         embed.set_thumbnail(url=f"attachment://{picture}")
     embed.set_footer(text=embeds.settings_line(job).replace("`", ""))
@@ -138,8 +147,16 @@ async def _thumbnail(bot: AnimateBot, job: Job) -> bytes | None:
         return None
 
 
-async def render(bot: AnimateBot, user_id: int, shelf: Shelf, *, note: str | None = None) -> Page:
-    """The page `shelf` of the member's library (the last one, if it has fewer pages now)."""
+async def render(
+    bot: AnimateBot,
+    user_id: int,
+    shelf: Shelf,
+    *,
+    note: str | None = None,
+    locale: discord.Locale | None = None,
+) -> Page:
+    """The page `shelf` of the member's library (the last one, if it has fewer pages now),
+    in the member's language."""
     found = await bot.store.library(
         user_id, favourites=shelf.favourites, offset=shelf.page * PAGE_SIZE, limit=PAGE_SIZE
     )
@@ -152,18 +169,25 @@ async def render(bot: AnimateBot, user_id: int, shelf: Shelf, *, note: str | Non
     config = bot.jobs.config
     if not found.total:
         lines.append(
-            "You have no favourites yet: press ★ Favourite on a video in /history."
+            tr(locale, "You have no favourites yet: press ★ Favourite on a video in /history.")
             if shelf.favourites
-            else "Your library is empty: the videos you make with /animate show up here."
+            else tr(locale, "Your library is empty: the videos you make with /animate show up here.")
         )
         return Page("\n".join(lines), [], [], None)
     first, last = found.offset + 1, found.offset + len(found.jobs)
-    what = "favourite videos" if shelf.favourites else "videos"
-    lines.append(f"**Your {what}**, newest first: {first}–{last} of {found.total}.")
-    lines.append(
-        f"Videos are kept {_kept(config.kept_seconds(favourite=False))} after they are posted, "
-        f"favourites {_kept(config.kept_seconds(favourite=True))}."
+    heading = (
+        tr(locale, "**Your favourite videos**, newest first: {first}–{last} of {total}.",
+           first=first, last=last, total=found.total)
+        if shelf.favourites
+        else tr(locale, "**Your videos**, newest first: {first}–{last} of {total}.",
+                first=first, last=last, total=found.total)
     )
+    lines.append(heading)
+    lines.append(tr(
+        locale, "Videos are kept {kept} after they are posted, favourites {kept_favourites}.",
+        kept=_kept(config.kept_seconds(favourite=False), locale),
+        kept_favourites=_kept(config.kept_seconds(favourite=True), locale),
+    ))
     pictures = await asyncio.gather(*(_thumbnail(bot, job) for job in found.jobs))
     page = Page("\n".join(lines), [], [], discord.ui.View(timeout=None))
     assert page.view is not None
@@ -172,21 +196,23 @@ async def render(bot: AnimateBot, user_id: int, shelf: Shelf, *, note: str | Non
         if jpeg is not None:
             name = f"photo-{job.id}.jpg"
             page.files.append(discord.File(io.BytesIO(jpeg), filename=name))
-        page.embeds.append(entry(job, picture=name))
+        page.embeds.append(entry(job, picture=name, locale=locale))
         for button in (
             PostAgainButton(job.id, shelf, row=row),
             NewPhotoButton(job.id, shelf, row=row),
             FavouriteButton(job.id, shelf, on=not job.favourite, row=row),
             DeleteEntryButton(job.id, shelf, row=row),
         ):
+            button.item.label = tr(locale, button.item.label or "")
             page.view.add_item(button)
     if found.total > PAGE_SIZE:
         newer = NewerButton(user_id, shelf, row=PAGE_SIZE)
         newer.item.disabled = shelf.page == 0
         older = OlderButton(user_id, shelf, row=PAGE_SIZE)
         older.item.disabled = not found.has_older
-        page.view.add_item(newer)
-        page.view.add_item(older)
+        for button in (newer, older):
+            button.item.label = tr(locale, button.item.label or "")
+            page.view.add_item(button)
     return page
 
 
@@ -194,7 +220,7 @@ async def show(
     interaction: discord.Interaction[AnimateBot], shelf: Shelf, *, note: str | None = None
 ) -> None:
     """Redraw the library message the button was on (the interaction is deferred)."""
-    page = await render(interaction.client, interaction.user.id, shelf, note=note)
+    page = await render(interaction.client, interaction.user.id, shelf, note=note, locale=interaction.locale)
     await interaction.edit_original_response(
         content=page.content, embeds=page.embeds, attachments=page.files, view=page.view
     )
@@ -344,10 +370,12 @@ class FavouriteButton(EntryButton, template=rf"library:fav:{_JOB}:{_SHELF}:(?P<o
             raise Refusal(NOT_KEPT)
         await interaction.response.defer()
         await bot.jobs.favourite(job.id, self.on)
+        locale = interaction.locale
         if self.on:
-            note = f"★ Job {job.id} is a favourite: kept {_kept(bot.jobs.config.kept_seconds(favourite=True))}."
+            kept = _kept(bot.jobs.config.kept_seconds(favourite=True), locale)
+            note = tr(locale, "★ Job {job} is a favourite: kept {kept}.", job=job.id, kept=kept)
         else:
-            note = f"Job {job.id} is no longer a favourite."
+            note = tr(locale, "Job {job} is no longer a favourite.", job=job.id)
         await show(interaction, self.shelf, note=note)
 
 
@@ -366,10 +394,11 @@ class DeleteEntryButton(EntryButton, template=rf"library:delete:{_JOB}:{_SHELF}"
         if not beside:
             await _delete_clip_message(bot, job)
         await bot.jobs.delete(job.id)
-        note = f"Deleted job {job.id}: the photo, the prompt and the video are gone from the bot too."
+        locale = interaction.locale
+        note = tr(locale, "Deleted job {job}: the photo, the prompt and the video are gone from the bot too.", job=job.id)
         if beside:
-            others = "take" if len(beside) == 1 else "takes"
-            note += f" Its message stays for the other {others} in it ({', '.join(f'job {t.id}' for t in beside)})."
+            jobs = ", ".join(str(t.id) for t in beside)
+            note += " " + tr(locale, "Its message stays for the other takes in it (jobs {jobs}).", jobs=jobs)
         await show(interaction, self.shelf, note=note)
 
 

@@ -20,6 +20,7 @@ STAGE_LABELS: dict[str, str] = {
     "load": "Loading the model",
     "denoise": "Rendering",
     "decode": "Decoding frames",
+    "finish": "Smoothing and upscaling",
     "encode": "Encoding the video",
     "saving": (
         "Saving is delayed: the bot's storage is unavailable. Your video will be delivered, "
@@ -36,8 +37,9 @@ _SPANS: dict[str, tuple[float, float]] = {
     "intake": (0.0, 0.03),
     "load": (0.03, 0.05),
     "denoise": (0.05, 0.90),
-    "decode": (0.90, 0.95),
-    "encode": (0.95, 0.99),
+    "decode": (0.90, 0.93),
+    "finish": (0.93, 0.97),
+    "encode": (0.97, 0.99),
     "saving": (0.99, 0.99),
     "upload": (0.99, 1.0),
 }

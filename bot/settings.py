@@ -135,6 +135,14 @@ class Settings(BaseSettings):
     default_cost_per_second: float = Field(
         default=2.0, ge=0, description="credits per second for models not in MODEL_COSTS (≥ 0)"
     )
+    smooth_cost_per_second: float = Field(
+        default=0.5, ge=0,
+        description="credits per second of video for Smooth (learned in-between frames), on top of the model's price",
+    )
+    upscale_cost_per_second: float = Field(
+        default=1.0, ge=0,
+        description="credits per second of video for Upscale 2× (Real-ESRGAN), on top of the model's price",
+    )
     effects: Annotated[dict[str, dict[str, dict[str, Any]]], NoDecode] = Field(
         default_factory=dict,
         description=(
@@ -362,7 +370,13 @@ class Settings(BaseSettings):
         return self.refill_period_hours * 3600.0
 
     def pricing(self) -> Pricing:
-        return Pricing(per_second=dict(self.model_costs), default_per_second=self.default_cost_per_second)
+        return Pricing(
+            per_second=dict(self.model_costs),
+            default_per_second=self.default_cost_per_second,
+            finish_per_second={
+                "smooth": self.smooth_cost_per_second, "upscale": self.upscale_cost_per_second,
+            },
+        )
 
     def cost(self, model: str, duration: float) -> int:
         """Credits for a clip: per-second rate × length, rounded up, at least 1."""

@@ -120,6 +120,12 @@ class JobSpec:
     def replace(self, **changes: Any) -> JobSpec:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def finishes(self) -> tuple[str, ...]:
+        """The finishing steps asked for: "upscale" and/or "smooth" (pipeline.finish)."""
+        asked = ("upscale",) if self.upscale > 1 else ()
+        return asked + (("smooth",) if self.interpolate > 1 or self.fps_out else ())
+
     # ---- (de)serialisation: the only place that knows the stored keys ----------------------
 
     def to_dict(self) -> dict[str, Any]:

@@ -105,6 +105,10 @@ class WorkerInfo:
     downloads: dict[str, float] = field(default_factory=dict)
     """Model → fraction of its weights downloaded, for models still downloading (jobs for
     them wait on the worker); as of the moment the worker answered."""
+    finishing: dict[str, str | None] = field(default_factory=dict)
+    """"smooth" / "upscale" → None when this worker can finish a typical clip so, else the
+    sentence why not (weights not downloaded, a CPU too slow): a job asking for it is
+    refused before it is charged."""
 
     def serves(self, model: str) -> bool:
         return model in self.models or model in self.aliases

@@ -19,12 +19,19 @@ class Pricing:
 
     per_second: dict[str, float] = field(default_factory=dict)
     default_per_second: float = 2.0
+    finish_per_second: dict[str, float] = field(default_factory=dict)
+    """Smooth and Upscale 2×: credits per second of video on top of the model's price."""
 
     def rate(self, model: str) -> float:
         return self.per_second.get(model, self.default_per_second)
 
     def cost(self, model: str, duration: float) -> int:
         return max(1, math.ceil(self.rate(model) * duration - 1e-9))
+
+    def finish_cost(self, finishes: tuple[str, ...], duration: float) -> int:
+        """What the asked-for finishes ("smooth", "upscale") add to one clip, rounded up."""
+        rate = sum(self.finish_per_second.get(name, 0.0) for name in finishes)
+        return math.ceil(rate * duration - 1e-9) if rate else 0
 
 
 @dataclass(frozen=True)

@@ -150,8 +150,11 @@ class JobService:
         return self.config.pricing.cost(model, duration)
 
     def cost_of(self, spec: JobSpec) -> int:
-        """What a job costs: one clip's price for each take."""
-        return self.cost(spec.model, spec.duration) * spec.variations
+        """What a job costs: one clip's price, and its finishes' (Smooth, Upscale 2×), for
+        each take."""
+        pricing = self.config.pricing
+        single = self.cost(spec.model, spec.duration) + pricing.finish_cost(spec.finishes, spec.duration)
+        return single * spec.variations
 
     def choose_model(self, model: str | None) -> str:
         enabled = self.models()
@@ -160,6 +163,21 @@ class JobService:
         if model not in enabled and model not in self.dispatcher.known_models():
             raise ModelUnavailable(model, enabled)
         return model
+
+    def check_finishes(self, spec: JobSpec) -> None:
+        """Refuse Smooth or Upscale 2× when no worker serving the model can do it (its
+        sentence says why: weights not downloaded, a CPU too slow), before anything is
+        charged. While no worker has answered yet, the job is let through: the worker then
+        refuses it before rendering, refunded."""
+        if not spec.finishes:
+            return
+        workers = [w for w in self.dispatcher.workers if w.serves(spec.model)] or self.dispatcher.workers
+        for name in spec.finishes:
+            answers = [w.finishing.get(name, "") for w in workers]
+            if answers and None not in answers:
+                reason = next((a for a in answers if a), None) or "No renderer here can do it."
+                what = "Smoothing" if name == "smooth" else "Upscaling"
+                raise NotSupported(f"{what} isn't available here: {reason}")
 
     def effects(self, model: str) -> tuple[Effect, ...]:
         """The effects members may pick for `model`."""
@@ -201,12 +219,14 @@ class JobService:
                 f"The model `{chosen}` can't end on a chosen image; leave out end_image or "
                 "pick another model."
             )
-        return JobSpec(
+        spec = JobSpec(
             model=chosen,
             duration=self.choose_duration(chosen, duration),
             effect=self.choose_effect(chosen, effect),
             **fields,
         )
+        self.check_finishes(spec)
+        return spec
 
     async def check_room(self, user_id: int, spec: JobSpec) -> None:
         """Refuse before the expensive part (downloading and decoding the photo) what submit

@@ -121,6 +121,7 @@ class PipelineWorker:
         self.models = tuple(dict.fromkeys(self.aliases.values()))
         self.errors: dict[str, str] = {}
         self._device, self._device_name = _device(gpu_ids)
+        self._finishing = _finishing()
         # Missing weights download in the background, so the actor answers at once.
         self._fetcher = Fetcher(name, self.models, options, fetch=fetch)
         self._fetcher.start()
@@ -153,6 +154,7 @@ class PipelineWorker:
             loaded=loaded,
             errors={**self._fetcher.failures(), **self.errors},
             downloads=self._fetcher.downloads(),
+            finishing=dict(self._finishing),
         )
 
     async def cancel(self, job_id: str) -> bool:
@@ -381,3 +383,16 @@ __all__ = [
     "WorkerInfo",
     "create_worker",
 ]
+
+
+def _finishing() -> dict[str, str | None]:
+    """Whether this machine can Smooth and Upscale a typical clip (pipeline.finish.support:
+    instant where the weights are missing, a second of timing on a CPU where they are)."""
+    from pipeline.finish import support
+
+    try:
+        return support()
+    except Exception as exc:  # noqa: BLE001 - a broken finish must not stop the worker
+        log.warning("cannot tell whether this machine can smooth or upscale: %s", exc)
+        reason = "Smoothing and upscaling are not available on the renderer right now."
+        return {"smooth": reason, "upscale": reason}

@@ -77,6 +77,13 @@ def reply_keys() -> set[str]:
     from bot.buttons import DeleteButton, DeleteTakesButton
 
     keys |= {DeleteButton.gone, DeleteTakesButton.gone}
+    from bot import library
+
+    # The library's buttons are labelled in the member's language when its page is drawn.
+    keys |= {
+        library.PostAgainButton.label, library.NewPhotoButton.label, library.DeleteEntryButton.label,
+        library.NewerButton.label, library.OlderButton.label, "★ Favourite", "☆ Unfavourite",
+    }
     for path in BOT.rglob("*.py"):
         tree = ast.parse(path.read_text())
         constants = _constants(tree)
@@ -187,6 +194,10 @@ async def test_commands_and_replies_in_the_members_language(tmp_path: Path) -> N
         # Whoever clicks decides: an English member reads the same Info in English.
         english = await private_text(await d.click(clip, "Info"))
         assert english.splitlines()[1] == "Prompt: —"
+        # Their library in German: the heading, the entry's fields and its buttons.
+        shelf = await private_text(await d.slash("history", user=hans))
+        assert tr("de", "**Your videos**, newest first: {first}–{last} of {total}.",
+                  first=1, last=1, total=1) in shelf
         # A refusal in German too: the one credit went on the first video.
         again = await d.slash(
             "animate", {"image": Upload(photo_bytes("chelsea"), "c.png"), "duration": 2.0}, user=hans,

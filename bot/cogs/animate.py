@@ -98,10 +98,22 @@ async def start_job(
 
 
 CAMERA_CHOICES = [app_commands.Choice(name=CAMERA_LABELS[move], value=move) for move in CAMERA_MOVES]
+SMOOTH_CHOICES = [
+    app_commands.Choice(name="twice the frames (in-between frames)", value="x2"),
+    app_commands.Choice(name="48 fps", value="48"),
+    app_commands.Choice(name="60 fps", value="60"),
+]
 VARIATION_CHOICES = [
     app_commands.Choice(name="1 take" if n == 1 else f"{n} takes ({n}× the price)", value=n)
     for n in VARIATIONS
 ]
+
+
+def smoothing(choice: str | None) -> dict[str, int | None]:
+    """The smooth option as JobSpec fields: twice the frames, or a target rate."""
+    if choice == "x2":
+        return {"interpolate": 2}
+    return {"fps_out": int(choice)} if choice and choice.isdigit() else {}
 
 
 class Animate(commands.Cog):
@@ -125,8 +137,10 @@ class Animate(commands.Cog):
         private="only you see the progress and the video (by DM if it takes over 15 minutes)",
         audio="keep the sound a model with audio makes (ltx2); off: a silent video",
         variations="takes with different seeds in one message, to pick the best (each take is charged)",
+        smooth="fluid motion: learned in-between frames (extra credits per second)",
+        upscale="twice the width and height, sharpened (extra credits per second)",
     )
-    @app_commands.choices(camera=CAMERA_CHOICES, variations=VARIATION_CHOICES)
+    @app_commands.choices(camera=CAMERA_CHOICES, variations=VARIATION_CHOICES, smooth=SMOOTH_CHOICES)
     async def animate(
         self,
         interaction: discord.Interaction,
@@ -144,13 +158,15 @@ class Animate(commands.Cog):
         private: bool = False,
         audio: bool | None = None,
         variations: int = 1,
+        smooth: str | None = None,
+        upscale: bool = False,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         await start_job(
             self.bot, interaction, image, end_image=end_image,
             model=model, duration=duration, prompt=prompt, negative=negative, camera=camera,
             motion=motion, seed=seed, loop=loop, effect=effect, private=private, audio=audio,
-            variations=variations,
+            variations=variations, upscale=2 if upscale else 1, **smoothing(smooth),
         )
 
     @animate.autocomplete("model")

@@ -31,7 +31,9 @@ class History(commands.Cog):
     @app_commands.describe(favourites="only the videos you marked as favourites")
     async def history(self, interaction: discord.Interaction, favourites: bool = False) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        page = await render(self.bot, interaction.user.id, Shelf(favourites=favourites))
+        page = await render(
+            self.bot, interaction.user.id, Shelf(favourites=favourites), locale=interaction.locale
+        )
         extra = {"view": page.view} if page.view is not None else {}
         await interaction.followup.send(
             content=page.content, embeds=page.embeds, files=page.files, ephemeral=True, **extra
