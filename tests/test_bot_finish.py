@@ -73,3 +73,21 @@ def test_a_worker_that_can_finish_lets_it_through_and_the_price_adds_the_finish(
         service.spec(model="camera", duration=3.0, fps_out=48)
     with pytest.raises(NotSupported, match="Upscaling isn't available here: Upscaling needs a GPU"):
         service.spec(model="camera", duration=3.0, upscale=2)
+
+
+def test_a_worker_without_the_weights_answers_without_importing_torch() -> None:
+    """Every worker asks at start; where the weights are missing (most CPU machines) that
+    answer must cost nothing, or a restarted worker comes back late (the job layer refunds
+    jobs that wait too long for one)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pipeline.finish import support; answers = support(); "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "assert all(answers.values()), answers; print('ok')"
+    )
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "/nonexistent-cache", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=env, cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "ok", done.stderr[-1500:]

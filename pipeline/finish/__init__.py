@@ -307,8 +307,13 @@ def support(
     so a job asking for it can be refused before it is charged."""
     frames = round(seconds * fps) + 1
     answers: dict[str, str | None] = {}
-    for name, plan in (("smooth", FinishPlan(interpolate=2)), ("upscale", FinishPlan(upscale=2))):
+    for name, plan, weights in (
+        ("smooth", FinishPlan(interpolate=2), RIFE), ("upscale", FinishPlan(upscale=2), UPSCALER)
+    ):
         try:
+            # Missing weights first: that answer needs no torch, so a worker without them
+            # starts as fast as before.
+            weights_path(weights)
             check(plan, frames=frames, width=size[0], height=size[1], fps=fps)
             answers[name] = None
         except (FinishUnavailable, InputError) as exc:
