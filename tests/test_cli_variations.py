@@ -13,10 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from PIL import Image
-
-pytest.importorskip("diffusers")
-
+from test_cli import photo_path  # noqa: E402,F401  (a module fixture: the same photo)
 from tiny_models import tiny_ltx_dir  # noqa: E402,F401  (a session fixture)
 
 from contract import (  # noqa: E402
@@ -36,14 +33,8 @@ FAST = ["--size", "64x64", "--steps", "2", "--duration", "1", "--fps", "8", "--s
 
 
 @pytest.fixture(scope="module")
-def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("photos") / "cat.png"
-    x = np.linspace(0, 255, 120, dtype=np.float32)[None, :, None]
-    y = np.linspace(0, 255, 80, dtype=np.float32)[:, None, None]
-    Image.fromarray(
-        np.concatenate([x + 0 * y, y + 0 * x, (x + y) / 2], axis=2).astype(np.uint8)
-    ).save(path)
-    return path
+def photo(photo_path: Path) -> Path:
+    return photo_path
 
 
 def frames(path: Path) -> np.ndarray:

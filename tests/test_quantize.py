@@ -33,8 +33,6 @@ from pipeline.backends.quantize import (
     load_gguf_components,
 )
 
-pytest.importorskip("gguf")
-
 WAN = {"transformer": "WanTransformer3DModel", "transformer_2": "WanTransformer3DModel"}
 
 

@@ -176,17 +176,8 @@ class CameraBackend:
         frames stay sharp; any aspect mismatch is centre-cropped away first.
         """
         size = (plan.width, plan.height)
-        source = image if image.mode == "RGB" else image.convert("RGB")
-        if abs(math.log((source.width / source.height) / (plan.width / plan.height))) > 0.01:
-            source = fit(source, plan.width, plan.height)
+        source, views = _source_and_views(image, plan, request)
         source.load()
-        views = camera_path(
-            plan.camera or request.camera,
-            request.motion,
-            plan.num_frames,
-            aspect=source.width / source.height,
-            continuing=plan.continuing,
-        )
         out = np.empty((plan.num_frames, plan.height, plan.width, 3), dtype=np.uint8)
 
         # One sampler for the whole clip: mixing resize and affine would differ by a hair at
@@ -234,18 +225,7 @@ class CameraBackend:
         needs RGB frames and takes :meth:`render`).
         """
         width, height = plan.width, plan.height
-        source = image if image.mode == "RGB" else image.convert("RGB")
-        if abs(math.log((source.width / source.height) / (width / height))) > 0.01:
-            source = fit(source, width, height)
-        if source.width % 2 or source.height % 2:  # 4:2:0 planes need even sides
-            source = source.crop((0, 0, source.width - source.width % 2, source.height - source.height % 2))
-        views = camera_path(
-            plan.camera or request.camera,
-            request.motion,
-            plan.num_frames,
-            aspect=source.width / source.height,
-            continuing=plan.continuing,
-        )
+        source, views = _source_and_views(image, plan, request, even=True)
         rolled = any(view.roll != 0.0 for view in views)
         tolerances = _tolerances(views, (width, height))
         zooms = {view.zoom for view in views}
@@ -711,3 +691,23 @@ __all__ = [
     "plan_axis",
     "yuv420_to_rgb",
 ]
+
+
+def _source_and_views(
+    image: Image.Image, plan: RenderPlan, request: AnimateRequest, *, even: bool = False
+) -> tuple[Image.Image, list[View]]:
+    """The photo in RGB at the clip's aspect, and the camera's view for every frame.
+    `even`: sides cut to even numbers, as 4:2:0 chroma planes need."""
+    source = image if image.mode == "RGB" else image.convert("RGB")
+    if abs(math.log((source.width / source.height) / (plan.width / plan.height))) > 0.01:
+        source = fit(source, plan.width, plan.height)
+    if even and (source.width % 2 or source.height % 2):
+        source = source.crop((0, 0, source.width - source.width % 2, source.height - source.height % 2))
+    views = camera_path(
+        plan.camera or request.camera,
+        request.motion,
+        plan.num_frames,
+        aspect=source.width / source.height,
+        continuing=plan.continuing,
+    )
+    return source, views
