@@ -9,12 +9,14 @@ watchdog thread beside it find the exceptions: when the heartbeat is late by mor
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import threading
 import time
 import traceback
 from collections import deque
+from types import FrameType
 
 log = logging.getLogger("bot.loop")
 
@@ -72,9 +74,24 @@ class LoopWatch:
                 continue
             reported = last
             self.stalls += 1
-            frame = sys._current_frames().get(self._loop_thread)
+            frame = _frame_of(self._loop_thread)
             stack = "".join(traceback.format_stack(frame, limit=12)) if frame else "(no stack)"
             log.warning(
                 "the event loop has been blocked for %.0f ms; every member waits. It is running:\n%s",
                 late * 1000, stack.rstrip(),
             )
+
+
+def _frame_of(thread_id: int | None) -> FrameType | None:
+    """The thread's current frame. CPython 3.11 builds sys._current_frames() holding the
+    interpreter's thread-list lock, and a garbage collection that its allocations start there
+    can wait for a lock another thread holds while that thread waits for the GIL: the whole
+    process hangs (seen once in CI, the pytest timeout's own thread stuck behind it). No
+    collection may start on this thread while it reads the frames."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return sys._current_frames().get(thread_id) if thread_id is not None else None
+    finally:
+        if enabled:
+            gc.enable()
