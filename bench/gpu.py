@@ -1,7 +1,7 @@
 """GPU speed: full-size models from their published configs, plain diffusers vs. our path.
 
-For each model (LTX-Video 2B distilled at 768×512×121, Wan 2.2 TI2V-5B at 1280×704×121,
-Wan 2.2 I2V-A14B at 832×480×81) the pipeline is built from pipeline/configs/ with random weights
+For each model (LTX-Video 2B distilled at 768×512×121, LTX-2.3 22B distilled with its sound
+at 768×512×121, Wan 2.2 TI2V-5B at 1280×704×121, Wan 2.2 I2V-A14B at 832×480×81) the pipeline is built from pipeline/configs/ with random weights
 in bf16 directly on the GPU, then timed two ways on the same settings (the preset's plan):
 
 - plain: one diffusers pipeline call with default attention (SDPA), then libx264;

@@ -283,14 +283,22 @@ def _extended_audio(
     sound, so the track stays in step with the picture; None when neither has any."""
     if not request.audio:
         return None
-    before = read_audio(request.previous_clip or b"")
+    before = read_audio(
+        request.previous_clip or b"",
+        rate=new.rate if new is not None else None,
+        channels=new.channels if new is not None else None,
+    )
     if before is None and new is None:
         return None
     rate = new.rate if new is not None else before.rate  # type: ignore[union-attr]
+    channels = new.channels if new is not None else before.channels  # type: ignore[union-attr]
     before_seconds = previous_frames / fps
-    head = before.fitted(before_seconds) if before is not None else Soundtrack.silence(before_seconds, rate)
+    head = (
+        before.fitted(before_seconds) if before is not None
+        else Soundtrack.silence(before_seconds, rate, channels)
+    )
     if new is None:
-        return head.then(Soundtrack.silence(new_frames / fps, rate, head.channels))
+        return head.then(Soundtrack.silence(new_frames / fps, rate, channels))
     tail = new.fitted((new_frames + 1) / fps).slice(1 / fps)
     return head.then(tail).fitted((previous_frames + new_frames) / fps)
 

@@ -19,10 +19,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-AAC_RATES: tuple[int, ...] = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
-"""Sample rates AAC-LC in MP4 plays everywhere; anything else is resampled by the encoder."""
-
-
 @dataclass(frozen=True)
 class Soundtrack:
     """float32 samples shaped (channels, n) in [-1, 1], at `rate` samples per second."""
@@ -45,8 +41,6 @@ class Soundtrack:
             array = array[0]
         if array.ndim == 1:
             array = array[None, :]
-        if array.shape[0] > 2 and array.shape[1] <= 2:  # (n, channels)
-            array = array.T
         clean = np.nan_to_num(array[:2], nan=0.0, posinf=1.0, neginf=-1.0)
         return cls(np.ascontiguousarray(np.clip(clean, -1.0, 1.0)), int(rate))
 
@@ -80,29 +74,13 @@ class Soundtrack:
         stop = None if end is None else self.at(end)
         return Soundtrack(self.samples[:, self.at(start) : stop], self.rate)
 
-    def with_channels(self, channels: int) -> Soundtrack:
-        if channels == self.channels:
-            return self
-        if channels == 2:
-            return Soundtrack(np.repeat(self.samples, 2, axis=0), self.rate)
-        return Soundtrack(self.samples.mean(axis=0, keepdims=True), self.rate)
-
-    def resampled(self, rate: int) -> Soundtrack:
-        """Linear resampling: only used to join a previous clip's track to a new one."""
-        if rate == self.rate:
-            return self
-        n = self.samples.shape[1]
-        want = round(n * rate / self.rate)
-        if n == 0 or want == 0:
-            return Soundtrack(np.zeros((self.channels, want), np.float32), rate)
-        where = np.arange(want) * (self.rate / rate)
-        source = np.arange(n)
-        out = np.stack([np.interp(where, source, channel) for channel in self.samples])
-        return Soundtrack(out.astype(np.float32), rate)
-
     def then(self, other: Soundtrack) -> Soundtrack:
-        """This track followed by `other` (brought to this rate and channel count)."""
-        other = other.resampled(self.rate).with_channels(self.channels)
+        """This track followed by `other`, at the same rate and channel count (read_audio
+        brings a previous clip's track to them)."""
+        if (other.rate, other.channels) != (self.rate, self.channels):
+            raise ValueError(
+                f"cannot join {other.channels} ch at {other.rate} Hz to {self.channels} ch at {self.rate} Hz"
+            )
         return Soundtrack(np.concatenate([self.samples, other.samples], axis=1), self.rate)
 
     def wav(self) -> bytes:
@@ -139,9 +117,10 @@ def crossfade_loop_audio(audio: Soundtrack, fps: float, frames: int, fade: int) 
     return Soundtrack(np.concatenate([audio.samples[:, a:b], blended], axis=1), audio.rate)
 
 
-def read_audio(mp4: bytes) -> Soundtrack | None:
+def read_audio(mp4: bytes, *, rate: int | None = None, channels: int | None = None) -> Soundtrack | None:
     """The sound track of an MP4 as float32 samples (None when it has none): an extension keeps
-    the sound of the clip it continues."""
+    the sound of the clip it continues. `rate` / `channels`: resampled to these by FFmpeg's
+    resampler (to join the new part's track); None: as stored."""
     import av
 
     try:
@@ -149,14 +128,14 @@ def read_audio(mp4: bytes) -> Soundtrack | None:
             if not container.streams.audio:
                 return None
             stream = container.streams.audio[0]
-            rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+            rate = rate or int(stream.codec_context.sample_rate or stream.rate or 0)
             # The header's duration excludes AAC's padding of the last frame; decoding does not.
             length = (
                 round(float(stream.duration * stream.time_base) * rate)
                 if stream.duration and stream.time_base
                 else None
             )
-            channels = min(2, int(stream.codec_context.channels or 1))
+            channels = channels or min(2, int(stream.codec_context.channels or 1))
             layout = "stereo" if channels == 2 else "mono"
             resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
             chunks: list[np.ndarray] = []

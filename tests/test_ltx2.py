@@ -23,6 +23,7 @@ from pipeline.animate import animate
 from pipeline.audio import Soundtrack, crossfade_loop_audio, read_audio
 from pipeline.backends import load_backend
 from pipeline.backends.base import Rendered
+from pipeline.backends.camera import CameraBackend
 from pipeline.cli import main
 from pipeline.encode import encode_mp4
 from pipeline.presets import PRESETS
@@ -208,19 +209,39 @@ def test_a_tight_limit_fits_picture_and_sound_together() -> None:
         assert container.streams.audio[0].codec_context.bit_rate <= 48_000
 
 
+class CameraWithTone(CameraBackend):
+    """The camera move with a 16 kHz tone beside it: a backend that makes sound, cheaply."""
+
+    render_yuv420 = None  # the RGB path, where frames and sound are cut together
+
+    def render(self, image, plan, request, **kwargs):  # type: ignore[no-untyped-def]
+        frames = super().render(image, plan, request, **kwargs)
+        return Rendered(frames, sine(len(frames) / plan.fps, hz=2.7))
+
+
+def test_extending_joins_tracks_of_different_rates_at_the_new_parts_rate(tmp_path, ltx2_clip) -> None:
+    """The first clip's 8 kHz sound is brought to the new part's 16 kHz by FFmpeg's resampler
+    (read_audio), then the new part's tone follows it."""
+    result = animate(
+        AnimateRequest(image=photo(tmp_path).read_bytes(), model="camera", duration=1.0,
+                       previous_clip=ltx2_clip, seed=1),
+        CameraWithTone(),
+    )
+    before, after = read_audio(ltx2_clip), read_audio(result.video)
+    assert before is not None and after is not None and (before.rate, after.rate) == (8000, 16000)
+    assert after.seconds == pytest.approx(result.frames / result.fps, abs=1 / FPS)
+    head = read_audio(ltx2_clip, rate=16000)
+    assert head is not None and head.rate == 16000
+    n = head.samples.shape[1] - 800
+    assert np.corrcoef(after.samples[0, :n], head.samples[0, :n])[0, 1] > 0.9
+    tail = after.samples[0, after.at(before.seconds + 0.05):]
+    assert np.abs(tail).max() > 0.3  # the tone, not silence
+
+
 def test_a_crossfaded_loop_with_sound_keeps_them_in_step() -> None:
     """The orchestrator cuts the sound with the frames: a loop of a model that makes sound
     (rendered here by the camera move with a tone beside it) is as long in sound as in
     picture, and the tone runs on across the seam."""
-    from pipeline.backends.camera import CameraBackend
-
-    class CameraWithTone(CameraBackend):
-        render_yuv420 = None  # the RGB path, where frames and sound are cut together
-
-        def render(self, image, plan, request, **kwargs):  # type: ignore[no-untyped-def]
-            frames = super().render(image, plan, request, **kwargs)
-            return Rendered(frames, sine(len(frames) / plan.fps, hz=2.7))
-
     gradient = io.BytesIO()
     Image.fromarray(np.linspace(0, 255, 64 * 96 * 3).reshape(64, 96, 3).astype(np.uint8)).save(gradient, "PNG")
     request = AnimateRequest(image=gradient.getvalue(), model="camera", duration=2.0, loop=True,

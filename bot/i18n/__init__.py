@@ -85,11 +85,6 @@ def tr(locale: discord.Locale | str | None, text: str, /, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
-def reply_locale(interaction: discord.Interaction) -> discord.Locale:
-    """The language a reply to `interaction` is written in: the member's own client's."""
-    return interaction.locale
-
-
 def placeholders(text: str) -> set[str]:
     """The ``{name}`` fields of a template."""
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
