@@ -14,7 +14,12 @@ PYTEST_ARGS ?=
 # Upscale 2×: spandrel without its torchvision requirement (see [upscale] in pyproject.toml).
 FINISH_DEPS := "spandrel>=0.4" "einops>=0.7"
 
-.PHONY: run test bench clean
+# What a borrowed GPU machine lacks (it has torch, transformers, accelerate and peft, and no
+# package registry): the wheels ops/gpu-session.sh installs there, about 50 MB (64 MiB travel).
+GPU_WHEELS := diffusers==0.42.1 av==18.1.0 pillow gguf ftfy wcwidth pytest pluggy iniconfig \
+              requests urllib3 idna charset-normalizer certifi
+
+.PHONY: run test bench clean gpu-wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +46,10 @@ test: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench
+
+gpu-wheels: | $(BIN)/python
+	$(BIN)/python -m pip download -q --no-deps -d .whl --only-binary=:all: \
+		--python-version 3.11 --platform manylinux_2_28_x86_64 $(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV)

@@ -14,6 +14,11 @@ quadratic in it, fitted to our views at the start, middle and end); it cannot ro
 orbit is the sweep without the bank. It crops at whole pixels, which is why its slow moves
 jitter (tests/test_camera.py measures that); it is here as the speed yardstick.
 
+Ours hands ffmpeg one still and a filter graph that draws every frame
+(pipeline.backends.camera_graph), so beside the whole-process figures each row also gives
+ffmpeg's own part of ours (the same graph and x264 encode, the still piped from this
+process): what the move costs without the Python process around it.
+
     python -m bench.camera          # this benchmark alone
     python -m bench camera          # through the shared runner (table + bench/results/)
 """
@@ -70,8 +75,8 @@ def zoompan(photo: Path, move: str, out: Path) -> list[str]:
     """The one-liner: cover-fit the photo to 1280×720, then zoompan along our move's path."""
     return [
         ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", os.fspath(photo),
-        "-vf", f"scale={WIDTH}:{HEIGHT}:force_original_aspect_ratio=increase,"
-        f"crop={WIDTH}:{HEIGHT},{zoompan_filter(move)}",
+        "-vf", (f"scale={WIDTH}:{HEIGHT}:force_original_aspect_ratio=increase,"
+                f"crop={WIDTH}:{HEIGHT},{zoompan_filter(move)}"),
         "-frames:v", str(FRAMES), "-c:v", "libx264", "-preset", "veryfast", "-crf", "19",
         "-pix_fmt", "yuv420p", "-movflags", "+faststart", os.fspath(out),
     ]  # fmt: skip
@@ -109,6 +114,41 @@ def _timed(command: list[str]) -> tuple[float, float]:
     return wall, cpu
 
 
+def ffmpeg_part(photo: Path, move: str, repeats: int = 3) -> tuple[float, float]:
+    """Median wall and CPU seconds of ffmpeg's own part of ours: the clip the CLI would hand
+    it (one still and the move's filter graph), encoded as the CLI encodes it."""
+    from contract import AnimateRequest
+    from pipeline.backends.camera import CameraBackend
+    from pipeline.encode import encode_mp4
+    from pipeline.intake import fit, load_photo
+
+    class Keep(list):  # type: ignore[type-arg]
+        def __call__(self, frame: object) -> None:
+            raise AssertionError("the camera handed frames, not one drawn clip")
+
+        def drawn(self, clip: object) -> None:
+            self.append(clip)
+
+    request = AnimateRequest(
+        image=photo.read_bytes(), camera=move, motion=MOTION, duration=DURATION, fps=FPS,
+        width=WIDTH, height=HEIGHT,
+    )  # fmt: skip
+    backend = CameraBackend()
+    image = load_photo(request.image).image
+    plan = backend.plan(request, image.size)
+    kept = Keep()
+    backend.render_yuv420(fit(image, *plan.source_size), plan, request, kept)
+    runs = []
+    for _ in range(repeats + 1):  # the first warms up
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        encode_mp4(kept[0], plan.fps)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        runs.append((wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)))
+    return statistics.median(r[0] for r in runs[1:]), statistics.median(r[1] for r in runs[1:])
+
+
 def compare(photo: Path, move: str, folder: Path, label: str) -> Figure:
     a = ours(photo, move, folder / "ours.mp4")
     b = zoompan(photo, move, folder / "zoompan.mp4")
@@ -117,10 +157,13 @@ def compare(photo: Path, move: str, folder: Path, label: str) -> Figure:
     ratio = statistics.median(ours_run[0] / theirs[0] for ours_run, theirs in runs)
     wall_a, wall_b = (statistics.median(run[i][0] for run in runs) for i in (0, 1))
     cpu_a, cpu_b = (statistics.median(run[i][1] for run in runs) for i in (0, 1))
+    cpu_ratio = statistics.median(ours_run[1] / theirs[1] for ours_run, theirs in runs)
+    wall_f, cpu_f = ffmpeg_part(photo, move)
     detail = (
         f"{label}, {move}: ours {wall_a:.2f} s wall / {cpu_a:.2f} s CPU, zoompan "
-        f"{wall_b:.2f} s / {cpu_b:.2f} s (CPU ratio {cpu_a / cpu_b:.2f}); median of {REPEATS} "
-        f"pairs, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"{wall_b:.2f} s / {cpu_b:.2f} s (CPU ratio {cpu_ratio:.2f}); ours' ffmpeg alone "
+        f"{wall_f:.2f} s / {cpu_f:.2f} s; median of {REPEATS} pairs, load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     key = "12mp_" if "12 MP" in label else ""
     return Figure(f"ratio_{key}{move}", ratio, "×", TARGET_RATIO, detail=detail)

@@ -311,7 +311,7 @@ class Soak:
             d.faults.server_error("PATCH /webhooks/*", status=self.rng.choice((500, 502, 503)), count=1)
         elif kind == "discord_10008":
             run = self.runs[-1]
-            message = await run.message(lambda m: not m.ephemeral and bool(m.embeds), timeout=30)
+            message = await run.message(lambda m: not m.ephemeral and m.card, timeout=30)
             if not any(a.filename.endswith(".mp4") for a in message.attachments):
                 await d.delete_message(message)
         elif kind == "discord_40005":

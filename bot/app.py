@@ -79,7 +79,9 @@ class AnimateBot(commands.Bot):
         self.settings = settings
         self.store = store
         self.jobs = jobs
-        self.delivery = Delivery(self, store, fit=jobs.dispatcher.fit_upload)
+        self.delivery = Delivery(
+            self, store, fit=jobs.dispatcher.fit_upload, finishes=jobs.finishes_offered
+        )
         self._recovery = recovery
         self.photos = PhotoGate()
         self.loop_watch = LoopWatch()

@@ -9,6 +9,7 @@ number of restarts, with no view state kept in memory. Who may press is checked 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import TYPE_CHECKING, ClassVar
 
 import discord
@@ -35,17 +36,15 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"animate:[
     emoji: ClassVar[str]
     style: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.secondary
 
-    def __init__(self, job_id: int, *, label: str | None = None, row: int | None = None) -> None:
-        """`label`/`row`: a take's buttons on a message with variations ("Reroll 2", one
-        row per take); the custom_id is the take's own job either way, so a press after a
-        restart needs neither."""
+    def __init__(self, job_id: int, *, label: str | None = None) -> None:
+        """`label`: a take's buttons on a message with variations ("Reroll 2"); the
+        custom_id is the take's own job either way, so a press after a restart needs none."""
         super().__init__(
             discord.ui.Button(
                 label=label or self.label,
                 emoji=self.emoji,
                 style=self.style,
                 custom_id=f"animate:{self.action}:{job_id}",
-                row=row,
             )
         )
         self.job_id = job_id
@@ -189,6 +188,53 @@ class ExtendButton(JobButton, template=rf"animate:extend:{_JOB}"):
         await interaction.response.send_modal(ExtendModal(job, locale=interaction.locale))
 
 
+class _FinishButton(JobButton, template=rf"animate:finishing:{_JOB}"):
+    """Smooth or Upscale 2× on a delivered clip: the same video finished again by a worker,
+    no new render; a new clip with its own buttons. The member who presses pays for the
+    finish of the clip's length; the private answer says what it will do."""
+
+    finish: ClassVar[str]
+
+    async def run(self, interaction: discord.Interaction[AnimateBot], bot: AnimateBot) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await check_member(interaction, bot.settings, bot.store)
+        job = await bot.jobs.finish(self.job_id, self.finish, origin_of(interaction))
+        parent = await bot.store.get_job(self.job_id)
+        balance = await bot.store.balance(interaction.user.id)
+        await bot.delivery.announce(
+            interaction, job, balance=balance, tip=self.what(job, parent, interaction.locale)
+        )
+
+    @staticmethod
+    def what(job: Job, parent: Job, locale: discord.Locale | None) -> str:
+        """What the finish job `job` does to `parent`'s clip, in the presser's words."""
+        clip, spec = parent.clip, job.spec
+        if clip is None:  # not reached: a finish is refused before its clip exists
+            return ""
+        if spec.upscale > 1:
+            return tr(
+                locale, "Upscale 2×: {before} → {after} pixels.",
+                before=f"{clip.width}×{clip.height}", after=f"{clip.width * 2}×{clip.height * 2}",
+            )
+        if spec.interpolate > 1:
+            return tr(
+                locale, "Smooth: twice the frames, {before} → {after} fps.",
+                before=f"{clip.fps:g}", after=f"{clip.fps * 2:g}",
+            )
+        return tr(
+            locale, "Smooth: new in-between frames, {before} → {after} fps.",
+            before=f"{clip.fps:g}", after=spec.fps_out,
+        )
+
+
+class SmoothButton(_FinishButton, template=rf"animate:smooth:{_JOB}"):
+    action, label, emoji, finish = "smooth", "Smooth", "🎞️", "smooth"
+
+
+class UpscaleButton(_FinishButton, template=rf"animate:upscale:{_JOB}"):
+    action, label, emoji, finish = "upscale", "Upscale 2×", "🔍", "upscale"
+
+
 BUTTONS: tuple[type[JobButton], ...] = (
     CancelButton,
     DeleteButton,
@@ -197,40 +243,48 @@ BUTTONS: tuple[type[JobButton], ...] = (
     EditButton,
     RerollButton,
     ExtendButton,
+    SmoothButton,
+    UpscaleButton,
 )
 _BY_ACTION: dict[str, type[JobButton]] = {button.action: button for button in BUTTONS}
 
 
-def job_view(job_id: int, actions: tuple[str, ...]) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    for action in actions:
-        view.add_item(_BY_ACTION[action](job_id))
-    return view
+def action_rows(job_id: int, actions: tuple[str, ...]) -> list[discord.ui.ActionRow]:
+    """`actions` on one job as the rows of a card (five buttons to a row)."""
+    items = [_BY_ACTION[action](job_id) for action in actions]
+    return [discord.ui.ActionRow(*items[i : i + 5]) for i in range(0, len(items), 5)]
 
 
 TAKE_ACTIONS = ("reroll", "edit", "extend", "info")
 """Each take's own buttons on a message with variations, one row per take."""
 
 
-def takes_view(job_id: int, takes: list[tuple[int, int]], *, can_extend: bool) -> discord.ui.View:
-    """A message with variations: for each made take, (take number, its job id), a row of
-    its own "Reroll 2", "Edit 2", "Extend 2", "Info 2"; then Delete for the whole message.
-    At most four takes, so at most five rows of at most four buttons (Discord: 5 × 5)."""
-    view = discord.ui.View(timeout=None)
-    for row, (number, take_id) in enumerate(takes):
+def take_rows(job_id: int, takes: list[tuple[int, int]], *, can_extend: bool) -> list[discord.ui.ActionRow]:
+    """A card with variations: for each made take, (take number, its job id), a row of its
+    own "Reroll 2", "Edit 2", "Extend 2", "Info 2"; then Delete for the whole message. At
+    most four takes, so at most five rows (a card holds at most 40 components in all)."""
+    rows = []
+    for number, take_id in takes:
+        row: discord.ui.ActionRow = discord.ui.ActionRow()
         for action in TAKE_ACTIONS:
             if action == "extend" and not can_extend:
                 continue
             button = _BY_ACTION[action]
-            view.add_item(button(take_id, label=f"{button.label} {number}", row=row))
-    view.add_item(DeleteTakesButton(job_id, row=len(takes)))
-    return view
+            row.add_item(button(take_id, label=f"{button.label} {number}"))
+        rows.append(row)
+    rows.append(discord.ui.ActionRow(DeleteTakesButton(job_id)))
+    return rows
 
 
-def result_actions(*, can_extend: bool) -> tuple[str, ...]:
+def result_actions(*, can_extend: bool, finishes: Collection[str] = ()) -> tuple[str, ...]:
+    """The buttons under one delivered clip, in order: Reroll, Edit, Extend (where its model
+    can), Smooth and Upscale 2× (those in `finishes`: what ``JobService.finishes_offered``
+    says for the clip), Info, Delete. Seven at most, cut into rows of five: what makes a new
+    clip comes first, so Info and Delete are what moves to a second row."""
     actions: list[str] = ["reroll", "edit"]
     if can_extend:
         actions.append("extend")
+    actions += [name for name in (SmoothButton.finish, UpscaleButton.finish) if name in finishes]
     return (*actions, "info", "delete")
 
 
@@ -243,4 +297,4 @@ def _nothing_to_cancel(status: JobStatus) -> str:
     return "This job had already finished, so there was nothing to cancel."
 
 
-__all__ = ["BUTTONS", "job_view", "result_actions", "takes_view"]
+__all__ = ["BUTTONS", "action_rows", "result_actions", "take_rows"]

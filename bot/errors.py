@@ -16,6 +16,7 @@ from bot.formatting import credits, when
 from bot.i18n import tr
 from contract import InputError
 from jobs import (
+    CannotFinish,
     DailyLimit,
     InsufficientCredits,
     QueueFull,
@@ -59,9 +60,33 @@ def sentence(error: BaseException, locale: discord.Locale | None = None) -> str 
         return f"{error.message} {nothing}"
     if isinstance(error, UnknownJob):
         return tr(locale, "That video no longer exists.")
+    if isinstance(error, CannotFinish):
+        return f"{_cannot_finish(error, locale)} {nothing}"
     if isinstance(error, (Refused, Refusal, app_commands.CheckFailure)):
         return str(error) or "You can't use this here."
     return None
+
+
+def _cannot_finish(error: CannotFinish, locale: discord.Locale | None) -> str:
+    """Why Smooth or Upscale 2× cannot finish this clip (jobs.CannotFinish)."""
+    smooth = error.finish == "smooth"
+    if error.why == "at_most" and smooth:
+        return tr(
+            locale, "This video already plays at {fps} fps, as smooth as Smooth makes it.",
+            fps=f"{error.fps:g}",
+        )
+    if error.why == "at_most":
+        return tr(
+            locale, "This video is already {size}; twice that would pass {most} pixels, the most here.",
+            size=f"{error.width}×{error.height}", most=error.most,
+        )
+    if error.why == "gone":
+        if smooth:
+            return tr(locale, "This video is no longer kept by the bot, so it can't be smoothed.")
+        return tr(locale, "This video is no longer kept by the bot, so it can't be upscaled.")
+    if smooth:
+        return tr(locale, "This video isn't finished yet, so it can't be smoothed.")
+    return tr(locale, "This video isn't finished yet, so it can't be upscaled.")
 
 
 async def answer(interaction: discord.Interaction, text: str) -> None:

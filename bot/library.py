@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 import discord
 
-from bot import embeds
+from bot import card, embeds
 from bot.attachments import thumbnail
-from bot.buttons import job_view, result_actions
+from bot.buttons import action_rows, result_actions
 from bot.cogs.animate import start_job
 from bot.delivery.record import DeliveryRecord
 from bot.delivery.upload import GUARANTEED_UPLOAD_BYTES, video_name
@@ -315,14 +315,14 @@ class PostAgainButton(EntryButton, template=rf"library:post:{_JOB}:{_SHELF}"):
                     "This video is larger than this place accepts and no renderer is free to "
                     "shrink it right now; please try again in a minute."
                 ) from None
-        embed = embeds.finished(job)
-        embed.title = "From the library"
+        rows = action_rows(job.id, result_actions(
+            can_extend=card_for(job.model).supports_extend, finishes=bot.jobs.finishes_offered(job)
+        ))
         # The private "thinking" answer first: the follow-up below is then a new, public message.
         await interaction.edit_original_response(content=f"Posted job {job.id} again.")
         await interaction.followup.send(
-            embed=embed,
+            view=card.finished(job, video_name(job), rows=rows, lead=None, title="From the library"),
             file=discord.File(io.BytesIO(data), filename=video_name(job)),
-            view=job_view(job.id, result_actions(can_extend=card_for(job.model).supports_extend)),
             allowed_mentions=discord.AllowedMentions.none(),
         )
 

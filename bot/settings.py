@@ -178,6 +178,11 @@ class Settings(BaseSettings):
     )
     compile: bool = Field(default=False, description="true or false: torch.compile the transformer")
     cache: bool = Field(default=False, description="true or false: diffusers first-block cache")
+    half_frames: bool = Field(
+        default=False,
+        description="true or false: AI models render every other frame and RIFE draws the rest "
+        "(needs `python -m pipeline download rife`; a GPU)",
+    )
     attention_backend: str = Field(
         default="auto",
         pattern=r"^[A-Za-z0-9_]+$",
@@ -407,6 +412,7 @@ class Settings(BaseSettings):
                 weights=self.weights,
                 compile=self.compile,
                 cache=self.cache,
+                half_frames=self.half_frames,
                 attention=self.attention_backend,
             ),
             pricing=self.pricing(),

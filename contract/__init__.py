@@ -21,6 +21,7 @@ from contract.models import AUTO, CAMERA, CARDS, ModelCard, card_for
 from contract.request import (
     CAMERA_LABELS,
     CAMERA_MOVES,
+    MAX_UPSCALED_SIDE,
     PROMPT_MAX,
     SEED_MAX,
     VARIATIONS,
@@ -35,6 +36,7 @@ __all__ = [
     "CAMERA_LABELS",
     "CAMERA_MOVES",
     "CARDS",
+    "MAX_UPSCALED_SIDE",
     "PROMPT_MAX",
     "SEED_MAX",
     "SLOTS",

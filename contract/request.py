@@ -33,6 +33,8 @@ CAMERA_LABELS: dict[str, str] = {move: move.replace("_", " ") for move in CAMERA
 SMOOTH_FACTORS: tuple[int, ...] = (1, 2)
 SMOOTH_RATES: tuple[int, ...] = (48, 60)
 UPSCALES: tuple[int, ...] = (1, 2)
+MAX_UPSCALED_SIDE = 3840
+"""An upscaled clip is at most 4K wide: past it, players and Discord's previews give up."""
 PROMPT_MAX = 1000
 SEED_MAX = 2**32 - 1
 VARIATIONS: tuple[int, ...] = (1, 2, 4)
@@ -147,6 +149,9 @@ class AnimateRequest(JobSpec):
     """Optional last frame (first→last frame interpolation where the model supports it)."""
     previous_clip: bytes | None = None
     """An MP4 to extend: the new clip starts from its last frame and is appended to it."""
+    finish_clip: bytes | None = None
+    """An MP4 to finish without rendering anything (the Smooth and Upscale 2× buttons on a
+    delivered clip): `interpolate`, `fps_out` and `upscale` say what to do; `image` is unused."""
     job_id: str | None = None
     """Set by the job layer for logs and output names; the pipeline does not need it."""
 
@@ -161,6 +166,7 @@ class AnimateRequest(JobSpec):
         image: bytes,
         end_image: bytes | None = None,
         previous_clip: bytes | None = None,
+        finish_clip: bytes | None = None,
         job_id: str | None = None,
     ) -> AnimateRequest:
         return cls(
@@ -168,5 +174,6 @@ class AnimateRequest(JobSpec):
             image=image,
             end_image=end_image,
             previous_clip=previous_clip,
+            finish_clip=finish_clip,
             job_id=job_id,
         )

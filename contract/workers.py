@@ -45,6 +45,10 @@ class BackendOptions:
     """First-block cache on the transformer (faster, slightly lower quality)."""
     cache_threshold: float = 0.05
     """First-block cache threshold (diffusers' default); higher skips more."""
+    half_frames: bool = False
+    """Render every other frame and let RIFE draw the ones between (where its weights are
+    here and this machine runs it in time): about half the denoiser's work or less per clip,
+    at some cost in fine, fast motion. Off by default, like the cache."""
     low_memory: bool = False
     """Force offload and VAE tiling: the setting to retry with after running out of memory."""
     loras: tuple[tuple[str, tuple[LoraSpec, ...]], ...] = ()

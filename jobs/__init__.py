@@ -22,6 +22,7 @@ from jobs.records import (
     Tallies,
 )
 from jobs.refusals import (
+    CannotFinish,
     DailyLimit,
     DurationNotOffered,
     InsufficientCredits,
@@ -47,6 +48,7 @@ __all__ = [
     "REFUNDED",
     "Account",
     "Block",
+    "CannotFinish",
     "ClipSummary",
     "CreditPolicy",
     "DailyLimit",

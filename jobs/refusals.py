@@ -77,3 +77,31 @@ class NotFinished(Refused):
     def __init__(self) -> None:
         super().__init__("This video isn't finished yet, so it can't be extended.")
 
+
+
+class CannotFinish(Refused):
+    """Smooth or Upscale 2× on a clip that cannot take it; `why` says which case for the
+    bot's sentence: "unfinished" (no clip yet), "gone" (its MP4 is no longer kept) or
+    "at_most" (already as smooth or as large as the button makes it)."""
+
+    def __init__(
+        self, finish: str, why: str, *, fps: float = 0.0, width: int = 0, height: int = 0,
+        most: int = 0,
+    ) -> None:
+        done = "smoothed" if finish == "smooth" else "upscaled"
+        if why == "at_most" and finish == "smooth":
+            text = f"This video already plays at {fps:g} fps, as smooth as Smooth makes it."
+        elif why == "at_most":
+            text = (f"This video is already {width}×{height}; twice that would pass {most} "
+                    "pixels, the most here.")
+        elif why == "gone":
+            text = f"This video is no longer kept by the bot, so it can't be {done}."
+        else:
+            text = f"This video isn't finished yet, so it can't be {done}."
+        super().__init__(text)
+        self.finish = finish
+        self.why = why
+        self.fps = fps
+        self.width = width
+        self.height = height
+        self.most = most

@@ -307,8 +307,8 @@ class Runner:
                 await self.emit(ended, Failed(reason, kind="internal"))
             return
         done = await self.persist(
-            self.store.finish, job.id, result_path=str(path), clip=ClipSummary.of(result),
-            telling=job,
+            self.store.finish, job.id, result_path=str(path),
+            clip=await self._made_from(job, ClipSummary.of(result)), telling=job,
         )
         if done is None:  # cancelled or timed out while it finished: not the member's clip
             log.info("job %d finished after it was stopped; discarding the clip", job.id)
@@ -319,6 +319,19 @@ class Runner:
             job.id, result.width, result.height, result.frames, result.timings.get("total", 0.0),
         )
         await self.emit(done, dataclasses.replace(result, path=str(path)))
+
+    async def _made_from(self, job: Job, clip: ClipSummary) -> ClipSummary:
+        """A finish (Smooth, Upscale 2×) keeps what its parent's clip was: how it loops and
+        the prompt its model read (Info shows them); best effort."""
+        if job.action is not JobAction.FINISH or job.parent_id is None:
+            return clip
+        try:
+            parent = await self.store.get_job(job.parent_id)
+        except (UnknownJob, sqlite3.Error):
+            return clip
+        if parent.clip is None:
+            return clip
+        return dataclasses.replace(clip, loop=parent.clip.loop, prompt=parent.clip.prompt)
 
     async def _keep_takes(self, job: Job, takes: Takes) -> None:
         """A job with variations: write each made take's MP4 (``<job>.mp4`` for the first,
@@ -446,7 +459,11 @@ class Runner:
     # ---- the request a worker gets -------------------------------------------------------
 
     async def _request_for(self, job: Job) -> AnimateRequest:
-        """The stored spec and inputs, plus the parent's clip for an extension."""
+        """The stored spec and inputs, plus the parent's clip for an extension; a finish
+        (Smooth, Upscale 2× on a delivered clip) gets only the parent's clip."""
+        if job.action is JobAction.FINISH:
+            clip = await self._parent_clip(job.parent_id, "finish")
+            return AnimateRequest.of(job.spec, image=b"", finish_clip=clip, job_id=str(job.id))
         image, end_image = await self.store.job_inputs(job.id)
         previous: bytes | None = None
         if job.action is JobAction.EXTEND:
@@ -455,8 +472,8 @@ class Runner:
             job.spec, image=image, end_image=end_image, previous_clip=previous, job_id=str(job.id)
         )
 
-    async def _parent_clip(self, parent_id: int | None) -> bytes:
-        gone = InputError("The video to extend is no longer available.")
+    async def _parent_clip(self, parent_id: int | None, verb: str = "extend") -> bytes:
+        gone = InputError(f"The video to {verb} is no longer available.")
         if parent_id is None:
             raise gone
         try:

@@ -18,15 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract import SEED_MAX, Effect, JobSpec, card_for
+from contract import MAX_UPSCALED_SIDE, SEED_MAX, Effect, JobSpec, WorkerInfo, card_for
 from jobs.config import JobsConfig
 from jobs.dispatcher import Dispatcher
 from jobs.records import Job, Recovery
 from jobs.refusals import (
+    CannotFinish,
     DurationNotOffered,
     ModelUnavailable,
     NotFinished,
     NotSupported,
+    Refused,
     UnknownJob,
 )
 from jobs.status import FINISHED, JobAction
@@ -38,6 +40,11 @@ RETENTION_BATCH = 100
 RETENTION_SINCE_KEY = "retention_since"
 """Meta key: when retention first ran here (clips older than that count from then)."""
 """Clips the retention sweep forgets per transaction (each batch holds the write lock briefly)."""
+FINISHES = ("smooth", "upscale")
+"""The finishing buttons on a delivered clip: Smooth and Upscale 2×, in the order shown."""
+SMOOTH_UP_TO = 48
+"""Smooth on a delivered clip doubles its frames while that stays within this rate (24 → 48,
+16 → 32 fps), else brings it to this rate; a clip already this smooth is refused."""
 
 
 @dataclass(frozen=True)
@@ -171,13 +178,18 @@ class JobService:
         refuses it before rendering, refunded."""
         if not spec.finishes:
             return
-        workers = [w for w in self.dispatcher.workers if w.serves(spec.model)] or self.dispatcher.workers
+        workers = self._finishers(spec.model)
         for name in spec.finishes:
             answers = [w.finishing.get(name, "") for w in workers]
             if answers and None not in answers:
                 reason = next((a for a in answers if a), None) or "No renderer here can do it."
                 what = "Smoothing" if name == "smooth" else "Upscaling"
                 raise NotSupported(f"{what} isn't available here: {reason}")
+
+    def _finishers(self, model: str) -> list[WorkerInfo]:
+        """The workers a job for `model` that asks for a finish would go to (all of them when
+        none serves it: they answer for the machine, and the job is refused there)."""
+        return [w for w in self.dispatcher.workers if w.serves(model)] or self.dispatcher.workers
 
     def effects(self, model: str) -> tuple[Effect, ...]:
         """The effects members may pick for `model`."""
@@ -250,16 +262,18 @@ class JobService:
         end_image: bytes | None = None,
         action: JobAction = JobAction.ANIMATE,
         parent_id: int | None = None,
+        cost: int | None = None,
     ) -> Job:
         """Debit and queue in one transaction, then wake the scheduler. The clip is made to
         fit what the asking surface can post (`origin.max_bytes`); with variations the takes
-        share one message, so each gets an equal part of it."""
+        share one message, so each gets an equal part of it. `cost`: a price other than
+        the spec's (a finish of a delivered clip pays for the finish only)."""
         if origin.max_bytes is not None:
             spec = spec.replace(max_bytes=origin.max_bytes // spec.variations)
         job = await self.store.create_job(
             user_id=origin.user_id,
             spec=spec,
-            cost=self.cost_of(spec),
+            cost=self.cost_of(spec) if cost is None else cost,
             image=image,
             end_image=end_image,
             idempotency_key=origin.key,
@@ -360,6 +374,88 @@ class JobService:
             except UnknownJob:  # the start of the chain was deleted; its clip lives on here
                 break
         return count
+
+    # ---- Smooth and Upscale 2× on a delivered clip --------------------------------------
+
+    def finish_spec(self, job: Job, finish: str) -> JobSpec:
+        """What a Smooth ("smooth") or Upscale 2× ("upscale") press on `job`'s clip asks for:
+        the clip's settings and seed, and this one finish. Smooth doubles the frames while
+        that stays within SMOOTH_UP_TO fps, else reaches that rate. Raises CannotFinish when
+        the clip is not made yet, already plays that smoothly, or twice its size would pass
+        MAX_UPSCALED_SIDE."""
+        if finish not in FINISHES:
+            raise ValueError(f"no finish called {finish!r}")
+        clip = job.clip
+        if clip is None:
+            raise CannotFinish(finish, "unfinished")
+        # Its model while offered (the job goes to a worker serving it), as one clip.
+        model = job.model if job.model in self.models() else self.choose_model(None)
+        spec = job.spec.replace(
+            model=model, seed=clip.seed, variations=1, interpolate=1, fps_out=None, upscale=1,
+            max_bytes=None,
+        )
+        if finish == "upscale":
+            if max(clip.width, clip.height) * 2 > MAX_UPSCALED_SIDE:
+                raise CannotFinish(
+                    finish, "at_most", width=clip.width, height=clip.height, most=MAX_UPSCALED_SIDE
+                )
+            return spec.replace(upscale=2)
+        if clip.fps * 2 <= SMOOTH_UP_TO + 1e-6:
+            return spec.replace(interpolate=2)
+        if clip.fps < SMOOTH_UP_TO - 1e-6:
+            return spec.replace(fps_out=SMOOTH_UP_TO)
+        raise CannotFinish(finish, "at_most", fps=clip.fps)
+
+    def finish_cost(self, job: Job, finish: str) -> int:
+        """What finishing `job`'s clip costs: SMOOTH_/UPSCALE_COST_PER_SECOND × the clip's
+        length, rounded up; one clip. The length is read from the clip, from its first frame
+        to its last (an extended chain is longer than its spec says; a model's 8k+1 frames
+        at 24 fps, 121 for "5 s", come to 5 s as they do in /animate's price)."""
+        clip = job.clip
+        if clip is None or not clip.fps:
+            seconds = job.spec.duration
+        else:
+            seconds = max(clip.frames - 1, 1) / clip.fps
+        return self.config.pricing.finish_cost((finish,), seconds)
+
+    def finishes_offered(self, job: Job) -> tuple[str, ...]:
+        """The finishing buttons to show on `job`'s delivered clip, of "smooth" and "upscale":
+        those a connected worker says it can do (its WorkerInfo.finishing) and the clip can
+        still take. For whoever draws the clip's buttons; no I/O."""
+        offered = []
+        for name in FINISHES:
+            try:
+                spec = self.finish_spec(job, name)
+            except Refused:
+                continue
+            if any(w.finishing.get(name, "") is None for w in self._finishers(spec.model)):
+                offered.append(name)
+        return tuple(offered)
+
+    async def check_finish(self, job_id: int, finish: str) -> tuple[Job, JobSpec]:
+        """Refuse now, charging nothing, what a Smooth or Upscale 2× press cannot get: a clip
+        not made yet, its MP4 no longer kept, one already at the most, or no worker that can
+        (its own sentence). Returns the clip's job and the finish job's spec."""
+        job = await self.store.get_job(job_id)
+        if job.status not in FINISHED or job.clip is None:
+            raise CannotFinish(finish, "unfinished")
+        path = job.result_path
+        if not path or not await asyncio.to_thread(Path(path).is_file):
+            raise CannotFinish(finish, "gone")
+        spec = self.finish_spec(job, finish)
+        self.check_finishes(spec)
+        return job, spec
+
+    async def finish(self, job_id: int, finish: str, origin: Origin) -> Job:
+        """The clip of `job_id` smoothed ("smooth") or upscaled 2× ("upscale") by a worker,
+        without a new render: a new clip of its own, paid by the presser for the finish of
+        the clip's length only (see :meth:`finish_cost`)."""
+        job, spec = await self.check_finish(job_id, finish)
+        image, _ = await self.store.job_inputs(job.id)  # the library shows the photo
+        return await self.submit(
+            spec, origin, image=image, action=JobAction.FINISH, parent_id=job.id,
+            cost=self.finish_cost(job, finish),
+        )
 
     async def cancel(self, job_id: int, reason: str = "Cancelled by request.") -> tuple[bool, Job]:
         """Stop a waiting or rendering job (refunded). Returns whether this call cancelled it,

@@ -31,6 +31,9 @@ class JobAction(StrEnum):
     TAKE = "take"
     """Take 2, 3 or 4 of a job with variations (its parent): made and charged with the
     parent, a clip of its own with its own buttons and library entry; never queued."""
+    FINISH = "finish"
+    """Smooth or Upscale 2× pressed on a delivered clip (its parent): the parent's MP4
+    finished again by a worker, no model render; a clip of its own."""
 
 
 ACTIVE: frozenset[JobStatus] = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})

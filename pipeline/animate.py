@@ -120,17 +120,18 @@ def animate(
     end_image: Image.Image | None = None
     if request.end_image is not None:
         if backend.info.supports_end_image:
-            end_image = fit(load_photo(request.end_image).image, plan.width, plan.height)
+            end_image = fit(load_photo(request.end_image).image, source_size[0], source_size[1])
         else:
             notes.append(END_IMAGE_IGNORED)
     elif loop == "end frame":
-        end_image = fit(start, plan.width, plan.height)  # end where it starts
+        end_image = fit(start, source_size[0], source_size[1])  # end where it starts
     if previous is None:
         soft = low_resolution_warning(photo.original_size, (plan.width, plan.height))
         if soft:
             notes.append(soft)
     timings["intake"] = time.perf_counter() - started  # decode, orient, plan and fit
-    finish = FinishPlan.of(request)
+    # What the model did not do itself (and, with HALF_FRAMES, the frames it left to RIFE).
+    finish = FinishPlan.of(request, upscaled=plan.upscaled, interpolated=plan.interpolated)
     finishing: dict[str, FinishMethod] = {}
     if finish.active and previous is not None:
         # The new part already takes the clip's rate and size; finishing the chain again
@@ -304,7 +305,7 @@ def _extended_audio(
 
 
 def _check_frames(frames: np.ndarray, plan: RenderPlan) -> None:
-    expected = (plan.height, plan.width, 3)
+    expected = (plan.height * plan.upscaled, plan.width * plan.upscaled, 3)
     if (
         not isinstance(frames, np.ndarray)
         or frames.ndim != 4

@@ -115,6 +115,7 @@ def _animate(args: argparse.Namespace) -> int:
             weights=args.weights,
             compile=args.compile,
             cache=args.cache,
+            half_frames=args.half_frames,
             attention=args.attention,
             low_memory=args.low_memory,
             loras=(("*", tuple(args.lora)),) if args.lora else (),
@@ -135,7 +136,8 @@ def _animate(args: argparse.Namespace) -> int:
             load_photo(end_image)
         from pipeline.finish import FinishPlan, require_weights
 
-        require_weights(FinishPlan.of(request))  # before a model load that may take minutes
+        # Before a model load that may take minutes (an LTX preset may upscale in its latents).
+        require_weights(FinishPlan.of(request), model=args.model)
     except PipelineError as exc:
         return _fail(exc.message, _exit_code(exc.kind))
 
@@ -265,11 +267,11 @@ def _download(args: argparse.Namespace) -> int:
     try:
         presets = [get_preset(name) for name in names if name not in FINISH_WEIGHTS]
     except PipelineError as exc:
-        finishing = " and ".join(FINISH_WEIGHTS)
+        finishing = ", ".join(FINISH_WEIGHTS)
         return _fail(f"{exc.message} The finishing models are {finishing}.", EXIT_USAGE)
     for name in (n for n in names if n in FINISH_WEIGHTS):
         finish = FINISH_WEIGHTS[name]
-        wanted = [Wanted(finish.repo_id, files=(finish.filename,))]
+        wanted = [Wanted(finish.repo_id, files=finish.files)]
         try:
             if args.quiet:
                 download(wanted)

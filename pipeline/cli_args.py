@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache", action="store_true", help="first-block cache (faster, slightly softer)"
     )
     speed.add_argument(
+        "--half-frames", action="store_true",
+        help="render every other frame and let RIFE draw the rest (needs `download rife`)",
+    )
+    speed.add_argument(
         "--attention",
         default="auto",
         help="attention kernel: auto (FlashAttention when installed, else SDPA), native, or a "
@@ -206,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "names", nargs="+", metavar="NAME",
         help="presets to download (e.g. ltx-2b wan-14b-fast), or the finishing models: rife "
-        "(Smooth) and upscale (Upscale 2×)",
+        "(Smooth), upscale (Upscale 2×) and ltx-upscale (Upscale 2× inside ltx and ltx-2b renders)",
     )
     _machine_arguments(fetch)
     fetch.add_argument(

@@ -14,16 +14,19 @@ import fcntl
 import functools
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from contract import PipelineError
+from pipeline import pyav_encode
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,8 @@ def nvenc_available() -> bool:
     """Whether this machine's ffmpeg can really encode with NVENC (driver + GPU), probed once."""
     if not os.path.exists("/dev/nvidiactl"):  # no NVIDIA driver: skip spawning ffmpeg
         return False
+    if not have_program():
+        return pyav_encode.nvenc_available()
     cmd = [
         ffmpeg_exe(),
         "-hide_banner",
@@ -81,6 +86,9 @@ class Clip:
     pix_fmt: str = "rgb24"
     """rgb24 (H, W, 3) arrays, or yuv420p: flat BT.709 tv-range planes (Y, U, V) per frame,
     which need no colour conversion here (see pipeline.stream.Yuv420Frames)."""
+    drawn: Any = None
+    """yuv420p only: a clip ffmpeg draws itself (pipeline.stream.Drawn): only its still is
+    piped, and its filters make every frame from it; None: every frame is piped."""
 
     @property
     def count(self) -> int:
@@ -94,7 +102,8 @@ class Clip:
             width, height = frames.width, frames.height  # type: ignore[union-attr]
             if len(frames) == 0 or width % 2 or height % 2:
                 raise ValueError("yuv420p frames need a frame count and even sides")
-            return cls(frames=frames, width=width, height=height, pix_fmt="yuv420p")
+            drawn = frames if hasattr(frames, "still") else None
+            return cls(frames=frames, width=width, height=height, pix_fmt="yuv420p", drawn=drawn)
         if len(frames) == 0:
             raise ValueError("no frames to encode")
         first = np.asarray(frames[0])
@@ -107,6 +116,9 @@ class Clip:
         return cls(frames=frames, width=width, height=height)
 
     def chunks(self) -> Iterator[memoryview]:
+        if self.drawn is not None:
+            yield memoryview(self.drawn.still).cast("B")
+            return
         if self.pix_fmt == "yuv420p":
             for planes in self.frames:
                 yield memoryview(planes).cast("B")
@@ -139,7 +151,10 @@ def run(
 ) -> int:
     """One ffmpeg run writing `dest`; returns its size. NVENC failures fall back to libx264.
 
-    audio: muxed as AAC-LC (what Discord's and browsers' players take in MP4); None: no track."""
+    audio: muxed as AAC-LC (what Discord's and browsers' players take in MP4); None: no track.
+    Without the ffmpeg program, PyAV's libraries write the same stream (pipeline.pyav_encode)."""
+    if not have_program():
+        return pyav_encode.run(clip, fps, dest, size, codec, bitrate, metadata, audio)
     rate = Fraction(fps).limit_denominator(1001)
     width, height = size
     if (width, height) == (clip.width, clip.height):
@@ -149,7 +164,9 @@ def run(
     else:
         geometry = [f"scale={width}:{height}:flags=lanczos"]
     convert = [] if clip.pix_fmt == "yuv420p" else ["scale=out_color_matrix=bt709:out_range=tv"]
-    filters = ",".join([*geometry, *convert, "format=yuv420p"])
+    drawn = [clip.drawn.filters] if clip.drawn is not None else []
+    filters = ",".join([*drawn, *geometry, *convert, "format=yuv420p"])
+    piped = clip.drawn.size if clip.drawn is not None else (clip.width, clip.height)
     cmd = [
         ffmpeg_exe(),
         "-hide_banner",
@@ -162,7 +179,7 @@ def run(
         clip.pix_fmt,
         *(YUV420_INPUT_TAGS if clip.pix_fmt == "yuv420p" else ()),
         "-s",
-        f"{clip.width}x{clip.height}",
+        f"{piped[0]}x{piped[1]}",
         "-framerate",
         f"{rate.numerator}/{rate.denominator}",
         "-i",
@@ -271,9 +288,29 @@ def resolve_encoder(encoder: str) -> str:
 
 @functools.cache
 def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
+    """imageio-ffmpeg's binary, else an ffmpeg on the PATH (PipelineError: neither)."""
+    try:
+        import imageio_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        if found := shutil.which("ffmpeg"):
+            return found
+    raise PipelineError(
+        "No ffmpeg program here: install imageio-ffmpeg (pip install imageio-ffmpeg) or put "
+        "ffmpeg on the PATH."
+    )
+
+
+@functools.cache
+def have_program() -> bool:
+    """Whether an ffmpeg program can run here (else PyAV encodes: pipeline.pyav_encode)."""
+    try:
+        ffmpeg_exe()
+    except PipelineError:
+        log.warning("no ffmpeg program; encoding with PyAV's bundled libraries")
+        return False
+    return True
 
 def _tag(key: str) -> str:
     cleaned = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in key.strip())

@@ -73,6 +73,63 @@ class GgufFiles:
 
 
 @dataclass(frozen=True)
+class LatentUpscale:
+    """Upscale 2× inside an LTX-Video render: the clip is denoised at the base size, its latents
+    are doubled by Lightricks' spatial latent upsampler (``LTXLatentUpsamplePipeline``), and a
+    short second pass at twice the size re-noises and denoises them before the VAE decodes.
+
+    The flow and numbers are diffusers' (docs api/pipelines/ltx_video.md, the 0.9.8 distilled
+    example): ``adain_factor=1.0`` and ``tone_map_compression_ratio`` in the upsampler call,
+    then ``LTXConditionPipeline`` with ``latents=`` on the distilled schedule 1000, 909, 725,
+    421. The docs append a 0 and pass ``denoise_strength=0.999``; that runs the same three
+    steps from sigma 0.909 plus one at sigma 0, where the Euler step is zero (tests check it),
+    so here the 0 is left out and the strength is 3/4: one transformer pass fewer, the same
+    latents. Lightricks' own multiscale config for 0.9.8 distilled runs the same second pass
+    (timesteps 0.9094, 0.7250, 0.4219) with the same upsampler."""
+
+    repo_id: str
+    """A diffusers-format ``LTXLatentUpsamplePipeline`` repo; only its upsampler is used (the
+    VAE is the loaded model's own)."""
+    subfolder: str = "latent_upsampler"
+    adain_factor: float = 1.0
+    """Match the upsampled latents' per-channel statistics to the base render's (1: fully)."""
+    tone_map_compression_ratio: float = 0.0
+    timesteps: tuple[float, ...] = (1000, 909, 725, 421)
+    denoise_strength: float = 0.75
+    """Of the timesteps above, the second pass runs the last int(len × strength)."""
+    weight_bytes: int = 505_002_496
+    """The upsampler's weights as published (float32, 126.25 M parameters: in 128, mid 512
+    channels, 4 + 4 residual blocks of 3-D convolutions); half that in bf16 on a GPU.
+    Counted from the default LTXLatentUpsamplerModel config on `meta`; the hub lists 505 MB."""
+    source: str = ""
+
+    @property
+    def files(self) -> tuple[str, str]:
+        """The two files the loader reads (``LTXLatentUpsamplerModel.from_pretrained``)."""
+        return (f"{self.subfolder}/config.json", f"{self.subfolder}/diffusion_pytorch_model.safetensors")
+
+    @property
+    def refine_steps(self) -> int:
+        """Transformer passes of the second pass (LTXConditionPipeline.get_timesteps)."""
+        count = len(self.timesteps)
+        return min(int(count * self.denoise_strength), count)
+
+
+LTX_SPATIAL_UPSCALER = LatentUpscale(
+    repo_id="Lightricks/ltxv-spatial-upscaler-0.9.7",
+    source=(
+        "diffusers docs api/pipelines/ltx_video.md (LTXLatentUpsamplePipeline.from_pretrained("
+        "'Lightricks/ltxv-spatial-upscaler-0.9.7', vae=pipeline.vae); 0.9.8 distilled: "
+        "adain_factor 1.0, tone_map_compression_ratio 0.6, second pass timesteps 1000, 909, "
+        "725, 421, 0 at denoise_strength 0.999); Lightricks/LTX-Video's "
+        "ltxv-spatial-upscaler-0.9.8.safetensors is a copy of the 0.9.7 file (the commit says "
+        "so, 505 MB), and configs/ltxv-{2b,13b}-0.9.8-distilled.yaml use it"
+    ),
+)
+"""The one upsampler for LTX-Video 0.9.7/0.9.8 (2B and 13B share the 128-channel VAE)."""
+
+
+@dataclass(frozen=True)
 class Preset:
     """Everything needed to run one checkpoint well; how members see it is its :attr:`card`."""
 
@@ -125,6 +182,10 @@ class Preset:
     """(repo, file) of a checkpoint published as one .safetensors in the original layout: its
     transformer and VAE come from that file, everything else (text encoder, tokenizer,
     scheduler, and the two components' configs) from `repo_id`, a diffusers-format repo."""
+    latent_upscale: LatentUpscale | None = None
+    """Upscale 2× in the model's latent space when its upsampler is downloaded (LTX-Video);
+    None: only the pixel upscaler (Real-ESRGAN) after the render. Not in :meth:`downloads`:
+    it is a finish, fetched with ``python -m pipeline download ltx-upscale``."""
 
     def downloads(self) -> list[tuple[str, str | None]]:
         """What must be on this machine to run the preset: (repo, None) for a diffusers repo,
@@ -201,6 +262,7 @@ _LTX_13B = Preset(
     },
     default_timesteps=(1000, 993, 987, 981, 975, 909, 725, 0.03),
     configs="ltx-13b",
+    latent_upscale=dataclasses.replace(LTX_SPATIAL_UPSCALER, tone_map_compression_ratio=0.6),
     source=(
         "diffusers docs api/pipelines/ltx_video.md (0.9.8 distilled with LTXConditionPipeline; "
         "guidance 1.0, 8 custom timesteps, decode_timestep 0.05, decode_noise_scale 0.025, "
@@ -254,6 +316,8 @@ PRESETS: dict[str, Preset] = {
         area=768 * 512,
         default_frames=121,
         configs="ltx-2b",
+        # Lightricks' 2B 0.9.8 distilled config tone-maps nothing (its 13B config: 0.6).
+        latent_upscale=LTX_SPATIAL_UPSCALER,
         source=(
             "Lightricks/LTX-Video ltxv-2b-0.9.8-distilled.safetensors (transformer + VAE in the "
             "original layout); diffusers single_file_utils.infer_diffusers_model_type maps a 2B "

@@ -236,6 +236,9 @@ class PipelineWorker:
         acquired = False
         oom = False
         try:
+            if request.finish_clip is not None:
+                # Smooth or Upscale 2× on a delivered clip: no render, so no model either.
+                return _refinish(request, model, emit, should_stop)
             waited: list[Progress] = []
 
             def relay(progress: Progress) -> None:
@@ -363,6 +366,24 @@ def _node_ip() -> str:
         return ray.util.get_node_ip_address()
     except Exception:  # noqa: BLE001
         return socket.gethostname()
+
+
+def _refinish(
+    request: AnimateRequest,
+    model: str,
+    emit: Callable[[Progress], None],
+    should_stop: Callable[[], bool],
+) -> AnimateResult:
+    """A delivered clip (`request.finish_clip`) finished as the request's `interpolate`,
+    `fps_out` and `upscale` say, under its byte limit (pipeline.finish.clip)."""
+    from pipeline.finish import FinishPlan
+    from pipeline.finish.clip import refinish
+
+    assert request.finish_clip is not None
+    return refinish(
+        request.finish_clip, FinishPlan.of(request), seed=request.seed or 0, model=model,
+        max_bytes=request.max_bytes, emit=emit, should_stop=should_stop,
+    )
 
 
 def _fit_upload(video: bytes, max_bytes: int) -> bytes:

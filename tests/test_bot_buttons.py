@@ -46,7 +46,8 @@ def chosen(field: dict) -> list[str]:
 
 
 def footer(message: Message) -> str:
-    return message.embeds[0]["footer"]["text"]
+    """The small print at the bottom of a job's card: job, cost and settings."""
+    return next(t for t in message.texts() if t.startswith("-# Job "))
 
 
 async def test_info_edit_and_extend(tmp_path: Path) -> None:
@@ -116,7 +117,7 @@ async def test_info_edit_and_extend(tmp_path: Path) -> None:
         assert (edited.spec.camera, edited.spec.motion) == ("pan_left", 3)
         assert edited.spec.duration == 3.0 and edited.spec.loop and edited.spec.seed is None
         assert "camera: pan left · motion 3/10" in footer(edited_clip)
-        assert edited_clip.embeds[0]["description"] == "the cat yawns"
+        assert "the cat yawns" in edited_clip.texts()
         assert await w.store.balance(bob.id) == bob_before - edited.cost  # the editor paid
         assert [k for k, _, _ in await ledger_kinds(w.store, alice.id)] == ["welcome", "debit"]
 

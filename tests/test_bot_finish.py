@@ -6,13 +6,15 @@ Ray worker that asked pipeline.finish at start what this machine can do."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from loopback import Upload
 from world import all_jobs, bot_world, private_text, small_png
 
+from bot.buttons import result_actions
 from contract import JobSpec, WorkerInfo
-from jobs import NotSupported
+from jobs import CannotFinish, ClipSummary, Job, JobAction, JobStatus, NotSupported
 from jobs.config import JobsConfig, Pricing
 from jobs.service import JobService
 
@@ -91,3 +93,75 @@ def test_a_worker_without_the_weights_answers_without_importing_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env=env, cwd=Path(__file__).resolve().parents[1])
     assert done.stdout.strip() == "ok", done.stderr[-1500:]
+
+
+# ---- Smooth and Upscale 2× on a delivered clip (the buttons) ---------------------------------
+
+
+def delivered(*, fps: float = 24.0, frames: int = 121, size: tuple[int, int] = (768, 512), **spec: Any) -> Job:
+    """A delivered `ltx` clip as the job layer stores it."""
+    return Job(
+        id=5, user_id=1, status=JobStatus.DELIVERED, action=JobAction.ANIMATE,
+        spec=JobSpec(model="ltx", prompt="waves", duration=5.0, **spec), cost=10, delivery={},
+        attempts=1, low_memory=False, created_at=0.0, result_path="/kept/5.mp4",
+        clip=ClipSummary(width=size[0], height=size[1], frames=frames, fps=fps, seed=11, model="ltx"),
+    )
+
+
+def finishing_service(*workers: WorkerInfo) -> JobService:
+    config = JobsConfig(
+        models=("ltx",),
+        pricing=Pricing(per_second={"ltx": 2.0}, finish_per_second={"smooth": 0.5, "upscale": 1.0}),
+    )
+    return JobService(store=None, dispatcher=Workers(*workers), config=config)  # type: ignore[arg-type]
+
+
+def test_a_press_picks_a_sensible_finish_for_the_clip_and_prices_its_length() -> None:
+    service = finishing_service(worker(("ltx",), smooth=None, upscale=None))
+    clip = delivered(upscale=2, variations=2)  # a take of an upscaled job: one clip, one finish
+    spec = service.finish_spec(clip, "smooth")
+    assert (spec.interpolate, spec.fps_out, spec.upscale, spec.variations) == (2, None, 1, 1)
+    assert (spec.seed, spec.prompt, spec.model, spec.finishes) == (11, "waves", "ltx", ("smooth",))
+    assert service.finish_spec(delivered(fps=16), "smooth").interpolate == 2  # 16 → 32 fps
+    assert service.finish_spec(delivered(fps=30), "smooth").fps_out == 48  # past 48: reach it
+    with pytest.raises(CannotFinish, match="already plays at 48 fps"):
+        service.finish_spec(delivered(fps=48), "smooth")
+    assert service.finish_spec(clip, "upscale").finishes == ("upscale",)
+    with pytest.raises(CannotFinish, match=r"already 2048×1152; twice that would pass 3840"):
+        service.finish_spec(delivered(size=(2048, 1152)), "upscale")
+    # Priced on the clip's length: LTX's 121 frames at 24 fps are its 5 s (as /animate prices
+    # them), an extended chain of 241 frames 10 s; once, whatever its takes.
+    assert (service.finish_cost(clip, "smooth"), service.finish_cost(clip, "upscale")) == (3, 5)
+    assert service.finish_cost(delivered(frames=241), "upscale") == 10
+
+
+def test_the_buttons_are_offered_where_a_worker_can_and_the_clip_can_take_it() -> None:
+    gpu = worker(("ltx",), smooth=None, upscale="Upscaling needs a GPU.")
+    assert finishing_service(gpu).finishes_offered(delivered()) == ("smooth",)
+    assert finishing_service(gpu).finishes_offered(delivered(fps=48)) == ()
+    both = worker(("ltx",), smooth=None, upscale=None)
+    assert finishing_service(both).finishes_offered(delivered()) == ("smooth", "upscale")
+    assert finishing_service(both).finishes_offered(delivered(size=(2048, 1152))) == ("smooth",)
+    assert finishing_service(worker(("ltx",))).finishes_offered(delivered()) == ()  # never said
+    assert finishing_service().finishes_offered(delivered()) == ()  # no worker yet
+    # The result row: what makes a new clip first, so Info and Delete are what moves to a
+    # second row of five.
+    assert result_actions(can_extend=True, finishes=("upscale", "smooth")) == (
+        "reroll", "edit", "extend", "smooth", "upscale", "info", "delete",
+    )
+    assert result_actions(can_extend=False) == ("reroll", "edit", "info", "delete")
+
+
+def test_a_refused_finish_is_said_in_the_members_language() -> None:
+    import discord
+
+    from bot.errors import sentence
+
+    assert sentence(CannotFinish("smooth", "gone")) == (
+        "This video is no longer kept by the bot, so it can't be smoothed. Nothing was charged."
+    )
+    german = sentence(CannotFinish("smooth", "at_most", fps=48.0), discord.Locale.german)
+    assert german == (
+        "Dieses Video läuft schon mit 48 fps, so flüssig, wie „Smooth“ es macht. "
+        "Es wurde nichts abgebucht."
+    )

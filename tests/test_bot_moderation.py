@@ -30,7 +30,7 @@ async def animate(w: World, member, channel=None, **options) -> InteractionHandl
 
 
 async def public_message(run: InteractionHandle) -> Message:
-    return await run.message(lambda m: not m.ephemeral and bool(m.embeds), timeout=15)
+    return await run.message(lambda m: not m.ephemeral and m.card, timeout=15)
 
 
 async def test_only_members_with_an_allowed_role_animate_through_every_door(tmp_path: Path) -> None:

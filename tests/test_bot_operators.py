@@ -111,7 +111,7 @@ async def animate(w: World, member, **options) -> InteractionHandle:
 
 async def public_message(run: InteractionHandle) -> Message:
     """The job's public message (the one that shows queue, progress and the clip)."""
-    return await run.message(lambda m: not m.ephemeral and bool(m.embeds), timeout=15)
+    return await run.message(lambda m: not m.ephemeral and m.card, timeout=15)
 
 
 async def test_balance_cancel_and_delete(tmp_path: Path) -> None:
@@ -135,10 +135,9 @@ async def test_balance_cancel_and_delete(tmp_path: Path) -> None:
         await gate.wait_started(a.id)
         await wait_status(w.store, a.id, "running")
         # A queued job's public message: position, a thumbnail of the photo, cost, Cancel.
-        assert field(third_message, "Status") == "#2 in the queue"
-        assert third_message.embeds[0]["thumbnail"]["url"] == f"attachment://photo-{c.id}.jpg"
-        assert any(x.filename == f"photo-{c.id}.jpg" for x in third_message.attachments)
-        assert third_message.embeds[0]["footer"]["text"] == f"Job {c.id} · {n_credits(cost)}"
+        assert "**#2 in the queue**" in third_message.texts()
+        assert third_message.shown(kind=11) == [f"photo-{c.id}.jpg"]  # beside the prompt
+        assert f"-# Job {c.id} · {n_credits(cost)}" in third_message.texts()  # no balance: public
         assert third_message.button_labels() == ["Cancel"]
 
         # /balance: balance, prices of every length, her jobs with positions, ledger, refill.
@@ -178,8 +177,7 @@ async def test_balance_cancel_and_delete(tmp_path: Path) -> None:
         assert kinds == [("debit", -cost, b.id), ("refund", cost, b.id)]
         # Her message says so and has no Cancel button any more.
         cancelled = await d.wait_for(
-            lambda: (m := d.state.messages[second_message.id]).embeds
-            and "couldn't be made" in m.embeds[0].get("title", "") and m,
+            lambda: "couldn't be made" in (m := d.state.messages[second_message.id]).text() and m,
             timeout=10, what="the cancelled job's message",
         )
         assert "Cancelled by request." in cancelled.text() and "refunded" in cancelled.text()

@@ -188,13 +188,13 @@ async def test_queue_limits_refuse_with_jobs_really_waiting(tmp_path: Path) -> N
         alice, bob, carol = d.member, d.add_member("bob"), d.add_member("carol")
         # Alice's first job takes the only worker and waits at the gate: it is "running".
         first = await animate(w, alice)
-        await first.message(lambda m: bool(m.embeds), timeout=15)
+        await first.message(lambda m: m.card, timeout=15)
         (running,) = await all_jobs(w.store, alice.id)
         await gate.wait_started(running.id)
         assert (await w.store.get_job(running.id)).status == "running"
         # Her second one waits in the queue.
         second = await animate(w, alice)
-        await second.message(lambda m: bool(m.embeds), timeout=15)
+        await second.message(lambda m: m.card, timeout=15)
         waiting = (await all_jobs(w.store, alice.id))[-1]
         assert waiting.status == "queued"
 
@@ -207,7 +207,7 @@ async def test_queue_limits_refuse_with_jobs_really_waiting(tmp_path: Path) -> N
 
         # Bob's job makes the queue 2 long; then it is full for Carol.
         bobs = await animate(w, bob)
-        await bobs.message(lambda m: bool(m.embeds), timeout=15)
+        await bobs.message(lambda m: m.card, timeout=15)
         carol_before = await w.store.balance(carol.id)
         run = await animate(w, carol)
         await refused(w, run, "The queue is full (2 videos waiting)", "Nothing was charged")

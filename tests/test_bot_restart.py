@@ -41,7 +41,7 @@ def clips_of(discord_: LoopbackDiscord, job_id: int) -> list[Message]:
 async def post_job(w: World, member, **options):
     values = {"image": Upload(PHOTO, "photo.png"), "duration": 2.0, **options}
     run = await w.discord.slash("animate", values, user=member)
-    message = await run.message(lambda m: not m.ephemeral and bool(m.embeds), timeout=15)
+    message = await run.message(lambda m: not m.ephemeral and m.card, timeout=15)
     job = (await all_jobs(w.store, member.id))[-1]
     return run, message, job
 

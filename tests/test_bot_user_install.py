@@ -57,7 +57,7 @@ async def test_in_a_guild_without_the_bot_the_clip_comes_through_the_interaction
 
     # Within the token: the interaction's own messages, nothing posted by the bot itself.
     run = await d.slash("animate", {"image": Upload(PHOTO, "p.png"), "duration": 2.0}, user=alice, channel=lobby)
-    card = await run.message(lambda m: not m.ephemeral and bool(m.embeds), timeout=15)
+    card = await run.message(lambda m: not m.ephemeral and m.card, timeout=15)
     (job,) = await all_jobs(world.store, alice.id)
     record = DeliveryRecord.of(job)
     assert record.channel_open is False and record.private is False
@@ -68,7 +68,7 @@ async def test_in_a_guild_without_the_bot_the_clip_comes_through_the_interaction
 
     # Past the token: told before it ends, then a DM — never a channel message there.
     run = await d.slash("animate", {"image": Upload(PHOTO, "p.png"), "duration": 2.0, "seed": 3}, user=alice, channel=lobby)
-    card = await run.message(lambda m: not m.ephemeral and bool(m.embeds), timeout=15)
+    card = await run.message(lambda m: not m.ephemeral and m.card, timeout=15)
     job = (await all_jobs(world.store, alice.id))[-1]
     await gate.wait_started(job.id)
     delivery = world.bot.delivery
@@ -91,8 +91,10 @@ async def test_a_private_result_is_ephemeral_and_never_posted_in_the_channel(wor
     d = world.discord
     alice, bob = d.member, d.add_member("bob")
     run = await d.slash("animate", {"image": Upload(PHOTO, "p.png"), "duration": 2.0, "private": True}, user=alice)
-    card = await run.message(lambda m: bool(m.embeds), timeout=15)
-    assert card.ephemeral and f"<@{alice.id}>" not in card.content
+    card = await run.message(lambda m: m.card, timeout=15)
+    assert card.ephemeral and f"<@{alice.id}>" not in card.text()
+    # Only she sees this card, so it may say what she has left (a public card never does).
+    assert any(t.startswith("-# Job ") and "left" in t for t in card.texts())
     (job,) = await all_jobs(world.store, alice.id)
     assert DeliveryRecord.of(job).private is True
     gate.open(job.id)
@@ -101,7 +103,7 @@ async def test_a_private_result_is_ephemeral_and_never_posted_in_the_channel(wor
     assert channel_posts(world, d.general.id) == []
     # A reroll of a private clip stays private.
     reroll = await d.click(clip, "Reroll", user=alice)
-    again = await reroll.message(lambda m: bool(m.embeds) and m.id != clip.id, timeout=15)
+    again = await reroll.message(lambda m: m.card and m.id != clip.id, timeout=15)
     assert again.ephemeral
     job2 = (await all_jobs(world.store, alice.id))[-1]
     assert DeliveryRecord.of(job2).private is True
@@ -110,7 +112,7 @@ async def test_a_private_result_is_ephemeral_and_never_posted_in_the_channel(wor
     # The member dismisses a private card mid-render: the clip comes as a new follow-up,
     # still ephemeral, never a public message.
     run = await d.slash("animate", {"image": Upload(PHOTO, "p.png"), "duration": 2.0, "private": True, "seed": 9}, user=alice)
-    card = await run.message(lambda m: bool(m.embeds), timeout=15)
+    card = await run.message(lambda m: m.card, timeout=15)
     job3 = (await all_jobs(world.store, alice.id))[-1]
     await gate.wait_started(job3.id)
     await d.delete_message(card)

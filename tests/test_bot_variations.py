@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import ray
 from loopback import LoopbackDiscord, Message, Upload
+from loopback.components import walk
 from world import (
     World,
     all_jobs,
@@ -88,17 +89,16 @@ def decoded(data: bytes) -> np.ndarray:
 
 
 def status_values(message: Message) -> list[str]:
-    return [
-        field["value"]
-        for version in [*message.history, message]
-        for embed in version.embeds
-        for field in embed.get("fields", [])
-        if field["name"] == "Status"
-    ]
+    """The progress lines of the card in every version, oldest first."""
+    return [t for version in [*message.history, message] for t in version.texts() if "█" in t or "░" in t]
 
 
 def rows(message: Message) -> list[list[str]]:
-    return [[b.get("label") for b in row.get("components", [])] for row in message.components]
+    """The labels of each row of buttons on the card."""
+    return [
+        [b.get("label") for b in row.get("components", [])]
+        for row in walk(message.components) if row.get("type") == 1
+    ]
 
 
 async def animate(w: World, member: Any, **options: Any) -> Any:
@@ -128,7 +128,11 @@ async def test_two_takes_in_one_message_each_playable_charged_twice(tmp_path: Pa
         a, b = decoded(first), decoded(second)
         assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() > 5
 
-        # One row of buttons per take, then Delete: within Discord's 5 rows of 5.
+        # One card: both takes play in its one gallery, captioned; one row of buttons per
+        # take, then Delete.
+        assert clip.card and clip.shown(kind=12) == videos(clip)
+        captions = [i.get("description") for c in walk(clip.components) if c["type"] == 12 for i in c["items"]]
+        assert captions == ["Take 1 · seed 100", "Take 2 · seed 101"]
         assert rows(clip) == [
             ["Reroll 1", "Edit 1", "Extend 1", "Info 1"],
             ["Reroll 2", "Edit 2", "Extend 2", "Info 2"],
@@ -168,7 +172,7 @@ async def test_one_failed_take_is_refunded_alone_once_across_a_restart(tmp_path:
         async with bot_world(tmp_path, discord_=discord_, backend_factory=factory(201)) as w:
             price = w.settings.cost("camera", 2.0)
             run = await animate(w, alice, seed=200, variations=2)
-            message = await run.message(lambda m: not m.ephemeral and bool(m.embeds), timeout=15)
+            message = await run.message(lambda m: not m.ephemeral and m.card, timeout=15)
             (job,) = await all_jobs(w.store, alice.id)
             # Discord refuses the upload (a ban): the job is done, not delivered.
             path = f"PATCH /webhooks/*/messages/{message.id}"
@@ -185,8 +189,8 @@ async def test_one_failed_take_is_refunded_alone_once_across_a_restart(tmp_path:
             clip = discord_.state.messages[message.id]
             assert len(videos(clip)) == 1  # take 1 only
             assert rows(clip) == [["Reroll 1", "Edit 1", "Extend 1", "Info 1"], ["Delete"]]
-            failed = next(f for e in clip.embeds for f in e.get("fields", []) if f["name"] == "Failed")
-            assert "Take 2" in failed["value"] and f"{price} credit" in failed["value"]
+            failed = next(t for t in clip.texts() if "refunded for" in t)
+            assert "Take 2" in failed and f"{price} credit" in failed
             moves = [(k, v) for k, v, j in await ledger_kinds(w.store, alice.id) if j == job.id]
             assert moves == [("debit", -2 * price), ("refund", price)]
             assert await w.store.balance(alice.id) == 20 - price
@@ -264,7 +268,8 @@ async def test_four_takes_from_the_animate_form_each_a_library_entry(tmp_path: P
         run = await d.message_command("Animate", posted, user=alice)
         done = await d.submit_modal(run, {"Length in seconds": "2", "Options": ["takes-4"]})
         clip = await done.message(lambda m: len(videos(m)) == 4, timeout=120)
-        assert len(clip.components) == 5 and rows(clip)[-1] == ["Delete"]
+        assert len(rows(clip)) == 5 and rows(clip)[-1] == ["Delete"]
+        assert len(clip.shown(kind=12)) == 4 and len(list(walk(clip.components))) <= 40
         assert [row[0] for row in rows(clip)[:4]] == ["Reroll 1", "Reroll 2", "Reroll 3", "Reroll 4"]
         files = [clip.file(name) for name in videos(clip)]
         assert all(len(f) <= 10 * 2**20 // 4 for f in files)
@@ -309,7 +314,7 @@ async def test_the_job_timeout_counts_per_take(tmp_path: Path) -> None:
         alice = w.discord.member
         run = await animate(w, alice, seed=1, variations=2)
         clip = await run.message(lambda m: len(videos(m)) == 2, timeout=5 * timeout)
-        assert not any("took longer" in e.get("description", "") for e in clip.embeds)
+        assert "took longer" not in clip.text()
         (job, _) = await all_jobs(w.store, alice.id)
         job = await wait_status(w.store, job.id, "delivered", timeout=10)
         assert job.finished_at - job.started_at > timeout

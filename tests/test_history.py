@@ -51,7 +51,7 @@ async def make_clips(w: World, member: Any, n: int, *, channel: Channel | None =
             user=member, channel=channel,
         )
         # The member's next photo is read once this one is queued (one photo at a time).
-        await run.message(lambda m: not m.ephemeral and bool(m.embeds), timeout=15)
+        await run.message(lambda m: not m.ephemeral and m.card, timeout=15)
     jobs = await all_jobs(w.store, member.id)
     return [await wait_status(w.store, job.id, "delivered", timeout=60) for job in jobs[-n:]]
 

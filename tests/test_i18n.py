@@ -181,7 +181,7 @@ async def test_commands_and_replies_in_the_members_language(tmp_path: Path) -> N
             "animate", {"image": Upload(photo_bytes("chelsea"), "c.png"), "duration": 2.0}, user=hans,
         )
         clip = await run.message(has_video, timeout=60)
-        job_id = int(re.search(r"\d+", clip.embeds[0]["footer"]["text"]).group())
+        job_id = int(re.search(r"Job (\d+)", clip.text()).group(1))
         expected = tr("de", "Queued as job {job} for {cost}; you have {balance} left.",
                       job=job_id, cost="X", balance="Y")
         assert (await private_text(run)).startswith(expected.split("X")[0])

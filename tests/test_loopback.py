@@ -782,3 +782,56 @@ async def test_unimplemented_routes_fail_the_test_on_exit() -> None:
             headers = {"Authorization": f"Bot {discord_.token}"}
             async with http.get(f"{discord_.api_base}/channels/1/pins", headers=headers) as resp:
                 assert resp.status == 404
+
+
+async def test_components_v2_cards_follow_discords_rules(discord_: LoopbackDiscord) -> None:
+    """A card: no content beside it, media only from its own attachments, 4000 characters of
+    text in all; a message becomes a card by an edit that clears its content, and stays one;
+    discord.py parses what the loopback returns (the unfurled attachment)."""
+    bot = ScriptedBot(discord_.guild.id)
+
+    def card(text: str, media: str | None = None) -> discord.ui.LayoutView:
+        view = discord.ui.LayoutView()
+        box: discord.ui.Container[Any] = discord.ui.Container(discord.ui.TextDisplay(text))
+        if media:
+            box.add_item(discord.ui.MediaGallery(discord.MediaGalleryItem(f"attachment://{media}")))
+        view.add_item(box)
+        return view
+
+    refusals: list[str] = []
+
+    async def script(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("plain text first")
+        for attempt in (
+            # a V2 edit that leaves the old content in place
+            lambda: interaction.edit_original_response(view=card("hello")),
+            # a gallery naming a file the message does not carry
+            lambda: interaction.edit_original_response(content=None, view=card("hi", "nope.png")),
+            # more than 4000 characters of text
+            lambda: interaction.edit_original_response(content=None, view=card("x" * 4001)),
+        ):
+            try:
+                await attempt()
+            except discord.HTTPException as exc:
+                refusals.append(f"{exc.status} {exc.code}")
+        upgraded = await interaction.edit_original_response(
+            content=None, view=card("now a card", "p.png"),
+            attachments=[discord.File(io.BytesIO(png()), "p.png")],
+        )
+        assert upgraded.flags.components_v2
+        (gallery,) = [c for c in upgraded.components[0].children if isinstance(c, discord.MediaGalleryComponent)]
+        assert gallery.items[0].media.attachment_id == upgraded.attachments[0].id
+        try:
+            await interaction.edit_original_response(content="back to text")
+        except discord.HTTPException as exc:
+            refusals.append(f"{exc.status} {exc.code}")
+        await bot.outcomes.put(None)
+
+    async with discord_.running(bot):
+        run = await run_script(discord_, bot, script)
+        assert await bot.outcome() is None
+        message = await run.original()
+    assert refusals == ["400 50035"] * 4
+    assert message.card and message.content == "" and message.texts() == ["now a card"]
+    assert message.shown(kind=12) == ["p.png"]
+    assert [v.flags & (1 << 15) for v in message.history] == [0, 1 << 15]

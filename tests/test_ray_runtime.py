@@ -68,9 +68,9 @@ async def test_raylet_killed_mid_render_ray_comes_back_and_nothing_is_lost(tmp_p
         assert w.dispatcher.runtime.owned
         values = {"image": Upload(PHOTO, "photo.png"), "duration": 2.0, "seed": 3}
         first = await d.slash("animate", values)
-        await first.message(lambda m: not m.ephemeral and bool(m.embeds), timeout=15)
+        await first.message(lambda m: not m.ephemeral and m.card, timeout=15)
         second = await d.slash("animate", {**values, "prompt": "second"})
-        second_message = await second.message(lambda m: not m.ephemeral and bool(m.embeds), timeout=15)
+        second_message = await second.message(lambda m: not m.ephemeral and m.card, timeout=15)
         a, b = await all_jobs(w.store, d.member.id)
         await gate.wait_started(a.id)
         assert (await w.store.get_job(b.id)).status == "queued"
@@ -107,13 +107,7 @@ async def test_raylet_killed_mid_render_ray_comes_back_and_nothing_is_lost(tmp_p
         assert latencies and max(latencies) < 1.0, latencies
 
         # The waiting member was told why nothing moves, on the job's own message.
-        statuses = [
-            f["value"]
-            for version in second_message.history
-            for embed in version.embeds
-            for f in embed.get("fields", [])
-            if f["name"] == "Status"
-        ]
+        statuses = [text for version in second_message.history for text in version.texts()]
         assert any("waiting for a GPU worker" in s for s in statuses), statuses
 
         gate.open()

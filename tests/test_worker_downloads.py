@@ -326,12 +326,11 @@ async def test_the_bot_answers_while_a_worker_downloads_and_queue_shows_it(
                 "animate", {"image": Upload(png(), "photo.png"), "duration": 2.0}, user=alice
             )
             asked = time.monotonic()
-            await run.message(lambda m: not m.ephemeral and bool(m.embeds), timeout=30)
+            await run.message(lambda m: not m.ephemeral and m.card, timeout=30)
 
             def status() -> str:
-                cards = [m for m in run.messages if not m.ephemeral and m.embeds]
-                fields = cards[0].embeds[0].get("fields", []) if cards else []
-                return next((f["value"] for f in fields if f["name"] == "Status"), "")
+                cards = [m for m in run.messages if not m.ephemeral and m.card]
+                return next((t for t in cards[0].texts() if "Downloading" in t), "") if cards else ""
 
             await until(lambda: "Downloading the model: " in status(), timeout=60)
             assert re.search(r"Downloading the model: \d+ %", status())

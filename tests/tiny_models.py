@@ -833,3 +833,35 @@ def write_ltx_gguf(transformer: Any, path: str | os.PathLike[str], *, qtype: str
         original[key] = tensor
     assert convert_ltx_transformer_checkpoint_to_diffusers(dict(original)).keys() == state.keys()
     return write_gguf(original, path, arch="ltxv", qtype=qtype, keep_f32=("scale_shift_table",))
+
+
+# --- LTX-Video's spatial latent upsampler, as Lightricks publishes it ------------------------
+
+
+def ltx_latent_upsampler(in_channels: int = 8, *, seed: int = 0) -> Any:
+    """A tiny ``LTXLatentUpsamplerModel`` (seeded) for the tiny LTX's 8-channel latents: the
+    published architecture (3-D convolutions, GroupNorm, a 2× spatial pixel shuffle) with 32
+    middle channels (GroupNorm's 32 groups need that many) and one residual block per stage."""
+    import torch
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import (
+        LTXLatentUpsamplerModel,
+    )
+
+    torch.manual_seed(seed)
+    return LTXLatentUpsamplerModel(
+        in_channels=in_channels, mid_channels=32, num_blocks_per_stage=1, dims=3,
+        spatial_upsample=True, temporal_upsample=False,
+    ).eval()
+
+
+def write_ltx_spatial_upscaler(directory: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """The tiny upsampler in the layout of ``Lightricks/ltxv-spatial-upscaler-0.9.7``: an
+    ``LTXLatentUpsamplePipeline`` saved with ``save_pretrained`` (model_index.json, a
+    ``latent_upsampler`` folder with config.json and diffusion_pytorch_model.safetensors, and
+    the ``vae`` folder the repo carries beside it)."""
+    from diffusers import LTXLatentUpsamplePipeline
+
+    directory = Path(directory)
+    vae = _ltx().vae
+    LTXLatentUpsamplePipeline(vae=vae, latent_upsampler=ltx_latent_upsampler(seed=seed)).save_pretrained(directory)
+    return directory

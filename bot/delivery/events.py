@@ -11,7 +11,7 @@ import asyncio
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import discord
 from tenacity import (
@@ -23,8 +23,8 @@ from tenacity import (
     wait_fixed,
 )
 
-from bot import embeds
-from bot.buttons import job_view
+from bot import card
+from bot.buttons import action_rows
 from bot.delivery.progress import ProgressMessages
 from bot.delivery.record import DeliveryRecord
 from bot.delivery.routes import Routes
@@ -50,12 +50,14 @@ class Delivery:
         store: Store,
         *,
         fit: Fit,
+        finishes: Callable[[Job], Collection[str]] = lambda job: (),
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`finishes`: which of Smooth and Upscale 2× a finished clip's card offers."""
         self.store = store
         self.routes = Routes(client, store, clock=clock)
         self.progress = ProgressMessages(self.routes, clock=clock)
-        self.clips = ClipUploads(self.routes, fit)
+        self.clips = ClipUploads(self.routes, fit, finishes)
         self.retry_delays: tuple[float, ...] = RETRY_DELAYS
         """Seconds before each new try of an upload Discord refused (a ban, an outage)."""
         self._locks: dict[int, asyncio.Lock] = {}
@@ -101,7 +103,7 @@ class Delivery:
         tip: str | None = None,
     ) -> None:
         """Answer the member privately (charged, balance, warnings, a prompt tip), then post
-        the job's public message, the one that shows progress and usually the clip."""
+        the job's card, the one message that shows its progress and usually the clip."""
         locale = interaction.locale
         # With variations, the price of each take too, before anything renders.
         ack = tr(
@@ -122,17 +124,20 @@ class Delivery:
                 picture = f"photo-{job.id}.jpg"
                 files.append(discord.File(io.BytesIO(thumbnail), filename=picture))
             private = DeliveryRecord.of(job).private
+            queued = card.queued(
+                job, position, picture=picture, rows=action_rows(job.id, ("cancel",)),
+                lead=None if private else card.mention(job),
+                balance=balance if private else None,
+            )
             message = await interaction.followup.send(
-                content=None if private else f"<@{interaction.user.id}>",
-                embed=embeds.queued(job, position, thumbnail=picture),
+                view=queued,
                 files=files,
-                view=job_view(job.id, ("cancel",)),
                 wait=True,
                 ephemeral=private,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
             await self.routes.note(
-                await self.store.get_job(job.id), message_id=message.id, picture=picture
+                await self.store.get_job(job.id), message_id=message.id, picture=picture, card=True
             )
 
     # ---- events --------------------------------------------------------------------------

@@ -25,6 +25,9 @@ class DeliveryRecord:
     guild_id: int | None = None
     message_id: int | None = None
     """The job's public message (progress, then usually the clip)."""
+    card: bool = False
+    """The message is a Components V2 card (every job's message since the cards; an older
+    one, an embed, becomes a card at its next edit)."""
     picture: str | None = None
     """The file that message shows: the photo's thumbnail, then the preview frame."""
     progress_gone: bool = False

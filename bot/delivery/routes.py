@@ -18,6 +18,7 @@ from typing import Any
 
 import discord
 
+from bot import card
 from bot.delivery.record import DeliveryRecord, Via
 from jobs import Job, Store
 
@@ -41,21 +42,17 @@ class Posted:
     url: str | None = None
 
 
+Build = Callable[[str | None], discord.ui.LayoutView]
+"""A job's card for one road: given the line above it (the member's mention; none in their
+DM or where they alone see it). Built anew for each try: a view's items belong to one view."""
+
+
 @dataclass(frozen=True)
 class Outgoing:
-    """One message about a job; `ready`: it carries the clip (not a failure)."""
+    """One message about a job: its card, and the files the card shows."""
 
-    content: str
-    embed: discord.Embed
-    view: discord.ui.View | None = None
-    file: discord.File | None = None
-    more_files: tuple[discord.File, ...] = ()
-    """The other takes of a job with variations, after `file` (take 1) in the same message."""
-    ready: bool = True
-
-    @property
-    def files(self) -> list[discord.File]:
-        return ([self.file] if self.file is not None else []) + list(self.more_files)
+    card: Build
+    files: tuple[discord.File, ...] = ()
 
     def rewound(self) -> Outgoing:
         for file in self.files:
@@ -90,16 +87,28 @@ class Routes:
         webhook.type = discord.WebhookType.application
         return webhook
 
-    async def edit(self, job: Job, **kwargs: Any) -> bool:
-        """Edit the job's message: by webhook while the token lives (True), else as the bot
+    def lead(self, job: Job, record: DeliveryRecord) -> str | None:
+        """The line above the card on the job's own message: the member's mention, except
+        where they alone see it."""
+        return None if record.private else card.mention(job)
+
+    async def edit(self, job: Job, view: discord.ui.LayoutView, **kwargs: Any) -> bool:
+        """Replace the job's card: by webhook while the token lives (True), else as the bot
         (False: the member cannot be reached through the interaction any more). Raises
         NotFound when the message or channel is gone."""
         record = DeliveryRecord.of(job)
         if not record.message_id:
             return False
+        kwargs["view"] = view
+        if not record.card:
+            # Posted before the cards (an embed): Discord upgrades a message to a card when
+            # the edit clears its content and embeds; it stays a card from then on.
+            kwargs.update(content=None, embed=None)
         if self.token_valid(record):
             try:
                 await self._webhook(record).edit_message(record.message_id, **kwargs)
+                if not record.card:
+                    await self.note(job, card=True)
                 return True
             except discord.HTTPException as exc:
                 if exc.code != INVALID_TOKEN:
@@ -112,6 +121,8 @@ class Routes:
         kwargs.pop("allowed_mentions", None)
         try:
             await channel.get_partial_message(record.message_id).edit(**kwargs)
+            if not record.card:
+                await self.note(job, card=True)
         except discord.Forbidden:
             log.info("job %d: cannot edit its message without the token", job.id)
         return False
@@ -122,23 +133,20 @@ class Routes:
         record = DeliveryRecord.of(job)
         if self.token_valid(record):
             mentions = discord.AllowedMentions(users=True)
+            lead = self.lead(job, record)
             try:
                 if record.has_message:
                     assert record.message_id is not None
+                    legacy: dict[str, Any] = {} if record.card else {"content": None, "embed": None}
                     await self._webhook(record).edit_message(
-                        record.message_id, content=out.content, embed=out.embed,
-                        attachments=out.files,
-                        view=out.view, allowed_mentions=mentions,
+                        record.message_id, view=out.card(lead), attachments=list(out.files),
+                        allowed_mentions=mentions, **legacy,
                     )
                     return Posted("interaction", record.message_id)
-                extra: dict[str, Any] = {}
-                if out.view is not None:
-                    extra["view"] = out.view
-                if out.files:
-                    extra["files"] = out.files
                 message = await self._webhook(record).send(
-                    content=out.content, embed=out.embed, wait=True, allowed_mentions=mentions,
-                    ephemeral=record.private, **extra,  # a private result stays private
+                    view=out.card(lead), files=list(out.files), wait=True,
+                    allowed_mentions=mentions,
+                    ephemeral=record.private,  # a private result stays private
                 )
                 return Posted("interaction", message.id)
             except discord.HTTPException as exc:
@@ -154,10 +162,6 @@ class Routes:
 
     async def _to_channel(self, job: Job, record: DeliveryRecord, out: Outgoing) -> Posted | None:
         extra: dict[str, Any] = {}
-        if out.view is not None:
-            extra["view"] = out.view
-        if out.files:
-            extra["files"] = out.files
         if record.channel_id and record.channel_allowed:
             channel = self.client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
             if record.has_message:
@@ -168,19 +172,16 @@ class Routes:
                 )
             try:
                 message = await channel.send(
-                    content=f"{out.content} your video is ready." if out.ready else out.content,
-                    embed=out.embed, allowed_mentions=discord.AllowedMentions(users=True), **extra,
+                    view=out.card(card.mention(job)), files=list(out.files),
+                    allowed_mentions=discord.AllowedMentions(users=True), **extra,
                 )
                 return Posted("channel", message.id, message.jump_url)
             except (discord.Forbidden, discord.NotFound):
                 log.info("job %d: channel %s is gone or closed; sending a DM", job.id, record.channel_id)
-                extra.pop("reference", None)
                 out.rewound()
         try:
             user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
-            message = await user.send(
-                content="Your video is ready." if out.ready else None, embed=out.embed, **extra
-            )
+            message = await user.send(view=out.card(None), files=list(out.files))
             return Posted("dm", message.id)
         except discord.HTTPException:
             log.error("job %d: could not reach the member anywhere (channel and DM refused)", job.id)

@@ -14,15 +14,15 @@ import contextlib
 import io
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 
 import discord
 
-from bot import embeds
-from bot.buttons import job_view, result_actions, takes_view
+from bot import card
+from bot.buttons import action_rows, result_actions, take_rows
 from bot.delivery.record import DeliveryRecord
-from bot.delivery.routes import Outgoing, Posted, Routes
+from bot.delivery.routes import Build, Outgoing, Posted, Routes
 from contract import card_for
 from jobs import Job, JobStatus
 
@@ -42,9 +42,13 @@ def video_name(job: Job) -> str:
 
 
 class ClipUploads:
-    def __init__(self, routes: Routes, fit: Fit) -> None:
+    def __init__(
+        self, routes: Routes, fit: Fit, finishes: Callable[[Job], Collection[str]] = lambda job: ()
+    ) -> None:
         self.routes = routes
         self.fit = fit
+        self.finishes = finishes
+        """Which of Smooth and Upscale 2× a clip's card offers (a worker can do them)."""
         self.delivered: Counter[str] = Counter()
         """Clips delivered since start, by route (interaction, channel, dm): for /metrics."""
         self.shrinks = 0
@@ -72,18 +76,23 @@ class ClipUploads:
                 (take.clip.take if take.clip and take.clip.take else n, take.id)
                 for n, take in enumerate(takes, 1)
             ]
-            out = Outgoing(
-                content=f"<@{job.user_id}>",
-                embed=embeds.finished_takes(job, takes),
-                view=takes_view(job.id, numbered, can_extend=can_extend),
-            )
+            names = [name for name, _ in clips]
+
+            def build(lead: str | None) -> discord.ui.LayoutView:
+                return card.finished_takes(
+                    job, list(zip(takes, names)), lead=lead,
+                    rows=take_rows(job.id, numbered, can_extend=can_extend),
+                )
         else:
             clips = [(video_name(job), await asyncio.to_thread(Path(job.result_path).read_bytes))]
-            out = Outgoing(
-                content=f"<@{job.user_id}>",
-                embed=embeds.finished(job),
-                view=job_view(job.id, result_actions(can_extend=can_extend)),
-            )
+            finishes = self.finishes(job)
+
+            def build(lead: str | None) -> discord.ui.LayoutView:
+                return card.finished(
+                    job, video_name(job), lead=lead,
+                    rows=action_rows(job.id, result_actions(can_extend=can_extend, finishes=finishes)),
+                )
+
         posted: Posted | None = None
         if DeliveryRecord.of(job).upload_started:
             # An earlier upload may have landed without being recorded: look first.
@@ -94,7 +103,7 @@ class ClipUploads:
         else:
             job, _ = await self.routes.note(job, upload_started=True)
         if posted is None:
-            posted = await self._upload(job, clips, out)
+            posted = await self._upload(job, clips, build)
         if posted is None:
             return False
         job = await self.routes.store.get_job(job.id)  # as the upload's roads left it
@@ -112,22 +121,14 @@ class ClipUploads:
         self.delivered[posted.via] += 1
         return True
 
-    async def _upload(
-        self, job: Job, clips: list[tuple[str, bytes]], out: Outgoing
-    ) -> Posted | None:
+    async def _upload(self, job: Job, clips: list[tuple[str, bytes]], build: Build) -> Posted | None:
         """Post the clips (one, or a job's takes) in one message; on 40005 re-encode each,
         the takes sharing the guaranteed limit equally."""
         shrinks = 0
         while True:
             files = [discord.File(io.BytesIO(data), filename=name) for name, data in clips]
             try:
-                return await self.routes.send(
-                    job,
-                    Outgoing(
-                        content=out.content, embed=out.embed, view=out.view,
-                        file=files[0], more_files=tuple(files[1:]),
-                    ),
-                )
+                return await self.routes.send(job, Outgoing(build, tuple(files)))
             except discord.HTTPException as exc:
                 if exc.code != TOO_LARGE or shrinks >= MAX_SHRINKS:
                     raise
@@ -179,9 +180,9 @@ class ClipUploads:
         """The clip went to a new message (channel reply or DM): the progress message must not
         stay at "95 % · Cancel" forever. Point it at the clip instead; best effort."""
         try:
+            record = DeliveryRecord.of(job)
             await self.routes.edit(
-                job, content=f"<@{job.user_id}>", embed=embeds.moved(job, posted), view=None,
-                attachments=[],
+                job, card.moved(job, posted, lead=self.routes.lead(job, record)), attachments=[]
             )
         except discord.HTTPException as exc:
             log.info("job %d: could not update its old progress message: %s", job.id, exc)

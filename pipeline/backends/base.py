@@ -51,6 +51,13 @@ class RenderPlan:
     """The render continues a previous clip from its last frame."""
     source_size: tuple[int, int] | None = None
     """Fit the photo to this (larger) size first, so zoomed-in views stay sharp."""
+    upscaled: int = 1
+    """The backend returns frames this many times `width` × `height` (an LTX preset's latent
+    upsampler: it renders at `width` × `height`, then refines at the larger size), so the
+    finish step's upscaler leaves that factor out."""
+    interpolated: int = 1
+    """The model renders every `interpolated`-th frame at `fps` (HALF_FRAMES: 2) and the finish
+    step's RIFE draws the rest, so the clip plays at `interpolated` × `fps`."""
 
 
 @dataclass(frozen=True)

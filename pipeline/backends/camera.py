@@ -2,32 +2,22 @@
 
 It is the fallback when no GPU is present and the offline demo, so it must look deliberate:
 every move is eased (cosine ease-in-out, so the camera starts and stops gently) and sampled
-with float precision (Pillow's separable resize with a fractional box, or an affine transform
-when the camera rolls), so motion is sub-pixel smooth with no integer-pixel jitter. The
-virtual camera only ever looks inside the photo: nothing is invented at the borders.
+with float precision, so motion is sub-pixel smooth with no integer-pixel jitter. The virtual
+camera only ever looks inside the photo: nothing is invented at the borders.
 
-Frames are drawn on a thread pool: Pillow releases the GIL while resampling, and a 5 s 720p
-clip must render and encode within ~2 s on two cores.
-
-The encoder, not the drawing, is the bulk of a clip's time (x264 alone takes ~1 CPU-second of
-a 5 s 720p clip), so :meth:`CameraBackend.render_yuv420` draws what ffmpeg encodes, yuv420p
-planes (half the bytes of RGB, no colour conversion in ffmpeg), for ffmpeg to encode while the
-rest are drawn (:mod:`pipeline.stream`). It resamples each plane with swscale (SIMD: ~2 ms a
-720p frame, planning included, against ~5 ms for Pillow on the same planes and ~8 ms on RGB)
-and keeps float precision by choosing, per frame, an integer crop, an integer scaled size and
-an integer offset into it whose composition lands within a few hundredths of a pixel of the
-exact view (:func:`plan_axis`); swscale alone only crops at whole pixels, which is why ffmpeg's
-zoompan jitters. A view no such plan reaches closely enough is drawn by Pillow. The orbit's roll
-is beyond swscale: its planes take Pillow's affine warp (~10 ms a frame).
+A fresh clip (what `python -m pipeline animate --model camera` and the workers make) is drawn
+by ffmpeg itself: :meth:`CameraBackend.render_yuv420` prepares one still and the move as a
+filter graph (:mod:`pipeline.backends.camera_graph`), and ffmpeg draws every frame in C while
+x264 encodes, so the clip costs little more than its encode. An extension or a loop needs RGB
+frames and takes :meth:`CameraBackend.render`, drawn by Pillow (its separable resize with a
+fractional box, or an affine transform when the camera rolls) on a thread pool.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import secrets
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -218,46 +208,44 @@ class CameraBackend:
         emit: Emit = lambda progress: None,
         should_stop: ShouldStop = lambda: False,
     ) -> None:
-        """Draw the move as yuv420p frames (BT.709, tv range), handing each to `sink` in order
-        as soon as it is drawn, so the encoder works while the rest are drawn.
+        """Draw the move as yuv420p frames (BT.709, tv range) for `sink`: all at once, as a
+        still and the ffmpeg filters that draw every frame from it, when the sink takes one
+        (`sink.drawn`, see :class:`pipeline.stream.Drawn`); else frame after frame in order,
+        drawn by ffmpeg all the same (by Pillow where no ffmpeg program exists).
 
         The same views as :meth:`render`; a fresh clip only (an extension or a crossfade loop
         needs RGB frames and takes :meth:`render`).
         """
-        width, height = plan.width, plan.height
-        source, views = _source_and_views(image, plan, request, even=True)
-        rolled = any(view.roll != 0.0 for view in views)
-        tolerances = _tolerances(views, (width, height))
-        zooms = {view.zoom for view in views}
-        if not rolled and len(zooms) == 1:
-            source = _off_simple_fractions(source, width * zooms.pop() / source.width)
-        planes = YuvSource.of(source)
-        total = plan.num_frames
-        local = threading.local()
+        from pipeline import ffmpeg
+        from pipeline.backends.camera_graph import drawn_move, frames, yuv420_planes
 
-        def draw(index: int) -> Frame:
-            if rolled:
-                return planes.draw_rolled(views[index], (width, height))
-            scalers = getattr(local, "scalers", None)
-            if scalers is None:
-                scalers = local.scalers = planes.scalers()
-            return planes.draw(views[index], (width, height), scalers, tolerance=tolerances[index])
-
-        # Small chunks: the first frames reach the encoder at once, and a cancel is quick.
-        chunk = 2 * self.workers
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="camera") as pool:
-            for start in range(0, total, chunk):
-                if should_stop():
-                    raise Cancelled()
-                stop = min(total, start + chunk)
-                for index, frame in enumerate(pool.map(draw, range(start, stop)), start):
-                    sink(frame)
-                    if index == 0:
-                        preview = jpeg_preview(yuv420_to_rgb(frame, width, height), CAMERA_PREVIEW_SIDE)
-                        emit(Progress("denoise", 1, total, preview=preview, message=_RENDERING))
-                emit(Progress("denoise", stop, total, message=_RENDERING))
         if should_stop():
             raise Cancelled()
+        size = (plan.width, plan.height)
+        source, views = _source_and_views(image, plan, request, even=True)
+        preview = _preview(source, views[0], size)
+        emit(Progress("denoise", 0, plan.num_frames, preview=preview, message=_RENDERING))
+        if not ffmpeg.have_program():
+            # No ffmpeg program to draw them (PyAV encodes): Pillow draws each frame, slowly.
+            rolled = any(view.roll != 0.0 for view in views)
+            for index, view in enumerate(views, 1):
+                planes = yuv420_planes(draw_view(source, view, size, affine=rolled))
+                sink(b"".join(plane.tobytes() for plane in planes))
+                if index % 24 == 0 and should_stop():
+                    raise Cancelled()
+        else:
+            clip = drawn_move(source, views, size, plan.fps)
+            if should_stop():
+                raise Cancelled()
+            whole = getattr(sink, "drawn", None)
+            if whole is not None:
+                whole(clip)
+            else:
+                for index, frame in enumerate(frames(clip), 1):
+                    sink(frame)
+                    if index % 24 == 0 and should_stop():
+                        raise Cancelled()
+        emit(Progress("denoise", plan.num_frames, plan.num_frames, message=_RENDERING))
 
     def close(self) -> None:
         """Nothing to free: no model, no GPU."""
@@ -291,271 +279,11 @@ def draw_view(
     return source.transform(size, Image.Transform.AFFINE, (a, b, c, d, e, f), resample=_RESAMPLE)
 
 
-# -- yuv420p frames through swscale ----------------------------------------------------------
-
-PAD = 320
-"""Edge pixels repeated around the source planes, so a crop may reach past the photo's edge by
-a few pixels (swscale's kernel needs them) while the view itself stays inside."""
-
-TOLERANCE = 0.05
-"""Largest sampling-position error (source pixels) a swscale plan may have; a view no plan
-reaches within it (see :func:`plan_axis`) is drawn by Pillow's exact resize instead."""
-
-_YUV_SWSCALE = "BICUBIC"
-_YUV_PILLOW = Image.Resampling.BICUBIC
-"""Bicubic in both samplers. swscale's cubic is a touch sharper than Pillow's (a = −0.6 against
-−0.5), but a frame Pillow draws differs from swscale's by 0.15 levels on average (max 3), which
-no step-to-step test or eye can see; Lanczos-3 in both matches exactly and costs 50 % more."""
-
-_SPANS = (160, 640)
-"""How many extra scaled pixels a plan may use: a few in most frames, more near scales where
-few offsets are reachable (a slow push-in from 1:1)."""
-
-
-@dataclass(frozen=True)
-class AxisPlan:
-    """One axis of a view as swscale can draw it: crop [start, start + crop) of the padded
-    source plane, scale that to `scaled` pixels, keep [offset, offset + out) of them."""
-
-    start: int
-    crop: int
-    scaled: int
-    offset: int
-    error: float
-    """Largest distance (source pixels) between where an output pixel samples and where the
-    exact view would sample it."""
-
-
-@functools.lru_cache(maxsize=4096)  # a pan's other axis is the same plan in every frame
-def plan_axis(
-    left: float, scale: float, out: int, size: int, *, pad: int = PAD, tolerance: float = TOLERANCE
-) -> AxisPlan | None:
-    """The integer crop/scale/offset whose composition best matches a float view, or None
-    when none comes within `tolerance`.
-
-    The exact view samples output pixel d at source coordinate left + (d + 0.5)·scale − 0.5
-    (pixel centres). swscale maps pixel e of a crop [x0, x0 + n) scaled to m pixels to
-    x0 + (e + 0.5)·n/m − 0.5, so keeping e = d + k errs by
-    (x0 + k·n/m − left) + (d + 0.5)·(n/m − scale). The m whose n/m is closest to `scale` fix
-    the second term; the offsets k·n/m (mod 1) reachable with k below the span fix the first,
-    and they are dense unless n/m is close to a simple fraction (1/1, 5/4 ...), where a wider
-    span helps. Whole-pixel crops alone (zoompan) are off by up to half a pixel.
-
-    left, scale: the view's left edge and source pixels per output pixel; size: the source
-    plane's length (without its padding).
-    """
-    margin = 2.0 * max(1.0, scale) + 1.0  # the bicubic kernel's reach, in source pixels
-    kmin = math.ceil((margin + 0.5) / scale)
-    best: AxisPlan | None = None
-    for span in _SPANS:
-        m = np.arange(out + 2 * kmin, out + span)
-        n = np.round(scale * m)
-        slope = n / m - scale
-        pick = np.argsort(np.abs(slope))[:16]
-        m, n, slope = m[pick, None], n[pick, None], slope[pick, None]
-        k = np.arange(kmin, span)[None, :]
-        x0 = np.round(left - k * (n / m))
-        offset = x0 + k * (n / m) - left
-        error = np.maximum(np.abs(offset + 0.5 * slope), np.abs(offset + (out - 0.5) * slope))
-        fits = (
-            (k <= m - out - kmin)
-            & (x0 >= -pad)
-            & (x0 <= left - margin)
-            & (x0 + n <= size + pad)
-            & (x0 + n >= left + out * scale + margin)
-        )
-        error = np.where(fits, error, np.inf)
-        # Among the plans good enough, the narrowest strip: fewer pixels for swscale.
-        good = error <= max(tolerance / 2, float(error.min()))
-        row, col = np.unravel_index(int(np.argmin(np.where(good, m + 0 * k, np.inf))), error.shape)
-        if error[row, col] <= tolerance:
-            best = AxisPlan(
-                start=int(x0[row, col]),
-                crop=int(n[row, 0]),
-                scaled=int(m[row, 0]),
-                offset=int(k[0, col]),
-                error=float(error[row, col]),
-            )
-            if best.error <= tolerance / 2:
-                break
-    return best
-
-
-def _tolerances(views: list[View], size: tuple[int, int]) -> list[float]:
-    """Per frame, the sampling error to allow: TOLERANCE, or a tenth of the frame's own
-    travel (output pixels at its edge, towards either neighbour) when that is less. A slow
-    push-in moves a fraction of a pixel a frame; an error that is a fair share of that makes
-    its speed wobble from frame to frame (and a repeated frame where it rounds to none)."""
-    width, height = size
-
-    def travel(a: View, b: View) -> float:
-        zoom = abs(math.log(b.zoom / a.zoom)) * max(width, height) / 2
-        return zoom + abs(b.cx - a.cx) * width * a.zoom + abs(b.cy - a.cy) * height * a.zoom
-
-    steps = [travel(a, b) for a, b in zip(views, views[1:], strict=False)] or [TOLERANCE * 4]
-    allowed = []
-    for index in range(len(views)):
-        near = [steps[i] for i in (index - 1, index) if 0 <= i < len(steps)]
-        allowed.append(min(TOLERANCE, max(0.004, min(near) / 10)))
-    return allowed
-
-
-def _near_simple_fraction(scale: float) -> bool:
-    """Whether swscale plans reach few sub-pixel offsets at this scale (see plan_axis)."""
-    return any(abs(scale * q - round(scale * q)) < 1 / 150 for q in range(1, 15))
-
-
-def _off_simple_fractions(source: Image.Image, output_per_source: float) -> Image.Image:
-    """A pan at a steady scale that is a simple fraction (6/7, 5/4 ...) reaches only a few
-    sub-pixel offsets through swscale; a source a hair larger makes every offset reachable."""
-    if not _near_simple_fraction(1 / output_per_source):
-        return source
-    for grow in (1.0173, 1.0391, 1.0611):
-        if not _near_simple_fraction(grow / output_per_source):
-            size = (round(source.width * grow / 2) * 2, round(source.height * grow / 2) * 2)
-            return source.resize(size, Image.Resampling.LANCZOS)
-    return source
-
-
-class YuvSource:
-    """The source photo as padded BT.709 tv-range planes, converted once per clip."""
-
-    def __init__(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
-        self.planes = (y, u, v)
-        self.height, self.width = y.shape[0] - 2 * PAD, y.shape[1] - 2 * PAD
-        self._images: tuple[Image.Image, ...] | None = None
-
-    @classmethod
-    def of(cls, image: Image.Image) -> YuvSource:
-        """Convert with swscale, exactly as ffmpeg's own rgb24 → yuv420p step would."""
-        import av
-
-        frame = av.VideoFrame.from_ndarray(np.asarray(image.convert("RGB")), format="rgb24")
-        yuv = frame.reformat(
-            format="yuv420p",
-            src_colorspace="ITU709",
-            dst_colorspace="ITU709",
-            src_color_range="JPEG",
-            dst_color_range="MPEG",
-            threads=1,
-        )
-        planes = []
-        for index, plane in enumerate(yuv.planes):
-            pad = PAD if index == 0 else PAD // 2
-            rows = plane.height
-            array = np.frombuffer(plane, np.uint8).reshape(rows, plane.line_size)[:, : plane.width]
-            planes.append(np.pad(array, pad, mode="edge"))
-        return cls(*planes)
-
-    def whole(self) -> bytes:
-        """The photo itself as one yuv420p frame (frame 0 of a push-in)."""
-        height, width = self.height, self.width
-        return b"".join(
-            plane[PAD // div : PAD // div + height // div, PAD // div : PAD // div + width // div].tobytes()
-            for plane, div in zip(self.planes, (1, 2, 2), strict=True)
-        )
-
-    def scalers(self) -> list[object]:
-        """One swscale context per plane and thread: swscale rebuilds it only when sizes change."""
-        from av.video.reformatter import VideoReformatter
-
-        return [VideoReformatter() for _ in self.planes]
-
-    def draw(
-        self,
-        view: View,
-        size: tuple[int, int],
-        scalers: list[object],
-        *,
-        tolerance: float = TOLERANCE,
-    ) -> memoryview:
-        """One unrolled view as yuv420p bytes (Y, then U, then V).
-
-        tolerance: the sampling error allowed (source pixels); the slowest frames of an eased
-        move travel less than TOLERANCE, so they get a share of their own travel.
-        """
-        import av
-
-        width, height = size
-        ww, wh = self.width / view.zoom, self.height / view.zoom
-        left, top = view.cx * self.width - ww / 2, view.cy * self.height - wh / 2
-        out = np.empty(width * height * 3 // 2, np.uint8)
-        at = 0
-        plans: dict[int, tuple[AxisPlan | None, AxisPlan | None]] = {}
-        for index, (plane, scaler) in enumerate(zip(self.planes, scalers, strict=True)):
-            div = 1 if index == 0 else 2
-            pad = PAD // div
-            ow, oh = width // div, height // div
-            if div not in plans:
-                plans[div] = (
-                    plan_axis(left / div, ww / width, ow, self.width // div, pad=pad, tolerance=tolerance),
-                    plan_axis(top / div, wh / height, oh, self.height // div, pad=pad, tolerance=tolerance),
-                )
-            xs, ys = plans[div]
-            target_plane = out[at : at + ow * oh].reshape(oh, ow)
-            at += ow * oh
-            if xs is None or ys is None:
-                box = (pad + left / div, pad + top / div, pad + (left + ww) / div, pad + (top + wh) / div)
-                target_plane[:] = np.asarray(self._image(index).resize((ow, oh), _YUV_PILLOW, box=box))
-                continue
-            frame = av.VideoFrame(xs.crop, ys.crop, "gray")
-            target = frame.planes[0]
-            rows = np.frombuffer(target, np.uint8).reshape(ys.crop, target.line_size)
-            rows[:, : xs.crop] = plane[
-                pad + ys.start : pad + ys.start + ys.crop, pad + xs.start : pad + xs.start + xs.crop
-            ]
-            if (xs.scaled, ys.scaled) != (xs.crop, ys.crop):
-                frame = scaler.reformat(  # type: ignore[attr-defined]
-                    frame, xs.scaled, ys.scaled, "gray", interpolation=_YUV_SWSCALE, threads=1
-                )
-            result = frame.planes[0]
-            pixels = np.frombuffer(result, np.uint8).reshape(ys.scaled, result.line_size)
-            target_plane[:] = pixels[ys.offset : ys.offset + oh, xs.offset : xs.offset + ow]
-        return out.data
-
-    def _image(self, index: int) -> Image.Image:
-        if self._images is None:
-            self._images = tuple(Image.fromarray(plane) for plane in self.planes)
-        return self._images[index]
-
-    def draw_rolled(self, view: View, size: tuple[int, int]) -> bytearray:
-        """One rolled view (orbit) as yuv420p bytes: an affine warp of each plane.
-
-        Bilinear, at a third of the cost of Pillow's bicubic affine: a touch softer, but an
-        orbit's zoom is steady, so it is equally soft in every frame (no pulsing).
-        """
-        width, height = size
-        sw, sh = self.width, self.height
-        ww, wh = sw / view.zoom, sh / view.zoom
-        cx, cy = view.cx * sw, view.cy * sh
-        cos, sin = math.cos(view.roll), math.sin(view.roll)
-        a, b = ww / width * cos, -wh / height * sin
-        d, e = ww / width * sin, wh / height * cos
-        c = cx - a * width / 2 - b * height / 2
-        f = cy - d * width / 2 - e * height / 2
-        out = bytearray()
-        for index in range(len(self.planes)):
-            plane = self._image(index)
-            div = 1 if index == 0 else 2
-            pad = PAD // div
-            # Output pixel (x, y) of this plane is (div·x, div·y) of the luma frame.
-            matrix = (a, b, c / div + pad, d, e, f / div + pad)
-            warped = plane.transform(
-                (width // div, height // div), Image.Transform.AFFINE, matrix, Image.Resampling.BILINEAR
-            )
-            out += warped.tobytes()
-        return out
-
-
-def yuv420_to_rgb(frame: Frame, width: int, height: int) -> np.ndarray:
-    """A drawn yuv420p frame as RGB (for the preview), converted as players do."""
-    import av
-
-    planes = np.frombuffer(frame, np.uint8).reshape(height * 3 // 2, width)
-    video = av.VideoFrame.from_ndarray(planes, format="yuv420p")
-    return video.to_ndarray(
-        format="rgb24", src_colorspace="ITU709", src_color_range="MPEG", dst_color_range="JPEG"
-    )
+def _preview(source: Image.Image, view: View, size: tuple[int, int]) -> bytes:
+    """The first frame as a small JPEG for the progress message, drawn straight at its size."""
+    scale = CAMERA_PREVIEW_SIDE / max(size)
+    small = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+    return jpeg_preview(np.asarray(draw_view(source, view, small)), CAMERA_PREVIEW_SIDE)
 
 
 # -- the moves --------------------------------------------------------------------------------
@@ -649,9 +377,10 @@ def _output_size(request: AnimateRequest, image_size: tuple[int, int]) -> tuple[
     return size
 
 
-OVERSAMPLE = 1.25
-"""The deepest view is drawn from 1.25 source pixels per output pixel when the photo has them:
-an antialiased downscale is sharp and looks the same at every sub-pixel offset."""
+OVERSAMPLE = 0.97
+"""The deepest view is drawn from just under one source pixel per output pixel when the photo
+has them: as sharp as the clip can show, every other view a downscale, and ffmpeg's per-frame
+scaling (and the still it scales from) no larger than it needs to be."""
 
 
 def _source_size(
@@ -660,19 +389,24 @@ def _source_size(
     """How large a source to fit the photo to before drawing the move.
 
     As large as the deepest zoom needs (times OVERSAMPLE), never larger than the photo
-    provides, and never exactly 1:1 with a view: a pan at exactly one source pixel per output
-    pixel pulses in sharpness (sharp at whole-pixel offsets, softer between), while slightly
-    more or fewer source pixels spread the offsets across the frame and it stays steady.
+    provides (a smaller photo is taken at its own size, and every frame scales it up with
+    swscale's bicubic; an orbit's bilinear roll gets it fitted to the clip first), and
+    never within a few percent of 1:1 with the view at either end of the move, where it is
+    slowest: whole-pixel crops and scales reach few sub-pixel positions near 1:1 (see
+    :mod:`pipeline.backends.camera_graph`), and a pan at exactly one source pixel per output
+    pixel pulses in sharpness (sharp at whole-pixel offsets, softer between).
     """
     width, height = output
+    aspect = width / height
     available = min(photo[0] / width, photo[1] / height)
-    deepest = max_zoom(move, motion, aspect=width / height)
-    scale = min(deepest * OVERSAMPLE, available)
-    if 0.97 < scale / deepest < 1.04:
-        scale = deepest * 0.97
-    if scale < 1.05:  # not worth the extra resampling work
-        return output
-    return round(width * scale), round(height * scale)
+    ends = [_move_view(move, motion, e, aspect).zoom for e in (0.0, 1.0)]
+    scale = min(max(ends) * OVERSAMPLE, available)
+    if move == "orbit":  # drawn with bilinear sampling: upscale a small photo well, once
+        scale = max(scale, 1.0)
+    for zoom in sorted(ends):
+        if 0.97 < scale / zoom < 1.04:
+            scale = zoom * 0.97
+    return _even(round(width * scale)), _even(round(height * scale))
 
 
 def _even(n: int) -> int:
@@ -680,16 +414,12 @@ def _even(n: int) -> int:
 
 
 __all__ = [
-    "AxisPlan",
     "CameraBackend",
     "View",
-    "YuvSource",
     "camera_path",
     "draw_view",
     "ease",
     "max_zoom",
-    "plan_axis",
-    "yuv420_to_rgb",
 ]
 
 

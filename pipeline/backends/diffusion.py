@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contract import (
+    MAX_UPSCALED_SIDE,
     AnimateRequest,
     BackendOptions,
     Cancelled,
     Effect,
+    FinishUnavailable,
     ModelError,
     OutOfMemory,
     PipelineError,
@@ -33,6 +35,7 @@ from pipeline.audio import Soundtrack
 from pipeline.backends import placement
 from pipeline.backends.base import BackendInfo, Emit, Rendered, RenderPlan, ShouldStop
 from pipeline.backends.families import Constraints, family_for, supported_kwargs
+from pipeline.backends.families.ltx import CONDITION_CLASS as LTX_CONDITION_CLASS
 from pipeline.backends.families.ltx2 import sample_rate
 from pipeline.backends.frames import fitted, jpeg_preview, to_uint8
 from pipeline.backends.hub import fetch_file, hub_cache_dir
@@ -71,8 +74,18 @@ from pipeline.backends.speedups.warmup import (
     remove_compile,
 )
 from pipeline.backends.text_on_cpu import detach_text_encoder, with_prompt_embeddings
+from pipeline.finish.latent import NOTE as LATENT_UPSCALE_NOTE
+from pipeline.finish.latent import (
+    load_latent_upsampler,
+    upsample_latents,
+    upsampler_dir,
+)
 from pipeline.memory.planner import Tier
-from pipeline.presets import frames_for, motion_prompt
+from pipeline.presets import LatentUpscale, frames_for, motion_prompt
+
+HALF_FRAMES_NOTE = (
+    "Rendered at {fps} fps; RIFE drew every other frame to make {out} fps (HALF_FRAMES)."
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -126,6 +139,8 @@ class DiffusionBackend:
         self._effect_on: str | None = None
         self._kept: tuple[tuple[str, float], ...] = ()
         """Always-on LoRAs left as adapters (GGUF denoisers cannot take a fused LoRA)."""
+        self._latent_upsampler: Any = None
+        """LTX's spatial latent upsampler, loaded by the first job that upscales with it."""
         # A checkpoint that is not a preset is described by its family's preset card, under its
         # own name.
         label = None
@@ -406,20 +421,28 @@ class DiffusionBackend:
         preset, rules = self.preset, self.rules
         warnings: list[str] = []
         fps = int(request.fps or preset.fps)
-        num_frames = frames_for(
-            request.duration,
-            fps,
-            frame_step=rules.frame_step,
-            min_frames=rules.min_frames,
-            max_frames=rules.max_frames,
-        )
-        if abs(num_frames / fps - request.duration) > max(0.25, 0.1 * request.duration):
-            warnings.append(
-                f"{self.info.label} makes {num_frames} frames here, so the clip lasts "
-                f"{num_frames / fps:.1f} s instead of {request.duration:g} s."
+
+        def frames_at(rate: int) -> int:
+            return frames_for(
+                request.duration, rate, frame_step=rules.frame_step,
+                min_frames=rules.min_frames, max_frames=rules.max_frames,
             )
 
+        num_frames = frames_at(fps)
         width, height = render_size(request, image_size, rules, preset, name=self.source.name)
+        upscaled = 2 if self._latent_upscale(request, int(width), int(height)) else 1
+        interpolated = 1
+        if self._half_frames(request, fps, num_frames, int(width) * upscaled, int(height) * upscaled):
+            # Every other frame: the model renders at half the rate, RIFE draws the rest.
+            interpolated, fps = 2, fps // 2
+            num_frames = frames_at(fps)
+            warnings.append(HALF_FRAMES_NOTE.format(fps=fps, out=fps * 2))
+        played = ((num_frames - 1) * interpolated + 1) / (fps * interpolated)
+        if abs(played - request.duration) > max(0.25, 0.1 * request.duration):
+            warnings.append(
+                f"{self.info.label} makes {(num_frames - 1) * interpolated + 1} frames here, so "
+                f"the clip lasts {played:.1f} s instead of {request.duration:g} s."
+            )
 
         steps = int(request.steps or preset.steps)
         timesteps: list[float] = []
@@ -442,6 +465,8 @@ class DiffusionBackend:
                 f"{self.info.label} cannot follow camera moves; motion strength sets how "
                 "much the picture moves."
             )
+        if upscaled > 1:
+            warnings.append(LATENT_UPSCALE_NOTE)
         return RenderPlan(
             width=int(width),
             height=int(height),
@@ -456,7 +481,64 @@ class DiffusionBackend:
             sigmas=tuple(sigmas),
             call={**preset.call_defaults, **self.family.call_extras(request, self.options)},
             warnings=tuple(warnings),
+            # The photo (and an end image) condition the second pass at the larger size.
+            source_size=(int(width) * upscaled, int(height) * upscaled) if upscaled > 1 else None,
+            upscaled=upscaled,
+            interpolated=interpolated,
         )
+
+    def _half_frames(
+        self, request: AnimateRequest, fps: int, num_frames: int, width: int, height: int
+    ) -> bool:
+        """Whether this job renders every other frame (HALF_FRAMES): a fresh clip at an even
+        rate of 16 fps or more, and RIFE at full quality can draw the rest here in time (its
+        weights are here; on a CPU, a small clip). Else the model renders every frame, as
+        without the setting: the speed-up never costs a job."""
+        if (
+            not self.options.half_frames
+            or fps % 2
+            or fps < 16
+            or request.previous_clip is not None
+            or getattr(request, "finish_clip", None) is not None
+        ):
+            return False
+        from pipeline.finish import FinishPlan, FinishUnavailable, check
+
+        try:
+            method = check(
+                FinishPlan(interpolate=2), frames=(num_frames + 1) // 2, width=width,
+                height=height, fps=fps // 2, device=placement.choose_device(self.options).type,
+            )["smooth"]
+        except FinishUnavailable as exc:
+            logger.info("HALF_FRAMES: %s renders every frame: %s", self.source.name, exc)
+            return False
+        if method.flow_side is not None:
+            logger.info("HALF_FRAMES: %s renders every frame: RIFE would run at reduced size here", self.source.name)
+            return False
+        return True
+
+    def _latent_upscale(self, request: AnimateRequest, width: int, height: int) -> LatentUpscale | None:
+        """The preset's latent upsampler settings when this job upscales 2× inside the render:
+        asked on a fresh clip of a preset that has one (loaded as LTXConditionPipeline), within
+        the upscaled size limit, its weights on this machine. Else None: Real-ESRGAN upscales
+        the frames afterwards, or refuses in its own words."""
+        settings = self.preset.latent_upscale
+        if (
+            settings is None
+            or request.upscale != 2
+            or request.previous_clip is not None
+            or getattr(request, "finish_clip", None) is not None
+            or self.source.name != self.preset.name
+            or self.source.load_class != LTX_CONDITION_CLASS
+            or max(width, height) * 2 > MAX_UPSCALED_SIDE
+        ):
+            return None
+        try:
+            upsampler_dir(settings)
+        except FinishUnavailable as exc:
+            logger.info("%s: %s Real-ESRGAN upscales instead.", self.info.label, exc.message)
+            return None
+        return settings
 
     def render(
         self,
@@ -469,9 +551,12 @@ class DiffusionBackend:
         should_stop: ShouldStop = lambda: False,
     ) -> np.ndarray | Rendered:
         """Run the pipeline; uint8 frames (num_frames, height, width, 3), with the sound track
-        when the model makes one and the request wants it.
+        when the model makes one and the request wants it. A plan with ``upscaled`` 2 (an LTX
+        preset's latent upsampler) renders in two passes and returns frames of twice the
+        plan's width and height.
 
-        Emits Progress("denoise", i, total) per step, Progress("decode") before the VAE decode
+        Emits Progress("denoise", i, total) per step (both passes counted in one total),
+        Progress("decode") before the VAE decode
         and Progress("decode", 1, 1, preview=JPEG) after it. Raises Cancelled from inside the
         step callback once `should_stop()` is true (so even SVD, which ignores `_interrupt`,
         stops within one step), OutOfMemory when the device runs out of memory.
@@ -481,6 +566,7 @@ class DiffusionBackend:
         pipe = self.load()
         if should_stop():
             raise Cancelled()
+        photo, last = image, end_image
         image = fitted(image, plan.width, plan.height)
         if end_image is not None:
             end_image = (
@@ -500,7 +586,66 @@ class DiffusionBackend:
         placement.apply_vae_tiling(pipe, self._tiling, plan.width, plan.height)
         self._effect(request.effect)  # a ModelError for an effect this worker lacks
         self._switch_effect(pipe, request.effect)
-        emit(Progress("denoise", 0, plan.steps))
+        scale = plan.upscaled
+        latent = self.preset.latent_upscale if scale > 1 else None
+        if scale > 1 and latent is None:
+            raise PipelineError(f"{self.info.label} cannot upscale {scale}× inside the render.")
+        total = plan.steps + (latent.refine_steps if latent else 0)
+        emit(Progress("denoise", 0, total))
+        generator = torch.Generator(device="cpu").manual_seed(plan.seed)
+        if latent is None:
+            output = self._call(pipe, kwargs, plan, generator, emit, should_stop)
+        else:
+            # Diffusers' two-stage flow (pipeline.finish.latent): the base size to latents,
+            # the upsampler doubles them, a short second pass at twice the size decodes.
+            base = self._call(
+                pipe, kwargs, plan, generator, emit, should_stop, output_type="latent", total=total
+            ).frames
+            emit(Progress("denoise", plan.steps, total, message="Upscaling 2× in latent space"))
+            big = dataclasses.replace(
+                plan, width=plan.width * scale, height=plan.height * scale,
+                timesteps=tuple(latent.timesteps), sigmas=(), steps=latent.refine_steps,
+            )
+            upsampled = self._upsample(pipe, base, latent, big)
+            if should_stop():
+                raise Cancelled()
+            second = self._second_pass_arguments(
+                kwargs, big, photo, last if end_image is not None else None, upsampled, latent
+            )
+            placement.apply_vae_tiling(pipe, self._tiling, big.width, big.height)
+            output = self._call(
+                pipe, second, big, generator, emit, should_stop, offset=plan.steps, total=total
+            )
+        frames = to_uint8(output.frames[0])
+        sound = getattr(output, "audio", None)
+        width, height = plan.width * scale, plan.height * scale
+        if frames.shape[1:3] != (height, width):
+            raise PipelineError(
+                f"The model returned {frames.shape[2]}×{frames.shape[1]} frames instead of "
+                f"{width}×{height}."
+            )
+        if len(frames) > plan.num_frames:
+            frames = frames[: plan.num_frames]
+        emit(Progress("decode", 1, 1, preview=jpeg_preview(frames[0])))
+        if sound is None or not request.audio:
+            return frames
+        return Rendered(frames, Soundtrack.of(sound[0], sample_rate(pipe)))
+
+    def _call(
+        self,
+        pipe: Any,
+        kwargs: dict[str, Any],
+        plan: RenderPlan,
+        generator: Any,
+        emit: Emit,
+        should_stop: ShouldStop,
+        *,
+        output_type: str = "np",
+        offset: int = 0,
+        total: int | None = None,
+    ) -> Any:
+        """One pipeline call with progress and cancellation per step. `offset` and `total`
+        count its steps within a render of several calls (None: the call's own count)."""
 
         def on_step_end(
             pipeline: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]
@@ -510,18 +655,18 @@ class DiffusionBackend:
                 # loop at once and skips the VAE decode of a clip nobody wants.
                 pipeline._interrupt = True
                 raise Cancelled()
-            total = int(getattr(pipeline, "_num_timesteps", 0) or plan.steps)
-            emit(Progress("denoise", min(step + 1, total), total))
-            if step + 1 >= total:
+            count = total or int(getattr(pipeline, "_num_timesteps", 0) or plan.steps)
+            done = offset + step + 1
+            emit(Progress("denoise", min(done, count), count))
+            if done >= count:
                 emit(Progress("decode", 0, 1, message="Decoding frames"))
             return callback_kwargs
 
-        generator = torch.Generator(device="cpu").manual_seed(plan.seed)
         try:
-            output = pipe(
+            return pipe(
                 **kwargs,
                 generator=generator,
-                output_type="np",
+                output_type=output_type,
                 callback_on_step_end=on_step_end,
                 callback_on_step_end_tensor_inputs=["latents"],
             )
@@ -529,28 +674,67 @@ class DiffusionBackend:
             self._after_abort(pipe)
             raise
         except Exception as exc:
-            if isinstance(exc, PipelineError) or not is_out_of_memory(exc):
-                raise
-            self._after_abort(pipe)
-            on_gpu = self._device is not None and self._device.type == "cuda"
-            where = "The GPU" if on_gpu else "The machine"
-            raise OutOfMemory(
-                f"{where} ran out of memory for {plan.width}×{plan.height}, {plan.num_frames} frames; "
-                "try a shorter or smaller clip."
-            ) from None
-        frames = to_uint8(output.frames[0])
-        sound = getattr(output, "audio", None)
-        if frames.shape[1:3] != (plan.height, plan.width):
-            raise PipelineError(
-                f"The model returned {frames.shape[2]}×{frames.shape[1]} frames instead of "
-                f"{plan.width}×{plan.height}."
-            )
-        if len(frames) > plan.num_frames:
-            frames = frames[: plan.num_frames]
-        emit(Progress("decode", 1, 1, preview=jpeg_preview(frames[0])))
-        if sound is None or not request.audio:
-            return frames
-        return Rendered(frames, Soundtrack.of(sound[0], sample_rate(pipe)))
+            self._raise_out_of_memory(pipe, exc, plan)
+            raise
+
+    def _raise_out_of_memory(self, pipe: Any, exc: BaseException, plan: RenderPlan) -> None:
+        """OutOfMemory (in the member's words) for a device that ran out; else return."""
+        if isinstance(exc, PipelineError) or not is_out_of_memory(exc):
+            return
+        self._after_abort(pipe)
+        on_gpu = self._device is not None and self._device.type == "cuda"
+        where = "The GPU" if on_gpu else "The machine"
+        raise OutOfMemory(
+            f"{where} ran out of memory for {plan.width}×{plan.height}, {plan.num_frames} frames; "
+            "try a shorter or smaller clip."
+        ) from None
+
+    def _upsample(self, pipe: Any, latents: Any, settings: LatentUpscale, big: RenderPlan) -> Any:
+        """The base render's latents at twice the size (pipeline.finish.latent). The upsampler
+        (126 M parameters) is loaded on first use and kept; under an offloading placement it
+        waits on the CPU and visits the device only for its call, so the memory plan's
+        resident weights stay as planned (the call runs between the two denoising passes,
+        when no activations of theirs are alive)."""
+        import torch
+
+        if self._latent_upsampler is None:
+            dtype = placement.choose_dtype(self.options, self.preset, self._device or torch.device("cpu"))
+            self._latent_upsampler = load_latent_upsampler(upsampler_dir(settings), dtype=dtype)
+            logger.info("Loaded the LTX latent upsampler (%s) for Upscale 2×", settings.repo_id)
+        model = self._latent_upsampler
+        device = latents.device
+        model.to(device)
+        try:
+            return upsample_latents(pipe.vae, model, latents, settings)
+        except Exception as exc:
+            self._raise_out_of_memory(pipe, exc, big)
+            raise
+        finally:
+            if self.offload != "none":
+                model.to("cpu")
+
+    def _second_pass_arguments(
+        self,
+        first: dict[str, Any],
+        big: RenderPlan,
+        photo: Image.Image,
+        end_image: Image.Image | None,
+        latents: Any,
+        settings: LatentUpscale,
+    ) -> dict[str, Any]:
+        """The second pass's call: the first one's, at `big`'s size and schedule, conditioned
+        on the photo (and end image) fitted to that size, starting from the upsampled
+        `latents`; prompt embeddings encoded on the CPU are reused, not encoded again."""
+        kwargs = self.call_arguments(
+            big,
+            fitted(photo, big.width, big.height).convert("RGB"),
+            fitted(end_image, big.width, big.height).convert("RGB") if end_image is not None else None,
+        )
+        if self._text_encoder is not None:
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("prompt", "negative_prompt")}
+            kwargs.update({k: v for k, v in first.items() if k.startswith(("prompt_", "negative_prompt_"))})
+        kwargs.update(self.family.second_pass_kwargs(latents, settings))  # type: ignore[attr-defined]
+        return supported_kwargs(self.pipe, kwargs)
 
     def close(self) -> None:
         """Drop the pipeline and give its GPU memory back."""
@@ -561,6 +745,7 @@ class DiffusionBackend:
                 pass
         self._pipe = None
         self._text_encoder = None
+        self._latent_upsampler = None
         placement.free_device_memory()
 
     # --- helpers ------------------------------------------------------------------------------

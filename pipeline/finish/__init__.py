@@ -13,11 +13,14 @@ machine fails in a second instead of after minutes of rendering, and :func:`appl
   side) and the full frames are warped with it, else the job is refused
   (:class:`~contract.FinishUnavailable`).
 - Upscale: Real-ESRGAN x2plus through spandrel (:mod:`pipeline.finish.upscale`), tiled,
-  fp16 on a GPU; on a CPU only where it fits the same budget (small clips).
+  fp16 on a GPU; on a CPU only where it fits the same budget (small clips). An LTX preset
+  whose latent upsampler is downloaded upscales inside the render instead
+  (:mod:`pipeline.finish.latent`): its plan says so (``RenderPlan.upscaled``) and
+  :meth:`FinishPlan.of` leaves that factor out, so nothing here runs twice.
 
 Weights come from the hub through the download step (``python -m pipeline download rife
-upscale``) or a local file named by ``RIFE_WEIGHTS`` / ``UPSCALE_WEIGHTS``; a job never
-downloads them. Nothing here imports torch until a finish is actually asked for.
+upscale ltx-upscale``) or a local file named by ``RIFE_WEIGHTS`` / ``UPSCALE_WEIGHTS`` (a
+local folder by ``LTX_UPSCALER_WEIGHTS``); a job never downloads them. Nothing here imports torch until a finish is actually asked for.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import FinishUnavailable, InputError, JobSpec, Progress
+from contract import MAX_UPSCALED_SIDE, FinishUnavailable, InputError, JobSpec, Progress
+from pipeline.presets import LTX_SPATIAL_UPSCALER
 
 CPU_BUDGET_PER_SECOND = 12.0
 """Seconds of CPU time a finish may take per second of video: a 5 s clip gets a minute,
@@ -38,8 +42,6 @@ about what ffmpeg's ``minterpolate`` needs for 5 s of 720p 24 → 48 fps on 2 co
 plus room. Past it, a member would wait longer for the smoothing than for the camera move."""
 PROXY_SIDE = 480
 """Long side, in pixels, of the copy a slow CPU estimates the motion on."""
-MAX_UPSCALED_SIDE = 3840
-"""An upscaled clip is at most 4K wide: past it, players and Discord's previews give up."""
 TRIVIAL_PIXELS = 200_000
 """Below this many output pixels of network work a finish is never timed first: even a slow
 CPU does it in seconds (tests and thumbnails-sized clips)."""
@@ -59,6 +61,14 @@ class FinishWeights:
     license: str
     source: str
     """Where the weights were first published."""
+    extra_files: tuple[str, ...] = ()
+    """Files of the same repo the loader reads beside the weights (a diffusers model's
+    ``config.json``)."""
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Everything the download step fetches for it."""
+        return (self.filename, *self.extra_files)
 
 
 RIFE = FinishWeights(
@@ -79,7 +89,21 @@ UPSCALER = FinishWeights(
     license="BSD-3-Clause",
     source="xinntao/Real-ESRGAN release v0.2.1 (RealESRGAN_x2plus.pth), repackaged by Comfy-Org",
 )
-FINISH_WEIGHTS: Mapping[str, FinishWeights] = {RIFE.name: RIFE, UPSCALER.name: UPSCALER}
+LTX_UPSCALER = FinishWeights(
+    name="ltx-upscale",
+    label="LTX-Video spatial latent upsampler",
+    repo_id=LTX_SPATIAL_UPSCALER.repo_id,
+    filename=LTX_SPATIAL_UPSCALER.files[1],
+    extra_files=LTX_SPATIAL_UPSCALER.files[:1],
+    env="LTX_UPSCALER_WEIGHTS",
+    license="LTX-Video open weights license (the repo's LICENSE)",
+    source="Lightricks/ltxv-spatial-upscaler-0.9.7 (diffusers format; the 0.9.8 file is the same)",
+)
+"""Upscale 2× for the LTX presets in the model's latent space (:mod:`pipeline.finish.latent`);
+only its ``latent_upsampler`` folder is fetched (the VAE beside it is the model's own)."""
+FINISH_WEIGHTS: Mapping[str, FinishWeights] = {
+    RIFE.name: RIFE, UPSCALER.name: UPSCALER, LTX_UPSCALER.name: LTX_UPSCALER,
+}
 
 
 @dataclass(frozen=True)
@@ -92,11 +116,18 @@ class FinishPlan:
     upscale: int = 1
 
     @classmethod
-    def of(cls, spec: JobSpec) -> FinishPlan:
+    def of(cls, spec: JobSpec, *, upscaled: int = 1, interpolated: int = 1) -> FinishPlan:
+        """`upscaled`: the factor the backend already rendered at (``RenderPlan.upscaled``,
+        LTX's latent upsampler); only what is left is asked of the finish step.
+        `interpolated`: the model drew only every n-th frame (``RenderPlan.interpolated``),
+        so RIFE makes n times the frames, and the member's own smoothing on top."""
+        upscale = getattr(spec, "upscale", 1) or 1
+        fps_out = getattr(spec, "fps_out", None)
+        interpolate = getattr(spec, "interpolate", 1) or 1
         return cls(
-            interpolate=getattr(spec, "interpolate", 1) or 1,
-            fps_out=getattr(spec, "fps_out", None),
-            upscale=getattr(spec, "upscale", 1) or 1,
+            interpolate=1 if fps_out else interpolate * max(1, interpolated),
+            fps_out=fps_out,
+            upscale=max(1, upscale // max(1, upscaled)),
         )
 
     @property
@@ -142,9 +173,11 @@ def weights_path(weights: FinishWeights) -> Path:
     return Path(found)
 
 
-def require_weights(plan: FinishPlan) -> None:
-    """Raise FinishUnavailable now when a finish `plan` asks for has no weights here."""
-    if plan.upscale > 1:
+def require_weights(plan: FinishPlan, *, model: str | None = None) -> None:
+    """Raise FinishUnavailable now when a finish `plan` asks for has no weights here. With
+    `model` (a preset name, or ``auto``) an LTX preset whose latent upsampler is downloaded
+    needs no Real-ESRGAN: it upscales inside the render."""
+    if plan.upscale > 1 and not _latent_upscale_here(model):
         weights_path(UPSCALER)
     if plan.smooth:
         weights_path(RIFE)
@@ -299,17 +332,34 @@ def apply(
     return frames, fps, notes
 
 
+def _latent_upscale_here(model: str | None) -> bool:
+    if not model:
+        return False
+    from pipeline.finish.latent import latent_upscale_available
+
+    return latent_upscale_available(model)
+
+
 def support(
-    seconds: float = 5.0, fps: int = 24, size: tuple[int, int] = (1280, 720)
+    seconds: float = 5.0,
+    fps: int = 24,
+    size: tuple[int, int] = (1280, 720),
+    *,
+    model: str | None = None,
 ) -> dict[str, str | None]:
     """For a worker to tell the job layer at start: "smooth" and "upscale" → None when this
     machine can finish a typical clip (`seconds` at `fps`, `size`), else the sentence why not,
-    so a job asking for it can be refused before it is charged."""
+    so a job asking for it can be refused before it is charged. A worker of an LTX preset
+    (`model`) whose latent upsampler is downloaded can always upscale: on its GPU, in the
+    render."""
     frames = round(seconds * fps) + 1
     answers: dict[str, str | None] = {}
     for name, plan, weights in (
         ("smooth", FinishPlan(interpolate=2), RIFE), ("upscale", FinishPlan(upscale=2), UPSCALER)
     ):
+        if name == "upscale" and _latent_upscale_here(model):
+            answers[name] = None
+            continue
         try:
             # Missing weights first: that answer needs no torch, so a worker without them
             # starts as fast as before.
@@ -364,4 +414,16 @@ def costs_here(seconds: float = 5.0, fps: int = 24, size: tuple[int, int] = (128
                    f"no on this CPU: about {_duration(cost)} for {clip} (limit "
                    f"{_duration(budget)}): needs a GPU")
         lines.append(f"{label}: {how}{have}")
+    from pipeline.finish.latent import latent_upscale_available
+    from pipeline.presets import PRESETS
+
+    ltx = [name for name, preset in PRESETS.items() if preset.latent_upscale is not None]
+    have = (
+        "downloaded" if ltx and latent_upscale_available(ltx[0])
+        else f"not downloaded (python -m pipeline download {LTX_UPSCALER.name})"
+    )
+    lines.append(
+        f"upscale 2× on {' and '.join(ltx)}: inside the render (LTX's latent upsampler, then 3 "
+        f"steps at twice the size), Real-ESRGAN where it is missing; {have}"
+    )
     return lines

@@ -19,6 +19,11 @@ ROLE_SELECT = 6
 MENTIONABLE_SELECT = 7
 CHANNEL_SELECT = 8
 SECTION = 9
+TEXT_DISPLAY = 10
+THUMBNAIL = 11
+MEDIA_GALLERY = 12
+FILE = 13
+SEPARATOR = 14
 CONTAINER = 17
 LABEL = 18
 FILE_UPLOAD = 19
@@ -29,6 +34,8 @@ CHECKBOX = 23
 SELECT_TYPES = frozenset(
     {STRING_SELECT, USER_SELECT, ROLE_SELECT, MENTIONABLE_SELECT, CHANNEL_SELECT}
 )
+V2_TYPES = frozenset({SECTION, TEXT_DISPLAY, THUMBNAIL, MEDIA_GALLERY, FILE, SEPARATOR, CONTAINER})
+"""Components only a message with the IS_COMPONENTS_V2 flag may hold."""
 LINK_STYLE = 5
 PREMIUM_STYLE = 6
 
@@ -42,6 +49,23 @@ def walk(components: list[dict[str, Any]] | None) -> Iterator[dict[str, Any]]:
             child = component.get(key)
             if isinstance(child, dict):
                 yield from walk([child])
+
+
+def media(components: list[dict[str, Any]] | None) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(component, its unfurled media item) for every Thumbnail, gallery item and File."""
+    for c in walk(components):
+        if c.get("type") == THUMBNAIL and isinstance(c.get("media"), dict):
+            yield c, c["media"]
+        elif c.get("type") == MEDIA_GALLERY:
+            for item in c.get("items") or []:
+                if isinstance(item.get("media"), dict):
+                    yield c, item["media"]
+        elif c.get("type") == FILE and isinstance(c.get("file"), dict):
+            yield c, c["file"]
+
+
+def texts(components: list[dict[str, Any]] | None) -> list[str]:
+    return [str(c.get("content") or "") for c in walk(components) if c.get("type") == TEXT_DISPLAY]
 
 
 def buttons(components: list[dict[str, Any]] | None) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from .cdn import Cdn
 from .gateway import MESSAGE_CONTENT, Gateway, Session
 from .media import content_type_for, image_size
 from .state import (
+    COMPONENTS_V2,
     EPHEMERAL,
     LOADING,
     Attachment,
@@ -79,7 +80,8 @@ class Messaging:
             message_reference=payload.get("message_reference"),
             via=via,
         )
-        message.mentions = [int(u) for u in _MENTION.findall(message.content)]
+        message.mentions = _mentions(message)
+        _unfurl(message, self._cdn)
         if message.message_reference and message.type == 0:
             message.type = 19
         comp.assign_ids(message.components)
@@ -116,11 +118,21 @@ class Messaging:
         flags = message.flags & ~LOADING
         if payload.get("flags") is not None:
             flags = (flags & ~_EDITABLE_FLAGS) | (int(payload["flags"]) & _EDITABLE_FLAGS)
+            # A message becomes a V2 card by an edit, and stays one (the flag never goes).
+            flags |= int(payload["flags"]) & COMPONENTS_V2
+        if flags & COMPONENTS_V2 and (content or embeds):
+            raise errors.invalid_form_body(
+                errors.field_error(
+                    ["content"], "MESSAGE_CANNOT_USE_LEGACY_FIELDS_WITH_COMPONENTS_V2",
+                    "The 'content' and 'embeds' fields cannot be used with MessageFlags.IS_COMPONENTS_V2",
+                )
+            )
         if not (content or embeds or components or attachments):
             raise errors.empty_message()
         message.content, message.embeds, message.components = content, embeds, components
         message.attachments, message.flags = attachments, flags
-        message.mentions = [int(u) for u in _MENTION.findall(content)]
+        message.mentions = _mentions(message)
+        _unfurl(message, self._cdn)
         comp.assign_ids(message.components)
         message.edited_at = self._state.clock.time()
         message.snapshot(message.edited_at, via)
@@ -217,6 +229,38 @@ class Messaging:
             return {**full, "content": "", "embeds": [], "attachments": [], "components": []}
 
         await self._gateway.dispatch(event, data, guild_id=message.guild_id, shape=shape)
+
+
+def _mentions(message: Message) -> list[int]:
+    """Users named in the content, or in a V2 card's text displays (they notify the same)."""
+    text = "\n".join([message.content, *comp.texts(message.components)])
+    return [int(u) for u in dict.fromkeys(_MENTION.findall(text))]
+
+
+def _unfurl(message: Message, cdn: Cdn) -> None:
+    """Resolve a card's ``attachment://name`` media to the message's attachment, as Discord
+    does (an attachment a card does not name is not shown); naming a file the message does
+    not carry is refused."""
+    by_name = {a.filename: a for a in message.attachments}
+    for _, media in comp.media(message.components):
+        url = str(media.get("url") or "")
+        if not url.startswith("attachment://"):
+            continue
+        attachment = by_name.get(url[len("attachment://"):])
+        if attachment is None:
+            raise errors.invalid_form_body(
+                errors.field_error(
+                    ["components", "media", "url"], "ATTACHMENT_NOT_FOUND",
+                    f"{url} names no attachment of this message",
+                )
+            )
+        shown = payloads.attachment(cdn, attachment)
+        media.clear()
+        media.update(
+            url=shown["url"], proxy_url=shown["proxy_url"], attachment_id=str(attachment.id),
+            content_type=attachment.content_type,
+            **{k: shown[k] for k in ("width", "height") if shown.get(k) is not None},
+        )
 
 
 def _is_empty(message: Message, payload: dict[str, Any]) -> bool:

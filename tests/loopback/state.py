@@ -220,6 +220,19 @@ class Attachment:
         return len(self.data) if self.declared_size is None else self.declared_size
 
 
+def shown_files(
+    components: list[dict[str, Any]], attachments: list[Attachment], kind: int | None = None
+) -> list[str]:
+    """Filenames of the attachments a card shows (a V2 message shows no other), in order;
+    `kind`: only those in a Thumbnail (11), MediaGallery (12) or File (13)."""
+    by_id = {str(a.id): a.filename for a in attachments}
+    return [
+        by_id[str(media.get("attachment_id"))]
+        for c, media in comp.media(components)
+        if (kind is None or c.get("type") == kind) and str(media.get("attachment_id")) in by_id
+    ]
+
+
 @dataclass(frozen=True)
 class MessageVersion:
     """One state of a message; `Message.history` keeps them all, oldest first."""
@@ -231,6 +244,12 @@ class MessageVersion:
     flags: int
     at: float
     via: str
+
+    def shown(self, kind: int | None = None) -> list[str]:
+        return shown_files(self.components, self.attachments, kind)
+
+    def texts(self) -> list[str]:
+        return comp.texts(self.components)
 
 
 @dataclass(eq=False)
@@ -292,6 +311,18 @@ class Message:
 
     def button_labels(self) -> list[str]:
         return [b.get("label") or "" for b in self.buttons()]
+
+    @property
+    def card(self) -> bool:
+        """Sent (or edited) as a Components V2 card."""
+        return bool(self.flags & COMPONENTS_V2)
+
+    def shown(self, kind: int | None = None) -> list[str]:
+        return shown_files(self.components, self.attachments, kind)
+
+    def texts(self) -> list[str]:
+        """A card's text displays, in order."""
+        return comp.texts(self.components)
 
     def file(self, filename: str | None = None) -> bytes:
         """Bytes of the attachment called `filename` (or the only one)."""
@@ -514,7 +545,8 @@ class DiscordState:
         for m in list(self.messages.values())[-last:]:
             state = " (deleted)" if m.deleted else ""
             files = [a.filename for a in m.attachments]
-            lines.append(f"  {m.id} via {m.via}{state}: {m.content[:80]!r} files={files}")
+            text = m.text().replace("\n", " ")
+            lines.append(f"  {m.id} via {m.via}{state}: {text[:100]!r} files={files}")
         lines.append("recent interactions:")
         for i in list(self.interactions.values())[-last:]:
             cbs = [(c.type, c.status, c.error_code) for c in i.callbacks]

@@ -73,11 +73,13 @@ def check_message(payload: dict[str, Any], *, file_count: int = 0) -> None:
         errors.add(
             ["attachments"], "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_FILES} or fewer in length."
         )
-    _check_components(
-        errors,
-        payload.get("components") or [],
-        v2=bool((payload.get("flags") or 0) & COMPONENTS_V2),
-    )
+    v2 = bool((payload.get("flags") or 0) & COMPONENTS_V2)
+    _check_components(errors, payload.get("components") or [], v2=v2)
+    if not v2 and any(c.get("type") in comp.V2_TYPES for c in comp.walk(payload.get("components"))):
+        errors.add(
+            ["components"], "COMPONENT_TYPE_REQUIRES_COMPONENTS_V2",
+            "Layout and content components need MessageFlags.IS_COMPONENTS_V2",
+        )
     if (payload.get("flags") or 0) & COMPONENTS_V2 and (
         payload.get("content") or payload.get("embeds")
     ):
@@ -113,8 +115,8 @@ def _check_components(errors: _Errors, rows: list[dict[str, Any]], *, v2: bool) 
                     "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
                     "The specified component exceeds the maximum width",
                 )
-    elif sum(1 for _ in comp.walk(rows)) > 40:
-        errors.add(["components"], "BASE_TYPE_MAX_LENGTH", "Must be 40 or fewer in length.")
+    else:
+        _check_v2(errors, rows)
     seen: set[str] = set()
     for c in comp.walk(rows):
         custom_id = c.get("custom_id")
@@ -155,6 +157,67 @@ def _check_components(errors: _Errors, rows: list[dict[str, Any]], *, v2: bool) 
                 "BASE_TYPE_BAD_LENGTH",
                 "Must be between 1 and 25 in length.",
             )
+
+
+CONTAINER_CHILDREN = frozenset(
+    {comp.ACTION_ROW, comp.TEXT_DISPLAY, comp.SECTION, comp.MEDIA_GALLERY, comp.SEPARATOR, comp.FILE}
+)
+TOP_LEVEL_V2 = CONTAINER_CHILDREN | {comp.CONTAINER}
+MAX_V2_COMPONENTS = 40
+MAX_V2_TEXT = 4000
+
+
+def _check_v2(errors: _Errors, rows: list[dict[str, Any]]) -> None:
+    """A Components V2 message: 40 components in all (nested ones count), 4000 characters
+    of text in all, and each layout component's own shape."""
+    if sum(1 for _ in comp.walk(rows)) > MAX_V2_COMPONENTS:
+        errors.add(["components"], "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_V2_COMPONENTS} or fewer in length.")
+    if sum(len(text) for text in comp.texts(rows)) > MAX_V2_TEXT:
+        errors.add(
+            ["components"], "MAX_COMPONENT_TEXT_LENGTH_EXCEEDED",
+            f"The total length of text in components must be {MAX_V2_TEXT} or fewer.",
+        )
+    for i, c in enumerate(rows):
+        if c.get("type") not in TOP_LEVEL_V2:
+            errors.add(["components", i, "type"], "UNION_TYPE_CHOICES", "Value is not a top-level component")
+    for c in comp.walk(rows):
+        kind = c.get("type")
+        children = c.get("components") or []
+        if kind == comp.CONTAINER:
+            if not children:
+                errors.add(["components", "components"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 10 in length.")
+            for child in children:
+                if child.get("type") not in CONTAINER_CHILDREN:
+                    errors.add(["components", "components", "type"], "UNION_TYPE_CHOICES", "Not allowed in a container")
+            colour = c.get("accent_color")
+            if colour is not None and not 0 <= int(colour) <= 0xFFFFFF:
+                errors.add(["components", "accent_color"], "NUMBER_TYPE_MAX", "Must be 16777215 or less.")
+        elif kind == comp.ACTION_ROW:
+            kinds = {child.get("type") for child in children}
+            if not children or len(children) > 5 or (kinds & comp.SELECT_TYPES and len(children) > 1):
+                errors.add(
+                    ["components", "components"], "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
+                    "The specified component exceeds the maximum width",
+                )
+        elif kind == comp.SECTION:
+            accessory = c.get("accessory") or {}
+            if not 1 <= len(children) <= 3 or any(x.get("type") != comp.TEXT_DISPLAY for x in children):
+                errors.add(["components", "components"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 3 text displays.")
+            if accessory.get("type") not in (comp.THUMBNAIL, comp.BUTTON):
+                errors.add(["components", "accessory"], "BASE_TYPE_REQUIRED", "A section needs a thumbnail or button accessory.")
+        elif kind == comp.MEDIA_GALLERY:
+            items = c.get("items") or []
+            if not 1 <= len(items) <= 10:
+                errors.add(["components", "items"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 10 in length.")
+            for item in items:
+                _max_length(errors, ["components", "items", "description"], item.get("description"), 1024)
+        elif kind == comp.THUMBNAIL:
+            _max_length(errors, ["components", "description"], c.get("description"), 1024)
+        elif kind == comp.TEXT_DISPLAY and not c.get("content"):
+            errors.add(["components", "content"], "BASE_TYPE_REQUIRED", "This field is required")
+    for _, media in comp.media(rows):
+        if not media.get("url"):
+            errors.add(["components", "media", "url"], "BASE_TYPE_REQUIRED", "This field is required")
 
 
 def check_modal(data: dict[str, Any]) -> None:

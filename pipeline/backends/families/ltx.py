@@ -1,4 +1,5 @@
-"""LTX-Video: frame rate is a call argument; LTXConditionPipeline also takes a last frame."""
+"""LTX-Video: frame rate is a call argument; LTXConditionPipeline also takes a last frame,
+and latents to continue from (the second pass of Upscale 2× in latent space)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from pipeline.backends.base import RenderPlan
 from pipeline.backends.families.base import Family, PipelineRules
+from pipeline.presets import LatentUpscale
 
 CONDITION_CLASS = "LTXConditionPipeline"
 """The class that conditions on frames at any index (so on a last frame too)."""
@@ -32,3 +34,9 @@ class LTX(Family):
             kwargs["image"] = [image, end_image]
             kwargs["frame_index"] = [0, plan.num_frames - 1]
         return kwargs
+
+    def second_pass_kwargs(self, latents: Any, settings: LatentUpscale) -> dict[str, Any]:
+        """What the second pass of a latent upscale adds to a call at twice the size (its
+        schedule is the plan's timesteps): LTXConditionPipeline re-noises `latents` to the
+        sigma where ``denoise_strength`` starts the schedule, then denoises from there."""
+        return {"latents": latents, "denoise_strength": settings.denoise_strength}

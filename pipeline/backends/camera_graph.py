@@ -1,0 +1,484 @@
+"""The camera move drawn by ffmpeg's own filters from one still: what the CLI and workers encode.
+
+Python prepares one frame (the fitted photo as BT.709 yuv420p, edge-padded) and the move as a
+filter graph; ffmpeg repeats the still with ``loop`` and draws every frame in C while x264
+encodes, so no frame is drawn in Python and none crosses a pipe (:class:`pipeline.stream.Drawn`).
+
+Zoom, pan, tilt and the gentle push-in are ``crop → scale → crop`` on each plane (swscale's
+bicubic): swscale only crops at whole pixels, so each frame takes an integer crop, an integer
+scaled size and an integer offset into it whose composition lands within a few hundredths of a
+pixel of the exact view (:func:`plan_axis`), and ``sendcmd`` sets those numbers before each
+frame. Near scales that are simple fractions (1/1, 5/4 ...) few sub-pixel positions are
+reachable; there a second copy of the photo, 1.7 % smaller and stored in the same still,
+usually has a plan (:class:`_Planner` changes copy as seldom as it can). ffmpeg's zoompan crops
+at whole pixels and jitters; this does not.
+
+Orbit rolls, which swscale cannot: ``perspective`` maps each frame's rolled view with bilinear
+sampling at 1/256 px, its corners written as expressions of the frame number (the eased
+progress, and the view's centre, roll and zoom as quadratics in it, checked against every
+frame's view).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import math
+import os
+import subprocess
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from PIL import Image
+
+from pipeline.backends.camera import EASE_FLOOR, View, ease
+from pipeline.stream import Drawn
+
+PAD = 320
+"""Edge pixels repeated around each copy of the photo in the still (luma; half in chroma),
+so a crop may reach past the photo's edge by a few pixels (swscale's kernel needs them, and
+so do plans that take a longer strip) while the view itself stays inside."""
+
+TOLERANCE = 0.05
+"""Largest sampling-position error (source pixels) a plan aims for; the slowest frames of an
+eased move get a share of their own travel instead (:func:`tolerances`)."""
+
+STAY = 0.02
+"""A frame keeps the previous frame's copy while its plans err less than this (source
+pixels), even where a slow frame's own tolerance is tighter: the copies differ in sharpness
+by a hair, and a change of copy shows more than a fiftieth of a pixel does."""
+
+SECOND_COPY = 1 / 1.0173
+"""The second copy's size: a ratio that is no simple fraction, so where the first copy's scale
+sits near one (few offsets reachable) the second's does not."""
+
+_SEARCH = ((160, 16), (640, 16), (640, 64))
+"""How far a plan looks, until one comes within tolerance: how many extra scaled pixels it may
+use (a few in most frames, more near scales where few offsets are reachable), and how many of
+the scaled sizes whose ratio comes closest to the view's it tries."""
+
+_SCALER = "bicubic"
+"""swscale's bicubic (a = −0.6): a third sharper than bilinear between pixels, and steady in
+sharpness as a view slides across half-pixel offsets."""
+
+
+# -- planning one axis --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """One axis of a view as swscale can draw it: crop [start, start + crop) of the padded
+    source plane, scale that to `scaled` pixels, keep [offset, offset + out) of them."""
+
+    start: int
+    crop: int
+    scaled: int
+    offset: int
+    error: float
+    """Largest distance (source pixels) between where an output pixel samples and where the
+    exact view would sample it."""
+
+
+@functools.lru_cache(maxsize=4096)  # a pan's other axis is the same plan in every frame
+def plan_axis(
+    left: float, scale: float, out: int, size: int, *, pad: int = PAD, tolerance: float = TOLERANCE
+) -> AxisPlan:
+    """The integer crop/scale/offset whose composition best matches a float view: the
+    narrowest within `tolerance`, else the most accurate found (see its `error`).
+
+    The exact view samples output pixel d at source coordinate left + (d + 0.5)·scale − 0.5
+    (pixel centres). swscale maps pixel e of a crop [x0, x0 + n) scaled to m pixels to
+    x0 + (e + 0.5)·n/m − 0.5, so keeping e = d + k errs by
+    (x0 + k·n/m − left) + (d + 0.5)·(n/m − scale). The m whose n/m is closest to `scale` fix
+    the second term; the offsets k·n/m (mod 1) reachable with k below the span fix the first,
+    and they are dense unless n/m is close to a simple fraction (1/1, 5/4 ...), where a wider
+    span and more sizes help. Whole-pixel crops alone (zoompan) are off by up to half a pixel.
+
+    left, scale: the view's left edge and source pixels per output pixel; size: the source
+    plane's length (without its padding).
+    """
+    margin = 2.0 * max(1.0, scale) + 1.0  # the bicubic kernel's reach, in source pixels
+    kmin = math.ceil((margin + 0.5) / scale)
+    best: AxisPlan | None = None
+    closest: AxisPlan | None = None
+    for span, tries in _SEARCH:
+        m = np.arange(out + 2 * kmin, out + span)
+        n = np.round(scale * m)
+        slope = n / m - scale
+        pick = np.argsort(np.abs(slope))[:tries]
+        m, n, slope = m[pick, None], n[pick, None], slope[pick, None]
+        k = np.arange(kmin, span)[None, :]
+        x0 = np.round(left - k * (n / m))
+        offset = x0 + k * (n / m) - left
+        error = np.maximum(np.abs(offset + 0.5 * slope), np.abs(offset + (out - 0.5) * slope))
+        fits = (
+            (k <= m - out - kmin)
+            & (x0 >= -pad)
+            & (x0 <= left - margin)
+            & (x0 + n <= size + pad)
+            & (x0 + n >= left + out * scale + margin)
+        )
+        error = np.where(fits, error, np.inf)
+        least = float(error.min())
+        if least == np.inf:
+            continue
+        # Among the plans good enough, the narrowest strip: fewer pixels for swscale.
+        good = error <= max(tolerance / 2, least)
+        row, col = np.unravel_index(int(np.argmin(np.where(good, m + 0 * k, np.inf))), error.shape)
+        plan = AxisPlan(
+            start=int(x0[row, col]),
+            crop=int(n[row, 0]),
+            scaled=int(m[row, 0]),
+            offset=int(k[0, col]),
+            error=float(error[row, col]),
+        )
+        if closest is None or plan.error < closest.error:
+            closest = plan
+        if plan.error <= tolerance:
+            best = plan
+            if plan.error <= tolerance / 2:
+                break
+    if closest is None:
+        raise ValueError(f"no crop of a {size}-pixel plane shows {out} pixels at scale {scale}")
+    return best or closest
+
+
+def tolerances(views: Sequence[View], size: tuple[int, int]) -> list[float]:
+    """Per frame, the sampling error to allow: TOLERANCE, or a tenth of the frame's own
+    travel (output pixels at its edge, towards either neighbour) when that is less. A slow
+    push-in moves a fraction of a pixel a frame; an error that is a fair share of that makes
+    its speed wobble from frame to frame (and a repeated frame where it rounds to none)."""
+    width, height = size
+
+    def travel(a: View, b: View) -> float:
+        zoom = abs(math.log(b.zoom / a.zoom)) * max(width, height) / 2
+        return zoom + abs(b.cx - a.cx) * width * a.zoom + abs(b.cy - a.cy) * height * a.zoom
+
+    steps = [travel(a, b) for a, b in itertools.pairwise(views)] or [TOLERANCE * 4]
+    allowed = []
+    for index in range(len(views)):
+        near = [steps[i] for i in (index - 1, index) if 0 <= i < len(steps)]
+        allowed.append(min(TOLERANCE, max(0.004, min(near) / 10)))
+    return allowed
+
+
+# -- the still ----------------------------------------------------------------------------------
+
+
+_K, _C = 219 / 255, 224 / 255
+_BT709 = (
+    0.2126 * _K, 0.7152 * _K, 0.0722 * _K, 16.0,
+    -0.2126 / 1.8556 * _C, -0.7152 / 1.8556 * _C, 0.5 * _C, 128.0,
+    0.5 * _C, -0.7152 / 1.5748 * _C, -0.0722 / 1.5748 * _C, 128.0,
+)  # fmt: skip
+"""Full-range RGB to BT.709 tv-range Y, Cb, Cr, as one Pillow matrix conversion."""
+
+
+def yuv420_planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The photo as BT.709 tv-range yuv420p planes (even sides): Pillow's matrix conversion
+    and a 2×2 average for the chroma, within a level of swscale's, in a few milliseconds and
+    without loading PyAV."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    y, cb, cr = rgb.convert("RGB", _BT709).split()
+    return np.asarray(y), np.asarray(cb.reduce(2)), np.asarray(cr.reduce(2))
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One copy of the photo inside the still: its top-left luma pixel and its size."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+def _copies(source: Image.Image) -> list[Copy]:
+    """Where the photo and its smaller copy sit in the still: one above the other, each with
+    PAD pixels of its edges repeated around it."""
+    width, height = source.size
+    smaller = (round(width * SECOND_COPY / 2) * 2, round(height * SECOND_COPY / 2) * 2)
+    return [Copy(PAD, PAD, width, height), Copy(PAD, height + 3 * PAD, *smaller)]
+
+
+def _still(source: Image.Image, copies: Sequence[Copy]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The still holding `copies` (the first is `source` itself) as one yuv420p frame."""
+    width = max(copy.width for copy in copies) + 2 * PAD
+    height = copies[-1].y + copies[-1].height + PAD
+    still = np.zeros(width * height * 3 // 2, np.uint8)
+    luma = width * height
+    planes = (
+        still[:luma].reshape(height, width),
+        still[luma : luma * 5 // 4].reshape(height // 2, width // 2),
+        still[luma * 5 // 4 :].reshape(height // 2, width // 2),
+    )
+    for index, copy in enumerate(copies):
+        image = source.resize((copy.width, copy.height), Image.Resampling.LANCZOS) if index else source
+        for plane, target, d in zip(yuv420_planes(image), planes, (1, 2, 2), strict=True):
+            top, rows = (copy.y - PAD) // d, (copy.height + 2 * PAD) // d
+            target[top : top + rows, : (copy.width + 2 * PAD) // d] = np.pad(plane, PAD // d, mode="edge")
+    return still, (width, height)
+
+
+# -- the graph ----------------------------------------------------------------------------------
+
+
+def drawn_move(source: Image.Image, views: Sequence[View], size: tuple[int, int], fps: float) -> Drawn:
+    """The clip of `views` over `source` (RGB, even sides, the clip's aspect) at `size`, as a
+    still and the filters that draw every frame from it."""
+    width, height = size
+    rate = Fraction(fps).limit_denominator(1001)
+    # Frame n at n / fps exactly, whatever rate the still was read at: sendcmd goes by time.
+    head = f"loop=loop={len(views) - 1}:size=1:start=0,settb={rate.denominator}/{rate.numerator},setpts=N"
+    if any(view.roll != 0.0 for view in views):
+        still, still_size, filters = _rolled(source, views, size)
+        return Drawn(width, height, len(views), still_size, memoryview(still), f"{head},{filters}")
+    still, still_size, chains, commands = _cropped(source, views, size, rate)
+    # Every frame's numbers are read from a file (a long clip's would not fit on a command
+    # line), removed with the clip.
+    with tempfile.NamedTemporaryFile("w", prefix="camera-", suffix=".cmd", delete=False) as file:
+        file.write(commands)
+    filters = f"{head},sendcmd=f='{_quoted(file.name)}',{chains}"
+    drawn = Drawn(width, height, len(views), still_size, memoryview(still), filters)
+    weakref.finalize(drawn, _remove, file.name)
+    return drawn
+
+
+_PLANES = (("y", 1), ("u", 2), ("v", 2))
+_NUMBERS = (
+    ("in", "w"), ("in", "h"), ("in", "x"), ("in", "y"), ("", "w"), ("", "h"), ("out", "x"), ("out", "y"),
+)  # fmt: skip
+"""What each frame sets, per plane: the crop (w, h, x, y), the scaled size (w, h), the offset."""
+
+
+def _cropped(
+    source: Image.Image, views: Sequence[View], size: tuple[int, int], rate: Fraction
+) -> tuple[np.ndarray, tuple[int, int], str, str]:
+    """crop → scale → crop for each plane (extractplanes … mergeplanes), and the sendcmd
+    commands that set each frame's numbers before it passes."""
+    width, height = size
+    copies = _copies(source)
+    plans = _Planner(views, copies, size).frames()
+    lines = []
+    for index in range(1, len(plans)):
+        changed = []
+        for (plane, _), now, before in zip(_PLANES, plans[index][1], plans[index - 1][1], strict=True):
+            for (role, key), value, old in zip(_NUMBERS, now, before, strict=True):
+                if value != old:
+                    changed.append(f"{_name(plane, role)} {key} {value}")
+        if changed:
+            # Set when the frame's timestamp passes sendcmd (half a frame early, so rounding
+            # never leaves a frame with its neighbour's numbers).
+            at = (index - 0.5) * rate.denominator / rate.numerator
+            lines.append(f"{at:.6f} {','.join(changed)};")
+    still, still_size = _still(source, copies[: 1 + max(copy for copy, _ in plans)])
+    chains = []
+    for (plane, div), numbers in zip(_PLANES, plans[0][1], strict=True):
+        cw, ch, cx, cy, sw, sh, ox, oy = numbers
+        chains.append(
+            f"[{plane}]{_name(plane, 'in')}=w={cw}:h={ch}:x={cx}:y={cy},"
+            f"{_name(plane, '')}=w={sw}:h={sh}:flags={_SCALER}:threads=1,"
+            f"{_name(plane, 'out')}=w={width // div}:h={height // div}:x={ox}:y={oy}[{plane}o]"
+        )
+    graph = "extractplanes=y+u+v[y][u][v];" + ";".join(chains) + ";[yo][uo][vo]mergeplanes=0x001020:yuv420p"
+    return still, still_size, graph, "".join(line + "\n" for line in lines)
+
+
+def _name(plane: str, role: str) -> str:
+    return f"{'crop' if role else 'scale'}@cam_{plane}{role}"
+
+
+def _quoted(path: str) -> str:
+    """`path` inside single quotes of a filter graph."""
+    return path.replace("\\", "\\\\").replace("'", "'\\''").replace(":", "\\:")
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+Numbers = tuple[int, int, int, int, int, int, int, int]
+
+
+class _Planner:
+    """Each frame's copy and, per plane, its crop (w, h, x, y in the still), scaled size (w, h)
+    and offset (x, y); each plane is planned on its own pixel grid.
+
+    A frame keeps the previous frame's copy while its plans come within the frame's tolerance
+    (or STAY): a change of copy is a change of sharpness, however slight. Where it must change
+    (and at the start) it takes the copy that serves the most frames from there on (looking
+    LOOKAHEAD frames ahead), else the one that errs least on this frame."""
+
+    LOOKAHEAD = 24
+
+    def __init__(self, views: Sequence[View], copies: Sequence[Copy], size: tuple[int, int]) -> None:
+        self.views, self.copies, self.size = views, copies, size
+        self.allowed = tolerances(views, size)
+        self.plans: dict[tuple[int, int], tuple[float, tuple[Numbers, Numbers]]] = {}
+
+    def plan(self, copy: int, frame: int) -> tuple[float, tuple[Numbers, Numbers]]:
+        """The larger error of the frame's luma and chroma plans on `copy` (each in its plane's
+        pixels), and their numbers."""
+        key = (copy, frame)
+        if key not in self.plans:
+            width, height = self.size
+            place, view, tolerance = self.copies[copy], self.views[frame], self.allowed[frame]
+            ww, wh = place.width / view.zoom, place.height / view.zoom
+            left, top = view.cx * place.width - ww / 2, view.cy * place.height - wh / 2
+            error = 0.0
+            planes = []
+            for div in (1, 2):
+                pad = PAD // div
+                xs = plan_axis(
+                    left / div, ww / width, width // div, place.width // div, pad=pad, tolerance=tolerance
+                )
+                ys = plan_axis(
+                    top / div, wh / height, height // div, place.height // div, pad=pad, tolerance=tolerance
+                )
+                error = max(error, xs.error, ys.error)
+                planes.append((
+                    xs.crop, ys.crop, (place.x - PAD) // div + pad + xs.start,
+                    (place.y - PAD) // div + pad + ys.start, xs.scaled, ys.scaled, xs.offset, ys.offset,
+                ))  # fmt: skip
+            self.plans[key] = (error, (planes[0], planes[1]))
+        return self.plans[key]
+
+    def fits(self, copy: int, frame: int) -> bool:
+        return self.plan(copy, frame)[0] <= max(self.allowed[frame], STAY)
+
+    def run(self, copy: int, frame: int) -> int:
+        """How many frames from `frame` on `copy` serves, up to LOOKAHEAD."""
+        end = min(len(self.views), frame + self.LOOKAHEAD)
+        return next((i - frame for i in range(frame, end) if not self.fits(copy, i)), end - frame)
+
+    def frames(self) -> list[tuple[int, tuple[Numbers, Numbers, Numbers]]]:
+        """Per frame: its copy, and the Y, U and V planes' numbers."""
+        out = []
+        current = -1
+        for frame in range(len(self.views)):
+            if current < 0 or not self.fits(current, frame):
+                runs = []
+                for copy in range(len(self.copies)):  # the first that lasts LOOKAHEAD frames
+                    runs.append(self.run(copy, frame))
+                    if runs[-1] == min(self.LOOKAHEAD, len(self.views) - frame):
+                        break
+                if max(runs):
+                    current = runs.index(max(runs))
+                else:
+                    errors = [self.plan(copy, frame)[0] for copy in range(len(self.copies))]
+                    current = errors.index(min(errors))
+            luma, chroma = self.plan(current, frame)[1]
+            out.append((current, (luma, chroma, chroma)))
+        return out
+
+
+def _rolled(
+    source: Image.Image, views: Sequence[View], size: tuple[int, int]
+) -> tuple[np.ndarray, tuple[int, int], str]:
+    """perspective: each frame's rolled view.
+
+    Its corners are written as expressions of the frame number: the eased progress, then the
+    view's centre, roll and log-zoom as quadratics in it (exact for the orbit, whose path is
+    one), checked against every frame's view. perspective's output is as large as its input;
+    a source larger than the clip is mapped into the output's top-left corner and cropped."""
+    width, height = size
+    sw, sh = source.size
+    still = np.concatenate([plane.ravel() for plane in yuv420_planes(source)])
+    count = len(views)
+    progress = [2 * ease(i / (count - 1)) - 1 if count > 1 else -1.0 for i in range(count)]
+    middle = min(range(count), key=lambda i: abs(progress[i]))
+    picks = (0, middle, count - 1) if count > 2 else tuple(range(count))
+    series = {
+        "cx": [view.cx for view in views],
+        "cy": [view.cy for view in views],
+        "roll": [view.roll for view in views],
+        "zoom": [math.log(view.zoom) for view in views],
+    }
+    fits = {
+        name: np.polyfit([progress[i] for i in picks], [values[i] for i in picks], len(picks) - 1)
+        for name, values in series.items()
+    }
+    for name, values in series.items():
+        if np.abs(np.polyval(fits[name], progress) - values).max() > 1e-9:
+            raise ValueError(f"a rolled move whose {name} is no quadratic in its eased progress")
+
+    def quadratic(name: str) -> str:
+        constant, *powers = (0.0 if abs(c) < 1e-12 else float(c) for c in fits[name][::-1])
+        terms = "".join(f"{c:+.12g}*pow(ld(1),{k})" for k, c in enumerate(powers, 1) if c)
+        return f"({constant:.12g}{terms})"
+
+    last = max(1, count - 1)
+    # ld(1): the eased progress as -1..1; ld(2): the roll; ld(3): the zoom.
+    prelude = (
+        f"st(0,(on-1)/{last});"  # perspective counts frames from 1
+        f"st(1,2*({1 - EASE_FLOOR!r}*(0.5-0.5*cos(PI*ld(0)))+{EASE_FLOOR!r}*ld(0))-1);"
+        f"st(2,{quadratic('roll')});st(3,exp({quadratic('zoom')}));"
+    )
+    options = []
+    for index, (x, y) in enumerate(((0, 0), (sw, 0), (0, sh), (sw, sh))):
+        # Output pixel (x, y) samples the source at the view's centre plus its offset from the
+        # clip's centre (pixel centres), scaled by the zoom and rolled.
+        dx, dy = x + 0.5 - width / 2, y + 0.5 - height / 2
+        ax, ay = f"{sw / width!r}/ld(3)*{dx!r}", f"{sh / height!r}/ld(3)*{dy!r}"
+        options.append(f"x{index}='{prelude}{quadratic('cx')}*{sw}+cos(ld(2))*{ax}-sin(ld(2))*{ay}-0.5'")
+        options.append(f"y{index}='{prelude}{quadratic('cy')}*{sh}+sin(ld(2))*{ax}+cos(ld(2))*{ay}-0.5'")
+    filters = f"perspective={':'.join(options)}:interpolation=linear:eval=frame"
+    if (sw, sh) != (width, height):
+        filters += f",crop={width}:{height}:0:0"
+    return still, (sw, sh), filters
+
+
+# -- frames for a plain sink -------------------------------------------------------------------
+
+
+def frames(drawn: Drawn) -> Iterator[bytes]:
+    """Every frame of `drawn` as yuv420p bytes, drawn by ffmpeg (for a caller that wants the
+    frames themselves, not an MP4)."""
+    from pipeline.ffmpeg import YUV420_INPUT_TAGS, ffmpeg_exe
+
+    width, height = drawn.size
+    command = [
+        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p",
+        *YUV420_INPUT_TAGS, "-s", f"{width}x{height}", "-i", "pipe:0", "-vf", drawn.filters,
+        "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1",
+    ]  # fmt: skip
+    frame_bytes = drawn.width * drawn.height * 3 // 2
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdin is not None and process.stdout is not None
+        stdin = process.stdin
+
+        def feed() -> None:
+            try:
+                stdin.write(drawn.still)
+            except BrokenPipeError:
+                pass
+            finally:
+                stdin.close()
+
+        writer = threading.Thread(target=feed, name="still", daemon=True)
+        writer.start()
+        count = 0
+        try:
+            while chunk := process.stdout.read(frame_bytes):
+                if len(chunk) != frame_bytes:
+                    break
+                count += 1
+                yield chunk
+        finally:
+            process.kill()  # done, or the caller stopped early: the writer is not left blocked
+            writer.join()
+            errors = process.stderr.read().decode("utf-8", "replace") if process.stderr else ""
+        if count != drawn.count:
+            raise RuntimeError(f"ffmpeg drew {count} of {drawn.count} frames: {errors[-2000:]}")
+
+
+__all__ = ["PAD", "AxisPlan", "Copy", "drawn_move", "frames", "plan_axis", "tolerances", "yuv420_planes"]
