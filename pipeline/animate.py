@@ -139,8 +139,10 @@ def animate(
         notes.append(FINISH_NOT_ON_EXTENSIONS)
     elif finish.active:
         # Known before the render: a job this machine cannot finish fails in a second.
+        # On the frames the model hands over (twice the size after a latent upscale).
         finishing = check_finish(
-            finish, frames=plan.num_frames, width=plan.width, height=plan.height, fps=plan.fps
+            finish, frames=plan.num_frames, width=plan.width * plan.upscaled,
+            height=plan.height * plan.upscaled, fps=plan.fps,
         )
     checkpoint()
 

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from contract import PipelineError
+from contract import Cancelled, PipelineError
 from pipeline import pyav_encode
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ time but makes files several times larger, slower presets save little."""
 NVENC_CQ = 21
 """NVENC's constant-quality level, roughly matching x264 CRF 19."""
 _TIMEOUT_S = 600
+_POLL_S = 0.25
+"""How often a running encode looks for a Cancel."""
 
 FrameInput = np.ndarray | Sequence[np.ndarray]
 
@@ -234,12 +237,22 @@ def _execute(cmd: list[str], clip: Clip, codec: str) -> None:
         finally:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
-        try:
-            code = proc.wait(timeout=_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise PipelineError("Encoding the video took too long and was stopped.") from None
+        # A clip ffmpeg draws itself is all drawing after its one still: a Cancel must reach it.
+        stop = getattr(clip.drawn, "should_stop", None) or (lambda: False)
+        deadline = time.monotonic() + _TIMEOUT_S
+        while True:
+            try:
+                code = proc.wait(timeout=_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                if stop():
+                    proc.kill()
+                    proc.wait()
+                    raise Cancelled() from None
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    raise PipelineError("Encoding the video took too long and was stopped.") from None
         if code != 0 or broken:
             errors.seek(0)
             tail = errors.read()[-2000:].decode("utf-8", "replace").strip()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, overload
 
 from pipeline.encode import EncodedVideo, encode_mp4
@@ -35,6 +35,8 @@ class Drawn:
     size: tuple[int, int]
     still: bytes | memoryview
     filters: str
+    should_stop: Callable[[], bool] = field(default=lambda: False, compare=False)
+    """Checked while ffmpeg draws and encodes: True stops it (Cancelled)."""
     pix_fmt: ClassVar[str] = "yuv420p"
 
     def __len__(self) -> int:

@@ -111,3 +111,18 @@ async def test_a_message_posted_as_an_embed_before_the_upgrade_becomes_a_card(
     assert card.card and card.content == "" and card.embeds == []
     assert card.shown(kind=12) == [f"animate-{job.id}.mp4"]
     assert DeliveryRecord.of(job).card is True and DeliveryRecord.of(job).delivered_via == "interaction"
+
+
+async def test_a_new_card_pings_its_member_and_nobody_a_prompt_names(world: World, gate: Gate) -> None:
+    """The card shows the prompt as text, where a mention would ping: a new message about the
+    job (here after a moderator deleted its card) notifies its member only."""
+    d = world.discord
+    alice, bob = d.member, d.add_member("bob")
+    message, job = await held(world, gate, prompt=f"<@{bob.id}> waves at the camera")
+    await d.delete_message(message)
+    gate.open(job.id)
+    await wait_status(world.store, job.id, "delivered", timeout=60)
+    (clip,) = [m for m in d.messages() if m.shown(kind=12) == [f"animate-{job.id}.mp4"]]
+    assert clip.id != message.id and f"<@{bob.id}> waves at the camera" in clip.texts()
+    assert clip.mentions == [alice.id]
+

@@ -6,14 +6,16 @@ from __future__ import annotations
 import gc
 import io
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from photos import photo_path
 from PIL import Image, ImageFilter
 from test_camera import checkerboard, grey_frames, off_smooth, scale_and_centre
 
-from contract import CAMERA_MOVES, AnimateRequest
+from contract import CAMERA_MOVES, AnimateRequest, Cancelled
 from pipeline.animate import animate
 from pipeline.backends.camera import (
     CameraBackend,
@@ -242,3 +244,24 @@ def test_without_an_ffmpeg_program_pillow_draws_the_frames(monkeypatch: pytest.M
         rolled = move == "orbit"
         expected = yuv420_planes(draw_view(source, views[3], (320, 180), affine=rolled))
         assert sink[3] == sink[15] == b"".join(plane.tobytes() for plane in expected)
+
+
+def test_a_cancel_stops_ffmpeg_while_it_draws() -> None:
+    """The whole clip is one ffmpeg run after its still; a Cancel during it kills ffmpeg within
+    a poll instead of waiting for the last frame (and its byte-limit retries)."""
+    asked: list[float] = []
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        asked.append(now)
+        return now - asked[0] > 0.5  # the first look is before ffmpeg starts
+
+    request = AnimateRequest(
+        image=photo_path("coffee").read_bytes(), camera="zoom_in", duration=20, width=1280, height=720
+    )
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        animate(request, CameraBackend(), should_stop=should_stop)
+    # 20 s of 720p takes this machine several seconds of x264; the Cancel lands in well under one.
+    assert time.monotonic() - started < asked[0] - started + 0.5 + 1.5
+    assert len(asked) >= 3  # looked at again while ffmpeg ran

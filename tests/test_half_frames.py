@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from photos import photo_path
-from tiny_models import tiny_ltx_dir  # noqa: F401
+from tiny_models import tiny_ltx_dir, tiny_wan_dir  # noqa: F401
 
 from contract import AnimateRequest, BackendOptions
 from pipeline.cli import main
@@ -113,3 +113,18 @@ def test_the_operator_setting_reaches_the_workers(tmp_path: Path) -> None:
     settings = Settings.load(env_file=None, discord_token="x" * 59 + "Q", half_frames=True,
                              database_path=tmp_path / "db", output_dir=tmp_path / "out")
     assert settings.jobs_config().backend.half_frames is True
+
+
+def test_a_model_not_told_the_frame_rate_renders_every_frame(
+    tiny_wan_dir: Path, rife: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Wan draws its frames at the spacing it was trained on: half of them, doubled by RIFE,
+    would play in slow motion, so HALF_FRAMES leaves it alone."""
+    from pipeline.backends.diffusion import DiffusionBackend
+
+    backend = DiffusionBackend(str(tiny_wan_dir), options=BackendOptions(device="cpu", half_frames=True))
+    ask = AnimateRequest(image=b"", prompt="", duration=2.0, fps=16, width=32, height=32, seed=1)
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        plan = backend.plan(ask, (64, 64))
+    assert (plan.fps, plan.interpolated) == (16, 1)
+    assert any("not told the frame rate" in m for m in caplog.messages)

@@ -104,8 +104,14 @@ def test_pyav_writes_what_the_ffmpeg_program_writes(
     assert streams(outputs["pyav"]) == streams(outputs["program"])
     assert streams(outputs["pyav"])["colour"] == ("1", "1")  # BT.709, tv range
     assert streams(outputs["pyav"])["audio"] == ("aac", 16000, 2)
-    difference = np.abs(decoded(outputs["pyav"]).astype(int) - decoded(outputs["program"]).astype(int))
-    assert difference.mean() < 1.5, difference.mean()
+    ours, theirs = (decoded(outputs[n]).astype(int) for n in ("pyav", "program"))
+    # Two lossy encodes of the same pictures (x264's threads make each run differ a little).
+    assert np.abs(ours - theirs).mean() < 3, np.abs(ours - theirs).mean()
+    if "scaled" not in case:
+        # As faithful to the frames as ffmpeg's own: no colour shift, no lost row or column.
+        source = np.stack(rgb)[:, : size[1], : size[0]].astype(int)
+        error, reference = np.abs(ours - source).mean(), np.abs(theirs - source).mean()
+        assert error <= reference + 0.5, (error, reference)
     if bitrate is not None:
         assert len(outputs["pyav"]) < 1.5 * len(outputs["program"])
 

@@ -71,13 +71,13 @@ class ProgressMessages:
         if record.progress_gone:
             return
         files: list[discord.File] = []
-        picture = record.picture  # what the card shows: the photo's thumbnail, then the preview
+        picture = self.picture(record)  # what the card shows: the photo's thumbnail, then the preview
         if new_preview:
             assert event.preview is not None
             picture = f"preview-{job.id}.jpg"
             files.append(discord.File(io.BytesIO(event.preview), filename=picture))
             self._previews.add(job.id)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = self.clearing(record)
         if files:
             kwargs["attachments"] = files  # the preview replaces the thumbnail
         try:
@@ -103,11 +103,24 @@ class ProgressMessages:
     async def tell_dm(self, job: Job) -> None:
         """Tell the member once, while the message can still be edited, that the clip will
         come by DM."""
-        job, record = await self.routes.note(job, told_dm=True)
+        record = DeliveryRecord.of(job)
+        told = self.current_card(job, record.replace(told_dm=True), picture=self.picture(record))
         try:
-            await self.routes.edit(job, self.current_card(job, record, picture=record.picture))
+            await self.routes.edit(job, told, **self.clearing(record))
         except discord.NotFound:
-            pass
+            pass  # the card is gone; the clip still comes by DM
+        # Noted once shown (or moot): a failed edit is tried again at the watch's next round.
+        await self.routes.note(await self.routes.store.get_job(job.id), told_dm=True)
+
+    @staticmethod
+    def picture(record: DeliveryRecord) -> str | None:
+        """The file the card may show: none on an embed message from before the cards, whose
+        files its upgrade clears (discord.py: content, embeds and attachments all go)."""
+        return record.picture if record.card else None
+
+    @staticmethod
+    def clearing(record: DeliveryRecord) -> dict[str, Any]:
+        return {} if record.card else {"attachments": []}
 
     async def failed(self, job: Job, event: Failed) -> None:
         """Tell the member why (the reason says the credits were refunded): on the job's

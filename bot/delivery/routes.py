@@ -60,6 +60,12 @@ class Outgoing:
         return self
 
 
+def only_the_member(job: Job) -> discord.AllowedMentions:
+    """A new message about a job pings its member and nobody else: a prompt, a negative
+    prompt or a failure reason on the card may name anyone."""
+    return discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
+
+
 class Routes:
     def __init__(
         self, client: discord.Client, store: Store, *, clock: Callable[[], float] = time.time
@@ -100,15 +106,19 @@ class Routes:
         if not record.message_id:
             return False
         kwargs["view"] = view
+        upgrade: dict[str, Any] = {}
         if not record.card:
-            # Posted before the cards (an embed): Discord upgrades a message to a card when
-            # the edit clears its content and embeds; it stays a card from then on.
+            # Posted before the cards (an embed): the message becomes a card by an edit that
+            # clears its content, embeds and files (the caller's card names none of the old
+            # ones); it stays a card from then on.
             kwargs.update(content=None, embed=None)
+            kwargs.setdefault("attachments", [])
+            upgrade = {"card": True, "picture": None} if not kwargs["attachments"] else {"card": True}
         if self.token_valid(record):
             try:
                 await self._webhook(record).edit_message(record.message_id, **kwargs)
-                if not record.card:
-                    await self.note(job, card=True)
+                if upgrade:
+                    await self.note(job, **upgrade)
                 return True
             except discord.HTTPException as exc:
                 if exc.code != INVALID_TOKEN:
@@ -121,8 +131,8 @@ class Routes:
         kwargs.pop("allowed_mentions", None)
         try:
             await channel.get_partial_message(record.message_id).edit(**kwargs)
-            if not record.card:
-                await self.note(job, card=True)
+            if upgrade:
+                await self.note(job, **upgrade)
         except discord.Forbidden:
             log.info("job %d: cannot edit its message without the token", job.id)
         return False
@@ -132,7 +142,7 @@ class Routes:
         gone), else a channel message, else a DM. None: no road reached the member."""
         record = DeliveryRecord.of(job)
         if self.token_valid(record):
-            mentions = discord.AllowedMentions(users=True)
+            mentions = only_the_member(job)
             lead = self.lead(job, record)
             try:
                 if record.has_message:
@@ -173,7 +183,7 @@ class Routes:
             try:
                 message = await channel.send(
                     view=out.card(card.mention(job)), files=list(out.files),
-                    allowed_mentions=discord.AllowedMentions(users=True), **extra,
+                    allowed_mentions=only_the_member(job), **extra,
                 )
                 return Posted("channel", message.id, message.jump_url)
             except (discord.Forbidden, discord.NotFound):
@@ -181,7 +191,9 @@ class Routes:
                 out.rewound()
         try:
             user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
-            message = await user.send(view=out.card(None), files=list(out.files))
+            message = await user.send(
+                view=out.card(None), files=list(out.files), allowed_mentions=only_the_member(job)
+            )
             return Posted("dm", message.id)
         except discord.HTTPException:
             log.error("job %d: could not reach the member anywhere (channel and DM refused)", job.id)

@@ -234,7 +234,7 @@ class CameraBackend:
                 if index % 24 == 0 and should_stop():
                     raise Cancelled()
         else:
-            clip = drawn_move(source, views, size, plan.fps)
+            clip = drawn_move(source, views, size, plan.fps, should_stop)
             if should_stop():
                 raise Cancelled()
             whole = getattr(sink, "drawn", None)

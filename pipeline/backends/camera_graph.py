@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -229,23 +229,28 @@ def _still(source: Image.Image, copies: Sequence[Copy]) -> tuple[np.ndarray, tup
 # -- the graph ----------------------------------------------------------------------------------
 
 
-def drawn_move(source: Image.Image, views: Sequence[View], size: tuple[int, int], fps: float) -> Drawn:
+def drawn_move(
+    source: Image.Image, views: Sequence[View], size: tuple[int, int], fps: float,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Drawn:
     """The clip of `views` over `source` (RGB, even sides, the clip's aspect) at `size`, as a
-    still and the filters that draw every frame from it."""
+    still and the filters that draw every frame from it; `should_stop` ends ffmpeg's run."""
     width, height = size
     rate = Fraction(fps).limit_denominator(1001)
     # Frame n at n / fps exactly, whatever rate the still was read at: sendcmd goes by time.
     head = f"loop=loop={len(views) - 1}:size=1:start=0,settb={rate.denominator}/{rate.numerator},setpts=N"
     if any(view.roll != 0.0 for view in views):
         still, still_size, filters = _rolled(source, views, size)
-        return Drawn(width, height, len(views), still_size, memoryview(still), f"{head},{filters}")
+        return Drawn(
+            width, height, len(views), still_size, memoryview(still), f"{head},{filters}", should_stop
+        )
     still, still_size, chains, commands = _cropped(source, views, size, rate)
     # Every frame's numbers are read from a file (a long clip's would not fit on a command
     # line), removed with the clip.
     with tempfile.NamedTemporaryFile("w", prefix="camera-", suffix=".cmd", delete=False) as file:
         file.write(commands)
     filters = f"{head},sendcmd=f='{_quoted(file.name)}',{chains}"
-    drawn = Drawn(width, height, len(views), still_size, memoryview(still), filters)
+    drawn = Drawn(width, height, len(views), still_size, memoryview(still), filters, should_stop)
     weakref.finalize(drawn, _remove, file.name)
     return drawn
 

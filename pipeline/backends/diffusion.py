@@ -25,6 +25,7 @@ from contract import (
     Cancelled,
     Effect,
     FinishUnavailable,
+    InputError,
     ModelError,
     OutOfMemory,
     PipelineError,
@@ -432,7 +433,7 @@ class DiffusionBackend:
         width, height = render_size(request, image_size, rules, preset, name=self.source.name)
         upscaled = 2 if self._latent_upscale(request, int(width), int(height)) else 1
         interpolated = 1
-        if self._half_frames(request, fps, num_frames, int(width) * upscaled, int(height) * upscaled):
+        if self._half_frames(request, fps, num_frames, int(width), int(height), upscaled):
             # Every other frame: the model renders at half the rate, RIFE draws the rest.
             interpolated, fps = 2, fps // 2
             num_frames = frames_at(fps)
@@ -488,12 +489,15 @@ class DiffusionBackend:
         )
 
     def _half_frames(
-        self, request: AnimateRequest, fps: int, num_frames: int, width: int, height: int
+        self, request: AnimateRequest, fps: int, num_frames: int, width: int, height: int,
+        upscaled: int,
     ) -> bool:
         """Whether this job renders every other frame (HALF_FRAMES): a fresh clip at an even
-        rate of 16 fps or more, and RIFE at full quality can draw the rest here in time (its
-        weights are here; on a CPU, a small clip). Else the model renders every frame, as
-        without the setting: the speed-up never costs a job."""
+        rate of 16 fps or more, of a family told its frame rate (LTX), and RIFE at full
+        quality can draw the rest, with whatever finishing the member asked on top, here in
+        time (its weights are here; on a CPU, a small clip). Else the model renders every
+        frame, as without the setting: the speed-up never costs a job. `upscaled`: the model
+        hands over frames this many times `width` × `height` (LTX's latent upsampler)."""
         if (
             not self.options.half_frames
             or fps % 2
@@ -502,13 +506,22 @@ class DiffusionBackend:
             or getattr(request, "finish_clip", None) is not None
         ):
             return False
-        from pipeline.finish import FinishPlan, FinishUnavailable, check
+        if not self.family.paced_by_frame_rate:
+            logger.info(
+                "HALF_FRAMES: %s renders every frame: %s is not told the frame rate, so half "
+                "the frames would play in slow motion", self.source.name, self.family.label,
+            )
+            return False
+        from pipeline.finish import FinishPlan, check
 
         try:
             method = check(
-                FinishPlan(interpolate=2), frames=(num_frames + 1) // 2, width=width,
-                height=height, fps=fps // 2, device=placement.choose_device(self.options).type,
+                FinishPlan.of(request, upscaled=upscaled, interpolated=2),
+                frames=(num_frames + 1) // 2, width=width * upscaled, height=height * upscaled,
+                fps=fps // 2, device=placement.choose_device(self.options).type,
             )["smooth"]
+        except InputError:
+            return False  # the member's finishing is refused on its own, with or without this
         except FinishUnavailable as exc:
             logger.info("HALF_FRAMES: %s renders every frame: %s", self.source.name, exc)
             return False

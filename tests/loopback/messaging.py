@@ -80,7 +80,7 @@ class Messaging:
             message_reference=payload.get("message_reference"),
             via=via,
         )
-        message.mentions = _mentions(message)
+        message.mentions = _mentions(message, payload)
         _unfurl(message, self._cdn)
         if message.message_reference and message.type == 0:
             message.type = 19
@@ -131,7 +131,7 @@ class Messaging:
             raise errors.empty_message()
         message.content, message.embeds, message.components = content, embeds, components
         message.attachments, message.flags = attachments, flags
-        message.mentions = _mentions(message)
+        message.mentions = _mentions(message, payload)
         _unfurl(message, self._cdn)
         comp.assign_ids(message.components)
         message.edited_at = self._state.clock.time()
@@ -231,10 +231,16 @@ class Messaging:
         await self._gateway.dispatch(event, data, guild_id=message.guild_id, shape=shape)
 
 
-def _mentions(message: Message) -> list[int]:
-    """Users named in the content, or in a V2 card's text displays (they notify the same)."""
+def _mentions(message: Message, payload: dict[str, Any]) -> list[int]:
+    """Users named in the content, or in a V2 card's text displays (they notify the same),
+    as far as the request's `allowed_mentions` lets them be parsed."""
     text = "\n".join([message.content, *comp.texts(message.components)])
-    return [int(u) for u in dict.fromkeys(_MENTION.findall(text))]
+    named = [int(u) for u in dict.fromkeys(_MENTION.findall(text))]
+    allowed = payload.get("allowed_mentions")
+    if allowed is None:
+        return named
+    users = {int(u) for u in allowed.get("users") or []}
+    return [u for u in named if "users" in (allowed.get("parse") or []) or u in users]
 
 
 def _unfurl(message: Message, cdn: Cdn) -> None:

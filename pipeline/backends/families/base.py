@@ -55,6 +55,11 @@ class Family:
     """The preset whose settings an arbitrary checkpoint of this family gets."""
     text_conditioned: ClassVar[bool] = True
     """Whether ``__call__`` takes prompt, negative_prompt and guidance_scale."""
+    paced_by_frame_rate: ClassVar[bool] = False
+    """Whether the pipeline is told the clip's frame rate (LTX's ``frame_rate``), so it can
+    draw half the frames at half the rate for RIFE to fill (HALF_FRAMES). A model that is not
+    told draws its frames at the spacing it was trained on: half of them, doubled, would play
+    in slow motion."""
     masked_cross_attention: ClassVar[bool] = False
     """Whether the denoiser's cross-attention to the text carries a padding mask, which fused
     kernels such as flash-attn refuse: it then stays on SDPA while self-attention is fused."""

@@ -17,6 +17,7 @@ class LTX(Family):
     name = "ltx"
     label = "LTX-Video"
     preset = "ltx"
+    paced_by_frame_rate = True
     masked_cross_attention = True
 
     def read_rules(self, class_name: str, pipe: Any) -> PipelineRules:
