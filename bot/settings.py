@@ -180,7 +180,7 @@ class Settings(BaseSettings):
     cache: bool = Field(default=False, description="true or false: diffusers first-block cache")
     half_frames: bool = Field(
         default=False,
-        description="true or false: AI models render every other frame and RIFE draws the rest "
+        description="true or false: the LTX models render every other frame and RIFE draws the rest "
         "(needs `python -m pipeline download rife`; a GPU)",
     )
     attention_backend: str = Field(
