@@ -4,7 +4,9 @@ inside it), failed, or pointing at where the clip went.
 Discord draws a V2 message from its components alone: no `content`, no embeds, and an
 attachment shows only where a Thumbnail, MediaGallery or File names it (``attachment://``).
 A message sent with the V2 flag keeps it for good, so every state of the job's message is a
-card built here, and the edits that move it along replace the whole layout.
+card built here, and the edits that move it along replace the whole layout. Its text stays
+far under Discord's 4000 characters: the prompt and negative prompt are cut to 300, notes to
+1000 and a failure's reason to 2000 (the loopback Discord checks the limit in every test).
 
 The card is public (the channel sees it) and stays in English, like the embeds it replaced;
 the private replies follow the member's language (``bot.i18n``).
@@ -30,10 +32,6 @@ if TYPE_CHECKING:
 BLURPLE = discord.Colour.blurple()
 GREEN = discord.Colour.green()
 RED = discord.Colour.red()
-GREY = discord.Colour.dark_grey()
-
-MAX_TEXT = 4000
-"""Discord's limit on all the text of a V2 message together."""
 
 Rows = Sequence[ui.ActionRow]
 
