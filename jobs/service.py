@@ -354,7 +354,9 @@ class JobService:
         """A new clip that continues a finished one from its last frame, optionally with a new
         prompt; the delivered clip is the whole chain, and the member pays for the new seconds."""
         job = await self.check_extend(job_id)
-        spec = self._carry_over(job).replace(seed=None)
+        # The new part takes the clip's rate and size as they are: nothing smooths or
+        # upscales it again, so nothing of that is charged.
+        spec = self._carry_over(job).replace(seed=None, interpolate=1, fps_out=None, upscale=1)
         if prompt is not None:
             spec = spec.replace(prompt=prompt)
         image, _ = await self.store.job_inputs(job.id)

@@ -252,3 +252,21 @@ async def test_delete_forgets_the_photo_prompt_token_and_clip(
     await service.delete(waiting.id)
     assert (await service.store.get_job(waiting.id)).status is JobStatus.CANCELLED
     assert await service.store.balance(OWNER) == WELCOME - 2
+
+
+async def test_an_extension_of_a_smoothed_clip_pays_for_its_new_seconds_only(
+    service: JobService, tmp_path: Path
+) -> None:
+    """The new part takes the clip's rate and size; nothing smooths or upscales it again
+    (pipeline.animate: FINISH_NOT_ON_EXTENSIONS), so nothing of that is charged or shown."""
+    pricing = dataclasses.replace(
+        service.config.pricing, finish_per_second={"smooth": 0.5, "upscale": 1.0}
+    )
+    service.config = dataclasses.replace(service.config, pricing=pricing)
+    original = await submit(service, model="camera", duration=2.0, interpolate=2, upscale=2)
+    await finish(service, original.id, tmp_path)
+    plain = service.cost_of(service.spec(model="camera", duration=2.0))
+    assert original.cost > plain
+    extension = await service.extend(original.id, Origin(user_id=PRESSER))
+    assert extension.spec.finishes == () and extension.cost == plain
+    assert await service.store.balance(PRESSER) == WELCOME - plain
