@@ -77,7 +77,7 @@ class ProgressMessages:
             picture = f"preview-{job.id}.jpg"
             files.append(discord.File(io.BytesIO(event.preview), filename=picture))
             self._previews.add(job.id)
-        kwargs: dict[str, Any] = self.clearing(record)
+        kwargs: dict[str, Any] = {}
         if files:
             kwargs["attachments"] = files  # the preview replaces the thumbnail
         try:
@@ -106,7 +106,7 @@ class ProgressMessages:
         record = DeliveryRecord.of(job)
         told = self.current_card(job, record.replace(told_dm=True), picture=self.picture(record))
         try:
-            await self.routes.edit(job, told, **self.clearing(record))
+            await self.routes.edit(job, told)
         except discord.NotFound:
             pass  # the card is gone; the clip still comes by DM
         # Noted once shown (or moot): a failed edit is tried again at the watch's next round.
@@ -115,12 +115,8 @@ class ProgressMessages:
     @staticmethod
     def picture(record: DeliveryRecord) -> str | None:
         """The file the card may show: none on an embed message from before the cards, whose
-        files its upgrade clears (discord.py: content, embeds and attachments all go)."""
+        files its upgrade clears (Routes.edit: content, embeds and attachments all go)."""
         return record.picture if record.card else None
-
-    @staticmethod
-    def clearing(record: DeliveryRecord) -> dict[str, Any]:
-        return {} if record.card else {"attachments": []}
 
     async def failed(self, job: Job, event: Failed) -> None:
         """Tell the member why (the reason says the credits were refunded): on the job's
