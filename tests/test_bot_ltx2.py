@@ -2,53 +2,23 @@
 gets an MP4 with an AAC track, Info says so, and `audio:False` gives a silent clip.
 
 The worker loads the tiny LTX-2 checkpoint with the production loader; only the frame size is
-forced down (the preset's 768×512 would take minutes through the tiny model's 2× VAE).
+forced down (the preset's 768×512 would take minutes through the tiny model's 2× VAE;
+tests/small_frames.py). tests/test_bot_families.py renders it at its defaults with the
+other families.
 """
 
 # ruff: noqa: F811  (pytest fixtures imported from tiny_models are "redefined" as arguments)
 from __future__ import annotations
 
-import functools
-import sys
 from pathlib import Path
-from typing import Any
 
-import ray
 from loopback import Upload
+from small_frames import factory
 from tiny_models import tiny_ltx2_dir  # noqa: F401  (a session fixture)
 from world import bot_world, has_video, private_text, small_png, video_of
 
 from pipeline.audio import read_audio
 from pipeline.probe import probe
-
-
-class SmallFrames:
-    """The real backend, asked for 32×32 frames."""
-
-    def __init__(self, backend: Any) -> None:
-        self.backend = backend
-        self.info = backend.info
-
-    def plan(self, request: Any, image_size: tuple[int, int]) -> Any:
-        return self.backend.plan(request.replace(width=32, height=32), image_size)
-
-    def render(self, *args: Any, **kwargs: Any) -> Any:
-        return self.backend.render(*args, **kwargs)
-
-    def close(self) -> None:
-        self.backend.close()
-
-
-def small_frames(model: str, options: Any) -> SmallFrames:
-    from pipeline.backends import load_backend
-
-    return SmallFrames(load_backend(model, options))
-
-
-def factory() -> Any:
-    # tests/ is not importable inside the Ray workers: this module travels pickled by value.
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    return functools.partial(small_frames)
 
 
 async def test_animate_delivers_the_models_sound(tmp_path: Path, tiny_ltx2_dir: Path) -> None:

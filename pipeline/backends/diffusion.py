@@ -142,6 +142,8 @@ class DiffusionBackend:
         """Always-on LoRAs left as adapters (GGUF denoisers cannot take a fused LoRA)."""
         self._latent_upsampler: Any = None
         """LTX's spatial latent upsampler, loaded by the first job that upscales with it."""
+        self._compiled = False
+        """Whether torch.compile is on the denoisers (Dynamo's code cache then outlives them)."""
         # A checkpoint that is not a preset is described by its family's preset card, under its
         # own name.
         label = None
@@ -377,13 +379,16 @@ class DiffusionBackend:
 
             speed_ups.append(SpeedUp("first-block cache", cache_on, remove_cache(modules)))
         if self.options.compile:
-            speed_ups.append(
-                SpeedUp(
-                    "torch.compile",
-                    lambda: apply_regional_compile(modules, device, self.compile_config()),
-                    remove_compile(modules),
-                )
-            )
+
+            def compile_on() -> bool:
+                self._compiled = apply_regional_compile(modules, device, self.compile_config())
+                return self._compiled
+
+            def compile_off() -> None:
+                remove_compile(modules)()
+                self._compiled = False
+
+            speed_ups.append(SpeedUp("torch.compile", compile_on, compile_off))
         if speed_ups:
             started = time.perf_counter()
             kept = prove_each(speed_ups, self._warm_up_render)
@@ -759,6 +764,14 @@ class DiffusionBackend:
         self._pipe = None
         self._text_encoder = None
         self._latent_upsampler = None
+        if self._compiled:
+            # Dynamo's code cache is per process, not per model: the dropped blocks' guards and
+            # graphs would stay, and the next load (the low-memory retry after an OOM, another
+            # model) would pile its recompiles onto them up to the recompile limit.
+            import torch
+
+            self._compiled = False
+            torch._dynamo.reset()
         placement.free_device_memory()
 
     # --- helpers ------------------------------------------------------------------------------
