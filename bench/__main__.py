@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: bench/results/DATE-HOST.json)")
     parser.add_argument("--jobs", type=int, default=None, help="soak: how many jobs (default 300)")
+    parser.add_argument("--frames", type=int, default=None, metavar="N",
+                        help="flops: count each clip at N frames instead of its default")
+    parser.add_argument("--half-frames", action="store_true",
+                        help="flops: also count each clip as HALF_FRAMES renders it (fewer frames, then RIFE)")
     args = parser.parse_args(argv)
     names = args.names or default_benchmarks()
     unknown = sorted(set(names) - set(BENCHMARKS))
@@ -51,11 +55,21 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"bench.{name}")
         if name == "soak" and args.jobs is not None:
             figures[name] = module.run(jobs=args.jobs)
+        elif name == "flops" and (args.frames is not None or args.half_frames):
+            try:
+                figures[name] = module.run(frames=args.frames, half_frames=args.half_frames)
+            except ValueError as exc:
+                parser.error(str(exc))
         else:
             figures[name] = module.run()
 
-    # One benchmark alone gets its own file, so it never replaces the day's full run.
+    # One benchmark alone gets its own file, so it never replaces the day's full run (nor a
+    # variant of flops the plain count).
     alone = names[0] if len(names) == 1 else ""
+    if alone == "flops":
+        from bench.flops import suffix
+
+        return report(figures, args.out, suffix=suffix(args.frames, args.half_frames))
     return report(figures, args.out, suffix=f"-{alone}" if alone else "")
 
 

@@ -17,7 +17,11 @@ jitter (tests/test_camera.py measures that); it is here as the speed yardstick.
 Ours hands ffmpeg one still and a filter graph that draws every frame
 (pipeline.backends.camera_graph), so beside the whole-process figures each row also gives
 ffmpeg's own part of ours (the same graph and x264 encode, the still piped from this
-process): what the move costs without the Python process around it.
+process): what the move costs without the Python process around it; and x264 alone encoding
+our finished frames from memory, paired with zoompan again: the floor for any producer of
+these frames at these settings. Sub-pixel motion costs x264 more than zoompan's whole-pixel
+steps on pans and tilts (every frame is resampled at a new phase, so its prediction from the
+last one leaves more to code), and there that floor alone reaches zoompan's whole run.
 
     python -m bench.camera          # this benchmark alone
     python -m bench camera          # through the shared runner (table + bench/results/)
@@ -34,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -114,12 +119,11 @@ def _timed(command: list[str]) -> tuple[float, float]:
     return wall, cpu
 
 
-def ffmpeg_part(photo: Path, move: str, repeats: int = 3) -> tuple[float, float]:
-    """Median wall and CPU seconds of ffmpeg's own part of ours: the clip the CLI would hand
-    it (one still and the move's filter graph), encoded as the CLI encodes it."""
+def _drawn(photo: Path, move: str) -> Any:
+    """The clip the CLI would hand ffmpeg for `move` (pipeline.stream.Drawn): one still and
+    the move's filter graph."""
     from contract import AnimateRequest
     from pipeline.backends.camera import CameraBackend
-    from pipeline.encode import encode_mp4
     from pipeline.intake import fit, load_photo
 
     class Keep(list):  # type: ignore[type-arg]
@@ -138,15 +142,52 @@ def ffmpeg_part(photo: Path, move: str, repeats: int = 3) -> tuple[float, float]
     plan = backend.plan(request, image.size)
     kept = Keep()
     backend.render_yuv420(fit(image, *plan.source_size), plan, request, kept)
+    return kept[0]
+
+
+def ffmpeg_part(photo: Path, move: str, repeats: int = 3) -> tuple[float, float]:
+    """Median wall and CPU seconds of ffmpeg's own part of ours: the clip the CLI would hand
+    it (one still and the move's filter graph), encoded as the CLI encodes it."""
+    from pipeline.encode import encode_mp4
+
+    drawn = _drawn(photo, move)
     runs = []
     for _ in range(repeats + 1):  # the first warms up
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        encode_mp4(kept[0], plan.fps)
+        encode_mp4(drawn, FPS)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         runs.append((wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)))
     return statistics.median(r[0] for r in runs[1:]), statistics.median(r[1] for r in runs[1:])
+
+
+def encode_alone(frames: Path, out: Path) -> list[str]:
+    """x264 alone on our move's finished frames (raw yuv420p read from `frames`, in memory):
+    what no producer of these frames can go below, at these settings."""
+    return [
+        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo",
+        "-pix_fmt", "yuv420p", "-s", f"{WIDTH}x{HEIGHT}", "-framerate", str(FPS),
+        "-i", os.fspath(frames), "-c:v", "libx264", "-preset", "veryfast", "-crf", "19",
+        "-pix_fmt", "yuv420p", "-movflags", "+faststart", os.fspath(out),
+    ]  # fmt: skip
+
+
+def floor(photo: Path, move: str, folder: Path) -> float:
+    """Median, over pairs, of (x264 alone on our frames) / (the whole zoompan one-liner)."""
+    from pipeline.backends.camera_graph import frames
+
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else folder  # not timed reading a disk
+    raw = shm / f"bench-camera-{os.getpid()}.yuv"
+    try:
+        with raw.open("wb") as file:
+            for frame in frames(_drawn(photo, move)):
+                file.write(frame)
+        a, b = encode_alone(raw, folder / "alone.mp4"), zoompan(photo, move, folder / "zoompan.mp4")
+        _timed(a), _timed(b)
+        return statistics.median(_timed(a)[0] / _timed(b)[0] for _ in range(REPEATS))
+    finally:
+        raw.unlink(missing_ok=True)
 
 
 def compare(photo: Path, move: str, folder: Path, label: str) -> Figure:
@@ -159,11 +200,13 @@ def compare(photo: Path, move: str, folder: Path, label: str) -> Figure:
     cpu_a, cpu_b = (statistics.median(run[i][1] for run in runs) for i in (0, 1))
     cpu_ratio = statistics.median(ours_run[1] / theirs[1] for ours_run, theirs in runs)
     wall_f, cpu_f = ffmpeg_part(photo, move)
+    alone = floor(photo, move, folder)
     detail = (
         f"{label}, {move}: ours {wall_a:.2f} s wall / {cpu_a:.2f} s CPU, zoompan "
         f"{wall_b:.2f} s / {cpu_b:.2f} s (CPU ratio {cpu_ratio:.2f}); ours' ffmpeg alone "
-        f"{wall_f:.2f} s / {cpu_f:.2f} s; median of {REPEATS} pairs, load average "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"{wall_f:.2f} s / {cpu_f:.2f} s; x264 alone on our frames {alone:.2f}× zoompan; "
+        f"median of {REPEATS} pairs, load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} CPUs"
     )
     key = "12mp_" if "12 MP" in label else ""
     return Figure(f"ratio_{key}{move}", ratio, "×", TARGET_RATIO, detail=detail)

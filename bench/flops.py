@@ -10,11 +10,25 @@ denoiser also carries the clip's audio tokens); and the weight bytes of each com
 dtype the preset runs it in. These numbers are stable on any machine,
 unlike seconds: a fast preset is one that does less work.
 
-    python -m bench flops
+    python -m bench flops                       # every preset at its default clip
+    python -m bench flops --frames 57           # the same presets at 57 frames
+    python -m bench flops --half-frames         # what HALF_FRAMES saves (the LTX presets)
+    python -m bench.flops ltx-2b --half-frames  # one preset
+
+``--frames N`` counts each clip at N frames (on the preset's frame rule) instead of its
+default. ``--half-frames`` counts each preset HALF_FRAMES applies to (the LTX families, told
+the clip's frame rate) twice: at its full frame count, and at the count HALF_FRAMES renders
+(the clip's length at half the rate on the frame rule, as
+:meth:`pipeline.backends.diffusion.DiffusionBackend.plan` picks it) plus RIFE's flow network
+(:class:`pipeline.finish.rife.IFNet`, built on `meta`) drawing the frames between, as
+:func:`pipeline.finish.interpolate.interpolate_frames` runs it: each rendered frame encoded
+once, one motion pass per pair, at the clip's size padded to a multiple of 64. The whole clip
+is the denoising, the text encoder, the VAE (and LTX-2's sound parts), plus RIFE.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +99,14 @@ class Count:
     def denoiser_per_clip(self) -> float:
         return self.denoiser_per_step * self.steps
 
+    @property
+    def per_clip(self) -> float:
+        """The whole clip: denoising, text encoder, VAE encode and decode, and the rest."""
+        return (
+            self.denoiser_per_clip + self.text_encoder + self.vae_encode + self.vae_decode
+            + sum(self.extra.values())
+        )
+
 
 def flops(call: Callable[[], Any]) -> float:
     """Floating-point operations of one call, counted by torch (on `meta`: nothing runs)."""
@@ -115,8 +137,9 @@ class Stages:
     connectors, the audio VAE decoding the clip's sound, the vocoder)."""
 
 
-def count(clip: Clip) -> Count:
-    """Build `clip`'s pipeline on `meta` and count one forward of each part."""
+def count(clip: Clip, *, fps: float | None = None) -> Count:
+    """Build `clip`'s pipeline on `meta` and count one forward of each part. `fps`: the rate
+    the pipeline is told (the preset's by default; it sets LTX-2's sound length)."""
     import torch
 
     preset = clip.settings
@@ -128,7 +151,7 @@ def count(clip: Clip) -> Count:
         for name, module in pipe.components.items()
         if hasattr(module, "parameters")
     }
-    work = stages(pipe, preset.family, clip.width, clip.height, clip.frames, dtype, fps=preset.fps)
+    work = stages(pipe, preset.family, clip.width, clip.height, clip.frames, dtype, fps=fps or preset.fps)
     return Count(
         denoiser_per_forward=flops(work.denoiser),
         forwards_per_step=2 if cfg else 1,
@@ -355,6 +378,120 @@ def _cogvideox(pipe: Any, width: int, height: int, frames: int, dtype: Any, batc
     )
 
 
+def at_frames(clip: Clip, frames: int) -> Clip:
+    """`clip` at `frames` frames, which must be a count its preset renders (its frame rule,
+    within its limits); ValueError with the nearest counts otherwise. Not the default clip,
+    so no target applies."""
+    preset = clip.settings
+    step, low, high = preset.frame_step, preset.min_frames, preset.max_frames
+    if frames < low or frames > high or (frames - 1) % step:
+        k = (min(max(frames, low), high) - 1) // step
+        nearest = sorted({n for n in (k * step + 1, (k + 1) * step + 1) if low <= n <= high})
+        raise ValueError(
+            f"{clip.name} renders {step}k+1 frames from {low} to {high}; {frames} is not one of "
+            f"them (nearest: {' or '.join(map(str, nearest))})"
+        )
+    if frames == clip.frames:
+        return clip
+    return dataclasses.replace(clip, frames=frames, target_pflop=None)
+
+
+def half_frames_of(clip: Clip) -> tuple[Clip, int]:
+    """`clip` as HALF_FRAMES renders it, and that rate: the clip's length (its first frame to
+    its last) at half the preset's rate, on the frame rule (121 frames at 24 fps → 57 at 12).
+    ValueError where HALF_FRAMES renders every frame (a family not told its frame rate, a
+    rate that is odd or under 16 fps)."""
+    from pipeline.backends.families import FAMILIES
+
+    preset = clip.settings
+    if not FAMILIES[preset.family].paced_by_frame_rate:
+        raise ValueError(
+            f"HALF_FRAMES renders every frame of {clip.name}: its pipeline is not told the "
+            "frame rate, so half the frames would play in slow motion"
+        )
+    if preset.fps % 2 or preset.fps < 16:
+        raise ValueError(f"HALF_FRAMES renders every frame of {clip.name} at {preset.fps} fps")
+    rate = preset.fps // 2
+    frames = preset.frames_for((clip.frames - 1) / preset.fps, rate)
+    return dataclasses.replace(clip, frames=frames, target_pflop=None), rate
+
+
+@dataclass(frozen=True)
+class Rife:
+    """RIFE's work drawing one frame between each pair of `frames` rendered ones."""
+
+    encode_per_frame: float
+    motion_per_pair: float
+    frames: int
+    width: int
+    height: int
+    """The size the network sees: the clip's, padded to a multiple of 64."""
+
+    @property
+    def drawn(self) -> int:
+        return self.frames - 1
+
+    @property
+    def total(self) -> float:
+        return self.encode_per_frame * self.frames + self.motion_per_pair * self.drawn
+
+    @property
+    def per_drawn_frame(self) -> float:
+        return self.total / max(self.drawn, 1)
+
+
+def count_rife(width: int, height: int, frames: int) -> Rife:
+    """RIFE 4.x's IFNet (the standard 4.25/4.26 shape) built on `meta`, drawing the middle
+    frame of each pair of `frames` frames of `width`×`height` as the finish step does."""
+    import torch
+
+    from pipeline.finish.rife import PAD, IFNet
+
+    w, h = -(-width // PAD) * PAD, -(-height // PAD) * PAD
+    with torch.device("meta"):
+        net = IFNet()
+        first, second = torch.empty(1, 3, h, w), torch.empty(1, 3, h, w)
+        moment = torch.full((1,), 0.5)
+        features = (net.encode(first), net.encode(second))
+    flow, mask = net.motion(first, second, moment, features)
+    return Rife(
+        encode_per_frame=flops(lambda: net.encode(first)),
+        motion_per_pair=flops(lambda: net.motion(first, second, moment, features))
+        + flops(lambda: net.synthesize(first, second, flow, mask)),
+        frames=frames,
+        width=w,
+        height=h,
+    )
+
+
+def half_figures(clip: Clip, full: Count, half_clip: Clip, rate: int, half: Count, rife: Rife) -> list[Figure]:
+    """What HALF_FRAMES saves on `clip`: the denoising and the whole clip at both frame
+    counts (the half one with RIFE), and RIFE's own work."""
+    name, fps = clip.name, clip.settings.fps
+    shape = (
+        f"{clip.width}×{clip.height}: {half_clip.frames} frames at {rate} fps instead of "
+        f"{clip.frames} at {fps}, RIFE draws {rife.drawn} ({(half_clip.frames - 1) * 2 + 1} "
+        f"frames at {fps} fps)"
+    )
+    denoise = half.denoiser_per_clip / full.denoiser_per_clip
+    whole = (half.per_clip + rife.total) / full.per_clip
+    parts = "denoising, text encoder, VAE" + (" and sound" if full.extra else "")
+    return [
+        Figure(f"{name}_half_frames_denoise_pflop_per_clip", half.denoiser_per_clip / 1e15, "PFLOP",
+               detail=f"{shape}; {denoise:.2f}× of {full.denoiser_per_clip / 1e15:.3f} PFLOP"),
+        Figure(f"{name}_clip_pflop", full.per_clip / 1e15, "PFLOP",
+               detail=f"the whole clip, {clip.frames} frames: {parts}"),
+        Figure(f"{name}_half_frames_clip_pflop", (half.per_clip + rife.total) / 1e15, "PFLOP",
+               detail=f"the whole clip with HALF_FRAMES: {parts} at {half_clip.frames} frames, "
+               f"and RIFE; {whole:.2f}× of {full.per_clip / 1e15:.3f} PFLOP"),
+        Figure(f"{name}_rife_tflop_per_drawn_frame", rife.per_drawn_frame / 1e12, "TFLOP",
+               detail=f"IFNet at {rife.width}×{rife.height}: each of {rife.frames} frames encoded "
+               f"once ({rife.encode_per_frame / 1e12:.4f}), one motion pass per pair "
+               f"({rife.motion_per_pair / 1e12:.4f}); {rife.total / 1e12:.2f} TFLOP for "
+               f"{rife.drawn} frames"),
+    ]
+
+
 def figures_for(clip: Clip, work: Count) -> list[Figure]:
     preset = clip.settings
     passes = "CFG, 2 forwards" if work.forwards_per_step == 2 else "no CFG, 1 forward"
@@ -388,17 +525,71 @@ EXTRA_DETAIL = {
 }
 
 
-def run(names: list[str] | None = None) -> list[Figure]:
-    out: list[Figure] = []
-    for name in names or list(CLIPS):
-        clip = CLIPS[name]
-        out += figures_for(clip, count(clip))
+def half_frame_presets() -> list[str]:
+    """The counted presets HALF_FRAMES applies to."""
+    out = []
+    for name, clip in CLIPS.items():
+        try:
+            half_frames_of(clip)
+        except ValueError:
+            continue
+        out.append(name)
     return out
+
+
+def run(
+    names: list[str] | None = None, *, frames: int | None = None, half_frames: bool = False
+) -> list[Figure]:
+    """Each of `names` (default: every counted preset; with `half_frames`, those it applies
+    to) at its default clip, or at `frames` frames; with `half_frames` also as HALF_FRAMES
+    renders it. ValueError for a name not counted, a frame count a preset does not render, or
+    HALF_FRAMES asked of a preset that renders every frame."""
+    chosen = names or (half_frame_presets() if half_frames else list(CLIPS))
+    unknown = [name for name in chosen if name not in CLIPS]
+    if unknown:
+        raise ValueError(
+            f"no committed configs for {', '.join(unknown)}; counted: {', '.join(CLIPS)}"
+        )
+    clips = [CLIPS[name] if frames is None else at_frames(CLIPS[name], frames) for name in chosen]
+    halves = [half_frames_of(clip) for clip in clips] if half_frames else []
+    out: list[Figure] = []
+    for index, clip in enumerate(clips):
+        full = count(clip)
+        out += figures_for(clip, full)
+        if half_frames:
+            half_clip, rate = halves[index]
+            half = count(half_clip, fps=rate)
+            rife = count_rife(clip.width, clip.height, half_clip.frames)
+            out += half_figures(clip, full, half_clip, rate, half, rife)
+    return out
+
+
+def suffix(frames: int | None = None, half_frames: bool = False) -> str:
+    """The results file's suffix, so a variant never replaces the day's plain count."""
+    return "-flops" + (f"-{frames}-frames" if frames else "") + ("-half-frames" if half_frames else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from bench.__main__ import report
+
+    parser = argparse.ArgumentParser(prog="python -m bench.flops", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("presets", nargs="*", help=f"presets to count: {', '.join(CLIPS)} (default: all)")
+    parser.add_argument("--frames", type=int, default=None, metavar="N",
+                        help="count each clip at N frames instead of its default")
+    parser.add_argument("--half-frames", action="store_true",
+                        help="also count the clip as HALF_FRAMES renders it, with RIFE")
+    args = parser.parse_args(argv)
+    try:
+        figures = run(args.presets or None, frames=args.frames, half_frames=args.half_frames)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return report({"flops": figures}, suffix=suffix(args.frames, args.half_frames))
 
 
 if __name__ == "__main__":
     import sys
 
-    from bench.__main__ import report
-
-    sys.exit(report({"flops": run(sys.argv[1:] or None)}, suffix="-flops"))
+    sys.exit(main())

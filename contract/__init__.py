@@ -17,7 +17,7 @@ from contract.errors import (
 )
 from contract.events import AnimateResult, Event, Failed, Progress, Stage, Takes
 from contract.loras import Effect, LoraSpec
-from contract.models import AUTO, CAMERA, CARDS, ModelCard, card_for
+from contract.models import AUTO, CAMERA, CARDS, ModelCard, card_for, identical_takes
 from contract.request import (
     CAMERA_LABELS,
     CAMERA_MOVES,
@@ -62,6 +62,7 @@ __all__ = [
     "Takes",
     "WorkerInfo",
     "card_for",
+    "identical_takes",
     "is_out_of_memory",
     "one_line",
 ]

@@ -27,6 +27,9 @@ class ModelCard:
     supports_extend: bool = True
     supports_audio: bool = False
     is_ai: bool = True
+    uses_seed: bool = True
+    """Different seeds draw different clips. False where every seed draws the same clip (the
+    camera move): takes of one job would be identical, so variations are refused."""
     area: int | None = None
     """Pixel budget: width×height near this, aspect from the photo (else `buckets`)."""
     buckets: tuple[tuple[int, int], ...] = ()
@@ -61,6 +64,7 @@ CARDS: dict[str, ModelCard] = {
             durations=(2.0, 3.0, 5.0, 8.0),
             supports_prompt=False,
             is_ai=False,
+            uses_seed=False,
             area=1280 * 720,
             multiple=16,
             max_side=1920,
@@ -127,6 +131,16 @@ CARDS: dict[str, ModelCard] = {
         ),
     )
 }
+
+
+def identical_takes(name: str, *, is_ai: bool = True) -> str:
+    """The one sentence refusing variations (more than one take) on a model that does not
+    use the seed (``uses_seed`` False): its takes would all be the same clip."""
+    what = f"`{name}`" if is_ai else "The camera move"
+    return (
+        f"{what} draws the same clip every time, so takes would be identical: pick an AI model "
+        "for variations, or ask for 1 take."
+    )
 
 
 def card_for(name: str) -> ModelCard:

@@ -112,7 +112,20 @@ class WorkerInfo:
     finishing: dict[str, str | None] = field(default_factory=dict)
     """"smooth" / "upscale" → None when this worker can finish a typical clip so, else the
     sentence why not (weights not downloaded, a CPU too slow): a job asking for it is
-    refused before it is charged."""
+    refused before it is charged. This is the machine's answer for finishing frames, and the
+    whole answer for finishing a delivered clip's MP4 (the Smooth and Upscale 2× buttons)."""
+    finishing_by_model: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    """Served model → the answers of `finishing` that differ for a job rendered on it: an LTX
+    preset whose latent upsampler is here upscales inside its render, so ``"upscale"`` is
+    None for it even without Real-ESRGAN. See :meth:`finishing_for`."""
+
+    def finishing_for(self, model: str | None) -> dict[str, str | None]:
+        """What this worker can finish in a job that renders on `model` (a served name or an
+        alias): `finishing`, with the model's own answers over it."""
+        if model is None:
+            return dict(self.finishing)
+        own = self.finishing_by_model.get(self.aliases.get(model, model), {})
+        return {**self.finishing, **own}
 
     def serves(self, model: str) -> bool:
         return model in self.models or model in self.aliases

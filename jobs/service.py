@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract import MAX_UPSCALED_SIDE, SEED_MAX, Effect, JobSpec, WorkerInfo, card_for
+from contract import (
+    MAX_UPSCALED_SIDE,
+    SEED_MAX,
+    Effect,
+    JobSpec,
+    WorkerInfo,
+    card_for,
+    identical_takes,
+)
 from jobs.config import JobsConfig
 from jobs.dispatcher import Dispatcher
 from jobs.records import Job, Recovery
@@ -171,16 +179,20 @@ class JobService:
             raise ModelUnavailable(model, enabled)
         return model
 
-    def check_finishes(self, spec: JobSpec) -> None:
+    def check_finishes(self, spec: JobSpec, *, clip: bool = False) -> None:
         """Refuse Smooth or Upscale 2× when no worker serving the model can do it (its
         sentence says why: weights not downloaded, a CPU too slow), before anything is
         charged. While no worker has answered yet, the job is let through: the worker then
-        refuses it before rendering, refunded."""
+        refuses it before rendering, refunded. A render is judged by what its model can do
+        there (an LTX preset may upscale inside the render without Real-ESRGAN); `clip`: a
+        delivered clip's MP4 is finished (the buttons), which only the frame finishers can."""
         if not spec.finishes:
             return
         workers = self._finishers(spec.model)
         for name in spec.finishes:
-            answers = [w.finishing.get(name, "") for w in workers]
+            answers = [
+                (w.finishing if clip else w.finishing_for(spec.model)).get(name, "") for w in workers
+            ]
             if answers and None not in answers:
                 reason = next((a for a in answers if a), None) or "No renderer here can do it."
                 what = "Smoothing" if name == "smooth" else "Upscaling"
@@ -226,7 +238,8 @@ class JobService:
         """The one validation of what a member asked for: model, length and effect offered
         here, end image supported, every field in range (InputError or a refusal otherwise)."""
         chosen = self.choose_model(model)
-        if end_image and not card_for(chosen).supports_end_image:
+        card = card_for(self._served_as(chosen))
+        if end_image and not card.supports_end_image:
             raise NotSupported(
                 f"The model `{chosen}` can't end on a chosen image; leave out end_image or "
                 "pick another model."
@@ -237,8 +250,18 @@ class JobService:
             effect=self.choose_effect(chosen, effect),
             **fields,
         )
+        if spec.variations > 1 and not card.uses_seed:
+            raise NotSupported(identical_takes(card.name, is_ai=card.is_ai))
         self.check_finishes(spec)
         return spec
+
+    def _served_as(self, model: str) -> str:
+        """What a worker serves under `model` ("auto" → "camera" on a machine without a
+        GPU), so its card is the one read; `model` itself when no worker says."""
+        for worker in self.dispatcher.workers:
+            if model in worker.aliases:
+                return worker.aliases[model]
+        return model
 
     async def check_room(self, user_id: int, spec: JobSpec) -> None:
         """Refuse before the expensive part (downloading and decoding the photo) what submit
@@ -445,7 +468,7 @@ class JobService:
         if not path or not await asyncio.to_thread(Path(path).is_file):
             raise CannotFinish(finish, "gone")
         spec = self.finish_spec(job, finish)
-        self.check_finishes(spec)
+        self.check_finishes(spec, clip=True)
         return job, spec
 
     async def finish(self, job_id: int, finish: str, origin: Origin) -> Job:

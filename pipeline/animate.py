@@ -29,7 +29,14 @@ from pipeline.finish import FinishPlan
 from pipeline.finish import Method as FinishMethod
 from pipeline.finish import apply as apply_finish
 from pipeline.finish import check as check_finish
-from pipeline.intake import fit, load_photo, low_resolution_warning
+from pipeline.intake import (
+    OpenedPhoto,
+    Photo,
+    fit,
+    load_photo,
+    low_resolution_warning,
+    open_photo,
+)
 from pipeline.loops import (
     CROSSFADE_SECONDS,
     LoopMethod,
@@ -66,12 +73,15 @@ def animate(
     emit: Callable[[Progress], None] = _ignore,
     should_stop: Callable[[], bool] = _never,
     out_path: str | os.PathLike[str] | None = None,
+    photo: Photo | OpenedPhoto | None = None,
 ) -> AnimateResult:
     """Run one job: intake → plan → fit → render → (extend) → encode.
 
     emit: receives Progress events (intake, the backend's denoise steps, encode).
     should_stop: polled between stages and by the backend; True raises Cancelled.
     out_path: also write the MP4 there; it appears only complete, never on failure.
+    photo: ``request.image`` as the caller already opened or decoded it (the CLI judges the
+    photo before loading a model; takes share one), else it is opened here.
     Raises PipelineError subclasses whose message is meant for the member.
     """
     started = time.perf_counter()
@@ -83,10 +93,14 @@ def animate(
             raise Cancelled()
 
     emit(Progress("intake", message="Reading the photo"))
-    photo = load_photo(request.image)
-    notes += photo.warnings
+    # The header first: the plan needs only the photo's size, and then says how much of a
+    # JPEG to decode (OpenedPhoto.decode's cover).
+    opened = photo if isinstance(photo, OpenedPhoto) else None
+    if photo is None:
+        opened = open_photo(request.image)
     previous: np.ndarray | None = None
     fps: float
+    start: Image.Image | None = None
     if request.previous_clip is not None:
         if not backend.info.supports_extend:
             raise ModelError(f"{backend.info.label} can't extend a clip; choose another model.")
@@ -96,8 +110,10 @@ def animate(
             width=previous.shape[2], height=previous.shape[1], fps=min(60, max(1, round(fps)))
         )
         start = Image.fromarray(previous[-1])
+    if start is not None:
+        start_size = start.size
     else:
-        start = photo.image
+        start_size = opened.size if opened is not None else photo.image.size  # type: ignore[union-attr]
     checkpoint()
 
     loop: LoopMethod | None = None
@@ -109,13 +125,19 @@ def animate(
             # The dissolve eats half a second: render that much more, so the loop lasts
             # as long as asked (a model with fixed lengths rounds it back).
             request = request.replace(duration=request.duration + CROSSFADE_SECONDS)
-    plan = backend.plan(request, start.size)
+    plan = backend.plan(request, start_size)
     notes += plan.warnings
     if (request.prompt.strip() or request.negative_prompt.strip()) and not (
         backend.info.supports_prompt
     ):
         notes.append(PROMPT_IGNORED)
     source_size = plan.source_size or (plan.width, plan.height)
+    if opened is not None:
+        photo = opened.decode(cover=source_size if previous is None else None)
+    assert isinstance(photo, Photo)
+    notes[:0] = photo.warnings
+    if start is None:
+        start = photo.image
     image = fit(start, source_size[0], source_size[1])
     end_image: Image.Image | None = None
     if request.end_image is not None:

@@ -9,8 +9,10 @@ one line on stderr saying what is wrong and what to do, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import re
 import secrets
 import signal
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contract import (
+    CAMERA,
     AnimateRequest,
     AnimateResult,
     Cancelled,
@@ -62,11 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "quiet", False)
         else logging.INFO
     )
-    from tqdm.contrib.logging import logging_redirect_tqdm
+    redirect: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if not getattr(args, "quiet", False):  # quiet draws no bar (and skips tqdm's import)
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
-    try:
         # Log lines are printed above the progress bar instead of through it.
-        with logging_redirect_tqdm(loggers=[logger]):
+        redirect = logging_redirect_tqdm(loggers=[logger])
+    try:
+        with redirect:
             if args.command == "models":
                 return _models(args)
             if args.command == "download":
@@ -79,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
+    if args.model == CAMERA:
+        # numpy's OpenBLAS starts a spinning thread per core when numpy is imported (~50 ms of
+        # CPU on two cores) for linear algebra the camera never does, while its ffmpeg wants
+        # every core; read once, so before the first numpy import. An explicit setting wins.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from pipeline.backends import BackendOptions, load_backend
 
     try:
@@ -129,9 +140,11 @@ def _animate(args: argparse.Namespace) -> int:
 
     try:
         # Judge the photo before loading a model that may take a minute and tens of GB.
-        from pipeline.intake import load_photo
+        from pipeline.intake import load_photo, open_photo
 
-        load_photo(image)
+        photo = open_photo(image)
+        if args.model != CAMERA:  # the camera loads nothing: it decodes what its plan needs
+            photo.decode()
         if end_image is not None:
             load_photo(end_image)
         from pipeline.finish import FinishPlan, require_weights
@@ -171,10 +184,12 @@ def _animate(args: argparse.Namespace) -> int:
 
         if request.variations > 1:
             result = animate_takes(
-                request, backend, emit=bar, should_stop=stop.is_set, out_path=str(out)
+                request, backend, emit=bar, should_stop=stop.is_set, out_path=str(out), photo=photo
             )
         else:
-            result = animate(request, backend, emit=bar, should_stop=stop.is_set, out_path=str(out))
+            result = animate(
+                request, backend, emit=bar, should_stop=stop.is_set, out_path=str(out), photo=photo
+            )
     except Cancelled:
         failure = ("Cancelled.", EXIT_CANCELLED)
     except PipelineError as exc:
@@ -242,7 +257,22 @@ def _models(args: argparse.Namespace) -> int:
     print()
     for line in costs_here():  # on this machine, whatever --vram/--ram describe
         print(line)
+    print(_encoder_line())
     return EXIT_OK
+
+
+def _encoder_line() -> str:
+    """Which H.264 encoder clips get on this machine (pipeline.ffmpeg probes NVENC once)."""
+    from pipeline.ffmpeg import NVIDIA_DRIVER, nvenc_available
+
+    if nvenc_available():
+        return "video encoder: NVENC (h264_nvenc) on the GPU"
+    if os.path.exists(NVIDIA_DRIVER):
+        return (
+            "video encoder: libx264 on the CPU (NVENC does not open here: a GPU without it, "
+            "such as A100, H100 or H200, or a container without the NVIDIA video capability)"
+        )
+    return "video encoder: libx264 on the CPU (no NVENC on this machine)"
 
 
 def _described_machine(args: argparse.Namespace) -> Machine | None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
-from contract import CAMERA_MOVES, VARIATIONS, LoraSpec
+from contract import CAMERA_MOVES, VARIATIONS, LoraSpec, card_for, identical_takes
 from contract.loras import FORMAT as LORA_FORMAT
 from contract.workers import WEIGHTS
 
@@ -24,9 +25,24 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see `python -m pipeline {self._sub_name()}--help`)")
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if getattr(parsed, "command", None) == "animate":
+            _check_animate(parsed)
+        return parsed, extras
+
     def _sub_name(self) -> str:
         parts = self.prog.split()
         return f"{parts[-1]} " if len(parts) > 1 and parts[-1] != "pipeline" else ""
+
+
+def _check_animate(args: argparse.Namespace) -> None:
+    """What no single option can say: takes of a model whose card says the seed changes
+    nothing (the camera move) would be identical files. ``auto`` is judged once it has
+    picked (pipeline.takes)."""
+    card = card_for(args.model)
+    if args.variations > 1 and not card.uses_seed:
+        raise UsageError(identical_takes(card.name, is_ai=card.is_ai))
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -129,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--variations", type=_variations, default=1, metavar="N",
         help="render N takes (1, 2 or 4) with seeds seed, seed+1, ...: take 1 goes to --out "
         "(clip.mp4), take n to the same name with -n (clip-2.mp4, clip-4.mp4); one path per "
-        "line on stdout; --max-bytes applies to each file",
+        "line on stdout; --max-bytes applies to each file; not with the camera move, which "
+        "draws the same clip for every seed (exit 2)",
     )
     finish = run.add_argument_group("finish (after the render)")
     finish.add_argument(

@@ -14,6 +14,7 @@ import fcntl
 import functools
 import logging
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -50,10 +51,14 @@ def even(n: int) -> int:
     return n - n % 2
 
 
+NVIDIA_DRIVER = "/dev/nvidiactl"
+"""Present where an NVIDIA driver is: NVENC is probed only then."""
+
+
 @functools.cache
 def nvenc_available() -> bool:
     """Whether this machine's ffmpeg can really encode with NVENC (driver + GPU), probed once."""
-    if not os.path.exists("/dev/nvidiactl"):  # no NVIDIA driver: skip spawning ffmpeg
+    if not os.path.exists(NVIDIA_DRIVER):  # no NVIDIA driver: skip spawning ffmpeg
         return False
     if not have_program():
         return pyav_encode.nvenc_available()
@@ -240,24 +245,39 @@ def _execute(cmd: list[str], clip: Clip, codec: str) -> None:
         # A clip ffmpeg draws itself is all drawing after its one still: a Cancel must reach it.
         stop = getattr(clip.drawn, "should_stop", None) or (lambda: False)
         deadline = time.monotonic() + _TIMEOUT_S
-        while True:
-            try:
-                code = proc.wait(timeout=_POLL_S)
-                break
-            except subprocess.TimeoutExpired:
-                if stop():
-                    proc.kill()
-                    proc.wait()
-                    raise Cancelled() from None
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    proc.wait()
-                    raise PipelineError("Encoding the video took too long and was stopped.") from None
+        while (code := _wait(proc, _POLL_S)) is None:
+            if stop():
+                proc.kill()
+                proc.wait()
+                raise Cancelled()
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise PipelineError("Encoding the video took too long and was stopped.")
         if code != 0 or broken:
             errors.seek(0)
             tail = errors.read()[-2000:].decode("utf-8", "replace").strip()
             log.error("ffmpeg (%s) exited with %s: %s", codec, code, tail)
             raise PipelineError("The video could not be encoded (ffmpeg failed).")
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """`proc`'s exit code once it ends within `timeout` seconds, else None.
+
+    Popen.wait(timeout) sleeps in steps of up to 50 ms, so a clip that ends just after a step
+    waits for the next; a pidfd wakes the moment the process exits (Linux 5.3+)."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # another OS, or the process is already reaped
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return proc.poll()
 
 
 def _audio_input(audio: Track | None) -> list[str]:
@@ -301,10 +321,21 @@ def resolve_encoder(encoder: str) -> str:
 
 @functools.cache
 def ffmpeg_exe() -> str:
-    """imageio-ffmpeg's binary, else an ffmpeg on the PATH (PipelineError: neither)."""
+    """imageio-ffmpeg's binary, else an ffmpeg on the PATH (PipelineError: neither).
+
+    The bundled binary is taken as it is: imageio-ffmpeg's own lookup runs ``ffmpeg -version``
+    to vet it, a process start (~40 ms) that a camera clip of well under a second notices, and
+    the first real run reports a broken binary anyway (its exit code and log)."""
     try:
         import imageio_ffmpeg
+        from imageio_ffmpeg._definitions import FNAME_PER_PLATFORM, get_platform
 
+        if explicit := os.environ.get("IMAGEIO_FFMPEG_EXE"):
+            return explicit
+        bundled = Path(imageio_ffmpeg.__file__).parent / "binaries"
+        bundled /= FNAME_PER_PLATFORM.get(get_platform(), "ffmpeg")
+        if bundled.is_file() and os.access(bundled, os.X_OK):
+            return os.fspath(bundled)
         return imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError):
         if found := shutil.which("ffmpeg"):

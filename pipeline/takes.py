@@ -29,14 +29,17 @@ from contract import (
     AnimateResult,
     Cancelled,
     Failed,
+    InputError,
     PipelineError,
     Progress,
     Takes,
+    identical_takes,
     is_out_of_memory,
 )
 
 if TYPE_CHECKING:
     from pipeline.backends.base import Backend
+    from pipeline.intake import OpenedPhoto, Photo
 
 INTERNAL_REASON = "Something went wrong while rendering this take."
 
@@ -60,6 +63,7 @@ def animate_takes(
     emit: Callable[[Progress], None] = lambda progress: None,
     should_stop: Callable[[], bool] = lambda: False,
     out_path: str | os.PathLike[str] | None = None,
+    photo: Photo | OpenedPhoto | None = None,
 ) -> Takes | Failed:
     """Render ``request.variations`` takes one after another on `backend`.
 
@@ -69,9 +73,17 @@ def animate_takes(
     cancelling and anything worth a retry (out of memory) end the whole job, as for a single
     clip. All
     takes failed: the first take's Failed, so the job is retried or refunded as a whole.
+    Raises InputError, before any take, on a backend whose clip does not depend on the seed
+    (``info.uses_seed`` False: the camera move): its takes would be identical.
     """
     from pipeline.animate import animate
+    from pipeline.intake import load_photo
 
+    if request.variations > 1 and not getattr(backend.info, "uses_seed", True):
+        # The camera move: every seed draws the same clip, so the takes would be copies.
+        raise InputError(identical_takes(backend.info.name, is_ai=backend.info.is_ai))
+    if photo is None:  # decoded once: each take starts from the same photo
+        photo = load_photo(request.image)
     count = max(1, int(request.variations))
     results: list[AnimateResult | Failed] = []
     for take, seed in enumerate(take_seeds(request.seed, count), 1):
@@ -82,7 +94,9 @@ def animate_takes(
 
         path = take_path(out_path, take) if out_path is not None else None
         try:
-            result = animate(one, backend, emit=tagged, should_stop=should_stop, out_path=path)
+            result = animate(
+                one, backend, emit=tagged, should_stop=should_stop, out_path=path, photo=photo
+            )
         except Cancelled:
             raise
         except PipelineError as exc:

@@ -121,7 +121,7 @@ class PipelineWorker:
         self.models = tuple(dict.fromkeys(self.aliases.values()))
         self.errors: dict[str, str] = {}
         self._device, self._device_name = _device(gpu_ids)
-        self._finishing = _finishing()
+        self._finishing, self._finishing_by_model = _finishing(self.models)
         # Missing weights download in the background, so the actor answers at once.
         self._fetcher = Fetcher(name, self.models, options, fetch=fetch)
         self._fetcher.start()
@@ -155,6 +155,7 @@ class PipelineWorker:
             errors={**self._fetcher.failures(), **self.errors},
             downloads=self._fetcher.downloads(),
             finishing=dict(self._finishing),
+            finishing_by_model={m: dict(a) for m, a in self._finishing_by_model.items()},
         )
 
     async def cancel(self, job_id: str) -> bool:
@@ -406,14 +407,19 @@ __all__ = [
 ]
 
 
-def _finishing() -> dict[str, str | None]:
+def _finishing(
+    models: Sequence[str],
+) -> tuple[dict[str, str | None], dict[str, dict[str, str | None]]]:
     """Whether this machine can Smooth and Upscale a typical clip (pipeline.finish.support:
-    instant where the weights are missing, a second of timing on a CPU where they are)."""
-    from pipeline.finish import support
+    instant where the weights are missing, a second of timing on a CPU where they are), and
+    per served model what differs for a render on it (an LTX preset upscales inside its
+    render where its latent upsampler is here: pipeline.finish.render_support)."""
+    from pipeline.finish import render_support, support
 
     try:
-        return support()
+        answers = support()
+        return answers, render_support(models, answers)
     except Exception as exc:  # noqa: BLE001 - a broken finish must not stop the worker
         log.warning("cannot tell whether this machine can smooth or upscale: %s", exc)
         reason = "Smoothing and upscaling are not available on the renderer right now."
-        return {"smooth": reason, "upscale": reason}
+        return {"smooth": reason, "upscale": reason}, {}

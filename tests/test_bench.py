@@ -76,3 +76,32 @@ def test_flops_counts_the_fast_wan_preset_as_a_twentieth_of_the_quality_one() ->
     headline = figures["wan-14b-fast_denoise_pflop_per_clip"]
     assert headline.met and headline.value == pytest.approx(6.71, abs=0.01)
     assert "4 steps, no CFG" in headline.detail
+
+
+def test_flops_counts_what_half_frames_saves_on_ltx_2b() -> None:
+    """``python -m bench flops --half-frames``: ltx-2b's 5 s clip at 768×512 is 121 frames at
+    24 fps; HALF_FRAMES renders 57 at 12 fps (LTX's 8k+1 rule) and RIFE draws the 56 between.
+    Fewer frames count fewer FLOPs, and these are the figures the README states (denoising
+    0.233 → 0.099 PFLOP, the whole clip 0.297 → 0.133 with RIFE)."""
+    from bench.flops import CLIPS, at_frames, half_frames_of, main, run
+
+    clip = CLIPS["ltx-2b"]
+    half_clip, rate = half_frames_of(clip)
+    assert (half_clip.frames, rate) == (57, 12)
+    assert at_frames(clip, 57) == half_clip and at_frames(clip, 121) == clip
+    with pytest.raises(ValueError, match="60 is not one of them \\(nearest: 57 or 65\\)"):
+        at_frames(clip, 60)
+    with pytest.raises(ValueError, match="HALF_FRAMES renders every frame of wan"):
+        half_frames_of(CLIPS["wan"])
+
+    figures = {f.name: f.value for f in run(["ltx-2b"], half_frames=True)}
+    full, half = figures["ltx-2b_denoise_pflop_per_clip"], figures["ltx-2b_half_frames_denoise_pflop_per_clip"]
+    assert half < full and (round(full, 3), round(half, 3)) == (0.233, 0.099)
+    whole, whole_half = figures["ltx-2b_clip_pflop"], figures["ltx-2b_half_frames_clip_pflop"]
+    assert (round(whole, 3), round(whole_half, 3)) == (0.297, 0.133)
+    assert 0.015 < figures["ltx-2b_rife_tflop_per_drawn_frame"] < 0.018
+    # A preset HALF_FRAMES does not apply to is one line and exit 2, before any counting.
+    with pytest.raises(SystemExit) as exited:
+        main(["wan", "--half-frames"])
+    assert exited.value.code == 2
+

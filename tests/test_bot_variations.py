@@ -2,15 +2,17 @@
 take its own MP4 and buttons; N × the price; only failed takes refunded, exactly once.
 
 Through the loopback Discord and the real bot, store, Ray worker and MP4 encoder; the clips
-are decoded back with PyAV. The camera move draws the same frames for every seed, so the
-worker here renders :class:`SeededCamera`: the real camera backend whose picture depends on
-the seed, as a diffusion model's does (a tiny diffusion model at the bot's sizes takes
-minutes per take on a CPU), and which gives up on the seeds a test names, as a model that
-cannot go on does.
+are decoded back with PyAV. The camera move draws the same frames for every seed, so takes of
+it are refused before any charge; the worker here serves the model ``seeded`` instead (a
+model only the workers know, so the job layer reads a plain AI model's card) and renders it
+with :class:`SeededCamera`: the real camera backend whose picture depends on the seed, as a
+diffusion model's does (a tiny diffusion model at the bot's sizes takes minutes per take on a
+CPU), and which gives up on the seeds a test names, as a model that cannot go on does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import sys
@@ -35,13 +37,15 @@ from world import (
 )
 
 from contract import InputError, ModelError
-from jobs import Store
+from jobs import NotSupported, Store
 from pipeline.backends.camera import CameraBackend
 from pipeline.probe import probe
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("ray_instance")]
 
 PHOTO = small_png()
+MODEL = "seeded"
+"""The model the variations worlds serve (see :func:`world`)."""
 
 
 class SeededCamera(CameraBackend):
@@ -50,6 +54,7 @@ class SeededCamera(CameraBackend):
 
     render_yuv420 = None
     """Not the camera's yuv420p fast path: this double changes the RGB frames render() draws."""
+    info = dataclasses.replace(CameraBackend.info, name=MODEL, label="Seeded camera (test)", uses_seed=True)
 
     def __init__(self, fail_seeds: tuple[int, ...], delay: float = 0.0) -> None:
         super().__init__()
@@ -68,7 +73,7 @@ class SeededCamera(CameraBackend):
 def seeded_camera(
     model: str, options: Any, *, fail_seeds: tuple[int, ...] = (), delay: float = 0.0
 ) -> SeededCamera:
-    assert model == "camera", model
+    assert model == MODEL, model
     return SeededCamera(fail_seeds, delay)
 
 
@@ -77,6 +82,13 @@ def factory(*fail_seeds: int, delay: float = 0.0) -> Any:
     this module travels pickled by value (as world.Gate's does)."""
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     return functools.partial(seeded_camera, fail_seeds=fail_seeds, delay=delay)
+
+
+def world(tmp_path: Path, *fail_seeds: int, delay: float = 0.0, **overrides: Any) -> Any:
+    """The bot serving :data:`MODEL` with :class:`SeededCamera`."""
+    return bot_world(
+        tmp_path, backend_factory=factory(*fail_seeds, delay=delay), model=MODEL, **overrides
+    )
 
 
 def videos(message: Message) -> list[str]:
@@ -107,10 +119,10 @@ async def animate(w: World, member: Any, **options: Any) -> Any:
 
 
 async def test_two_takes_in_one_message_each_playable_charged_twice(tmp_path: Path) -> None:
-    async with bot_world(tmp_path, backend_factory=factory()) as w:
+    async with world(tmp_path) as w:
         d = w.discord
         alice, bob = d.member, d.add_member("bob")
-        price = w.settings.cost("camera", 2.0)
+        price = w.settings.cost(MODEL, 2.0)
         run = await animate(w, alice, seed=100, variations=2)
         clip = await run.message(lambda m: len(videos(m)) == 2, timeout=60)
         ack = await run.original()
@@ -169,8 +181,8 @@ async def test_two_takes_in_one_message_each_playable_charged_twice(tmp_path: Pa
 async def test_one_failed_take_is_refunded_alone_once_across_a_restart(tmp_path: Path) -> None:
     async with LoopbackDiscord() as discord_:
         alice = discord_.member
-        async with bot_world(tmp_path, discord_=discord_, backend_factory=factory(201)) as w:
-            price = w.settings.cost("camera", 2.0)
+        async with world(tmp_path, 201, discord_=discord_) as w:
+            price = w.settings.cost(MODEL, 2.0)
             run = await animate(w, alice, seed=200, variations=2)
             message = await run.message(lambda m: not m.ephemeral and m.card, timeout=15)
             (job,) = await all_jobs(w.store, alice.id)
@@ -184,7 +196,7 @@ async def test_one_failed_take_is_refunded_alone_once_across_a_restart(tmp_path:
             )
         discord_.faults.clear()
 
-        async with bot_world(tmp_path, discord_=discord_) as w:
+        async with world(tmp_path, discord_=discord_) as w:
             await wait_status(w.store, job.id, "delivered", timeout=30)
             clip = discord_.state.messages[message.id]
             assert len(videos(clip)) == 1  # take 1 only
@@ -212,6 +224,39 @@ async def test_bad_variations_are_refused_before_any_charge(tmp_path: Path) -> N
                 w.bot.jobs.spec(model="camera", variations=bad)
         assert await all_jobs(w.store, alice.id) == []
         assert [k for k, _, _ in await ledger_kinds(w.store, alice.id)] in ([], ["welcome"])
+
+
+SAME_TAKES = (
+    "The camera move draws the same clip every time, so takes would be identical: pick an AI "
+    "model for variations, or ask for 1 take."
+)
+
+
+async def test_takes_of_the_camera_move_are_refused_before_any_charge(tmp_path: Path) -> None:
+    """The camera move ignores the seed, so 2 or 4 takes would be copies charged 2× or 4×:
+    /animate and the Animate form refuse them with one sentence, before the photo is fetched
+    or anything is charged; one take of it is still a clip."""
+    async with bot_world(tmp_path) as w:
+        d = w.discord
+        alice = d.member
+        for takes in (2, 4):
+            assert await private_text(await animate(w, alice, variations=takes)) == SAME_TAKES
+        posted = await d.post_message(d.general, "cat", files=[Upload(PHOTO, "cat.png")])
+        run = await d.message_command("Animate", posted, user=alice)
+        form = await d.submit_modal(run, {"Length in seconds": "2", "Options": ["takes-2"]})
+        assert await private_text(form) == SAME_TAKES
+        assert await all_jobs(w.store, alice.id) == []
+        assert [k for k, _, _ in await ledger_kinds(w.store, alice.id)] in ([], ["welcome"])
+        # "auto" meaning the camera move on a worker without a GPU is the camera move.
+        (worker,) = w.dispatcher.workers
+        w.dispatcher.pool.ready()[0].info = dataclasses.replace(worker, aliases={"auto": "camera"})
+        with pytest.raises(NotSupported, match="takes would be identical"):
+            w.bot.jobs.spec(model="auto", variations=2)
+
+        one = await animate(w, alice, variations=1)
+        await one.message(lambda m: len(videos(m)) == 1, timeout=60)
+        (job,) = await all_jobs(w.store, alice.id)
+        assert job.cost == w.settings.cost("camera", 2.0)
 
 
 async def test_the_store_ends_takes_once_and_refunds_once(tmp_path: Path) -> None:
@@ -255,7 +300,7 @@ async def test_four_takes_from_the_animate_form_each_a_library_entry(tmp_path: P
     """Right-click → Animate → "4 takes": four MP4s in one message (a quarter of the upload
     limit each), five rows of buttons; each take is its own /history entry: Post again posts
     that take alone, Delete of one take keeps the message for the others."""
-    async with bot_world(tmp_path, backend_factory=factory()) as w:
+    async with world(tmp_path) as w:
         d = w.discord
         alice = d.member
         posted = await d.post_message(d.general, "cat", files=[Upload(PHOTO, "cat.png")])
@@ -276,7 +321,7 @@ async def test_four_takes_from_the_animate_form_each_a_library_entry(tmp_path: P
         pictures = [decoded(f) for f in files]
         assert all(np.abs(p.astype(int) - pictures[0].astype(int)).mean() > 5 for p in pictures[1:])
         job, *takes = await all_jobs(w.store, alice.id)  # the job charged, then its takes
-        assert job.cost == 4 * w.settings.cost("camera", 2.0)
+        assert job.cost == 4 * w.settings.cost(MODEL, 2.0)
         assert [(t.action, t.parent_id, t.cost) for t in takes] == [("take", job.id, 0)] * 3
 
         entries = (await w.store.library(alice.id)).jobs
@@ -308,9 +353,7 @@ async def test_the_job_timeout_counts_per_take(tmp_path: Path) -> None:
     """JOB_TIMEOUT_SECONDS is per take: two takes of a model that needs 55 % of it each are
     delivered, not stopped halfway and refunded."""
     timeout = 12.0
-    async with bot_world(
-        tmp_path, backend_factory=factory(delay=0.55 * timeout), job_timeout_seconds=timeout
-    ) as w:
+    async with world(tmp_path, delay=0.55 * timeout, job_timeout_seconds=timeout) as w:
         alice = w.discord.member
         run = await animate(w, alice, seed=1, variations=2)
         clip = await run.message(lambda m: len(videos(m)) == 2, timeout=5 * timeout)
@@ -322,7 +365,7 @@ async def test_the_job_timeout_counts_per_take(tmp_path: Path) -> None:
 
 async def test_two_takes_in_a_direct_message_with_the_bot(tmp_path: Path) -> None:
     """In the member's DM with the bot: the same one message with both takes and their rows."""
-    async with bot_world(tmp_path, backend_factory=factory(), guild_ids="") as w:
+    async with world(tmp_path, guild_ids="") as w:
         d = w.discord
         dm = d.dm_channel(d.member)
         run = await d.slash(

@@ -173,6 +173,24 @@ def test_a_slow_pan_is_sub_pixel_smooth(move: str) -> None:
     assert abs(centres[-1] - centres[0]) > 5  # it did move
 
 
+@pytest.mark.parametrize("move", ["pan_left", "pan_right", "tilt_up", "tilt_down"])
+def test_a_pan_keeps_its_sizes_so_swscale_is_set_up_once(move: str) -> None:
+    # swscale is set up again for every new crop or scaled size, which costs about as much as
+    # the scaling: a pan or tilt (one zoom throughout) moves only the crop's start and the
+    # offset, frame after frame, and still lands within a tenth of a pixel (the geometry test
+    # above). Only the slowest frames of the ease, whose tolerance is a tenth of their own
+    # travel, may need other sizes: 0-4 of 119 here; the earlier planner changed them in 92-94.
+    source = texture(960, 540)
+    views = camera_path(move, 5, 120, aspect=960 / 540)
+    clip = drawn_move(source, views, (640, 360), 24.0)
+    lines = Path(clip.filters.split("sendcmd=f='")[1].split("'")[0]).read_text().splitlines()
+    assert len(lines) >= 110  # the crops move in (nearly) every frame
+    names = ("crop@cam_yin", "crop@cam_uin", "scale@cam_y", "scale@cam_u")
+    sizes = [f"{name} {side} " for name in names for side in "wh"]
+    resized = [line for line in lines if any(size in line for size in sizes)]
+    assert len(resized) <= 5, f"{len(resized)} of {len(lines)} frames set swscale up again"
+
+
 def _jpeg(image: Image.Image, **save: object) -> bytes:
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=92, **save)

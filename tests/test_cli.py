@@ -365,6 +365,55 @@ def test_models_command(capsys) -> None:
     assert camera["runnable"] and not camera["is_ai"]
 
 
+def test_models_says_which_video_encoder_this_machine_uses(
+    capsys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """NVENC when ffmpeg can open it here, else libx264 and why (issue 19: A100/H100/H200 have
+    no NVENC; a container needs the NVIDIA `video` capability)."""
+    from pipeline import cli, ffmpeg
+
+    monkeypatch.setattr(ffmpeg, "NVIDIA_DRIVER", str(tmp_path / "nvidiactl"))
+    monkeypatch.setattr(ffmpeg, "nvenc_available", lambda: False)
+    assert main(["models"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == "video encoder: libx264 on the CPU (no NVENC on this machine)"
+    (tmp_path / "nvidiactl").touch()  # a driver, but no NVENC opened
+    assert "A100, H100 or H200" in cli._encoder_line()
+    assert "NVIDIA video capability" in cli._encoder_line()
+    monkeypatch.setattr(ffmpeg, "nvenc_available", lambda: True)
+    assert cli._encoder_line() == "video encoder: NVENC (h264_nvenc) on the GPU"
+
+
+def test_a_quiet_camera_clip_starts_one_process_and_loads_no_progress_bar(photo_path, tmp_path) -> None:
+    # A camera clip takes well under a second, so what the CLI does around ffmpeg shows: the
+    # encode is the only process it starts (no `ffmpeg -version` to vet the binary, ~40 ms),
+    # and -q draws no bar, so tqdm (~40 ms to import) stays out, as torch does.
+    out = tmp_path / "quiet.mp4"
+    script = (
+        "import runpy, subprocess, sys\n"
+        "started = []\n"
+        "class Counted(subprocess.Popen):\n"
+        "    def __init__(self, args, *rest, **options):\n"
+        "        started.append(list(args)[1:2])\n"
+        "        super().__init__(args, *rest, **options)\n"
+        "subprocess.Popen = Counted\n"
+        f"sys.argv = ['pipeline', 'animate', {str(photo_path)!r}, '--model', 'camera', '--size',"
+        f" '64x48', '--duration', '1', '--fps', '10', '--out', {str(out)!r}, '-q']\n"
+        "try:\n"
+        "    runpy.run_module('pipeline', run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print(started, sorted(m for m in ('tqdm', 'torch') if m in sys.modules), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "IMAGEIO_FFMPEG_EXE": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "[['-hide_banner']] []"
+    assert_clip(out, 64, 48, 10, 10)
+
+
 def test_camera_model_through_the_cli(photo_path, tmp_path, capsys) -> None:
     out = tmp_path / "cam.mp4"
     code = main(

@@ -8,6 +8,7 @@ real decoder (PyAV).
 # ruff: noqa: F811  (pytest fixtures imported from tiny_models are "redefined" as arguments)
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import av
@@ -20,6 +21,7 @@ from contract import (  # noqa: E402
     AnimateRequest,
     Cancelled,
     Failed,
+    InputError,
     ModelError,
     OutOfMemory,
     Takes,
@@ -85,11 +87,53 @@ def test_bad_variations_are_one_line_and_exit_2(
     assert not out.exists() and captured.out == ""
 
 
+def test_takes_of_the_camera_move_are_refused_in_one_line_with_exit_2(
+    photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The camera move draws the same clip for every seed: N takes would be N copies."""
+    out = tmp_path / "clip.mp4"
+    code = main(
+        ["animate", str(photo), "--model", "camera", "--duration", "1", "--variations", "2",
+         "--out", str(out)]
+    )
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, captured.err
+    assert lines[0].endswith(
+        "The camera move draws the same clip every time, so takes would be identical: pick an "
+        "AI model for variations, or ask for 1 take."
+    ), lines[0]
+    assert captured.out == "" and list(tmp_path.iterdir()) == []
+    # One take of it is a clip as before.
+    assert main(["animate", str(photo), "--model", "camera", "--duration", "1", "--variations",
+                 "1", "--quiet", "--out", str(out)]) == 0
+    assert out.is_file()
+
+
+def test_a_backend_that_ignores_the_seed_refuses_takes_before_drawing_any(photo: Path) -> None:
+    """Where the model is only known once loaded (``--model auto`` on a machine without a GPU,
+    a worker): the backend's own declaration, before a frame is drawn."""
+    drawn: list[int] = []
+
+    class Camera(CameraBackend):
+        render_yuv420 = None
+
+        def render(self, image, plan, request, **kwargs):  # type: ignore[no-untyped-def]
+            drawn.append(plan.seed)
+            return super().render(image, plan, request, **kwargs)
+
+    with pytest.raises(InputError, match="so takes would be identical: pick an AI model"):
+        animate_takes(_request(photo, variations=2), Camera())
+    assert drawn == []
+
+
 class _Flaky(CameraBackend):
-    """The camera move, except on the seeds in `fail`: `kind` says how that take fails."""
+    """The camera move, except on the seeds in `fail`: `kind` says how that take fails. Its
+    picture does not depend on the seed, but as a model's would, it declares that it does."""
 
     render_yuv420 = None
     """Not the camera's yuv420p fast path: this double changes the RGB frames render() draws."""
+    info = dataclasses.replace(CameraBackend.info, uses_seed=True)
 
     def __init__(self, fail: dict[int, Exception]) -> None:
         super().__init__(workers=1)

@@ -22,6 +22,7 @@ from pipeline.intake import (
     fit,
     load_photo,
     low_resolution_warning,
+    open_photo,
     size_for_area,
 )
 
@@ -395,3 +396,31 @@ def test_low_resolution_warning() -> None:
     )
     assert low_resolution_warning((1024, 768), (704, 480)) is None
     assert low_resolution_warning((480, 2000), (704, 480)) is None  # shorter sides compared
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_jpeg_decodes_only_as_much_as_its_fit_needs(orientation: int) -> None:
+    # A 12 MP phone photo for a 720p camera move: libjpeg's DCT scaling decodes it at half its
+    # sides, still covering the fit, and the fitted picture is the whole decode's within a
+    # level or so. The photo's own size (the low-resolution note) is the header's.
+    big = gradient(1600, 1200).resize((1600, 1200))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(big, "JPEG", quality=95, exif=exif.tobytes())
+    upright = (1200, 1600) if orientation == 6 else (1600, 1200)
+    cover = (500, 280) if orientation == 1 else (280, 500)
+
+    opened = open_photo(data)
+    assert opened.size == upright  # from the header: nothing decoded yet
+    small = opened.decode(cover=cover)
+    whole = load_photo(data)
+    assert small.original_size == whole.original_size == whole.image.size == upright
+    assert small.image.size == (upright[0] // 2, upright[1] // 2)  # 1/4 would not cover
+    fitted = [np.asarray(fit(p.image, *cover)).astype(int) for p in (small, whole)]
+    assert np.abs(fitted[0] - fitted[1]).mean() < 1.5
+
+    # Each decode is kept; a PNG (EXIF may follow its pixels) decodes once, whole.
+    assert opened.decode(cover=cover) is small
+    png = open_photo(encode(big, "PNG"))
+    assert png.decode(cover=cover).image.size == (1600, 1200)
+

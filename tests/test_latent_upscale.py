@@ -30,7 +30,17 @@ from tiny_models import (
     write_ltx_spatial_upscaler,
 )
 
-from contract import AnimateRequest, BackendOptions, FinishUnavailable, Progress
+from contract import (
+    AnimateRequest,
+    BackendOptions,
+    FinishUnavailable,
+    JobSpec,
+    Progress,
+    WorkerInfo,
+)
+from jobs import ClipSummary, Job, JobAction, JobStatus, NotSupported
+from jobs.config import JobsConfig, Pricing
+from jobs.service import JobService
 from pipeline.cli import main
 from pipeline.finish import RIFE, UPSCALER, FinishPlan, require_weights, support
 from pipeline.presets import PRESETS
@@ -275,6 +285,70 @@ def test_workers_and_the_cli_count_the_latent_upsampler_as_upscaling(
     assert support()["upscale"] is not None  # a worker that does not name its model
     assert FinishPlan.of(request(upscale=2), upscaled=2) == FinishPlan()
     assert FinishPlan.of(request(upscale=2, interpolate=2), upscaled=2) == FinishPlan(interpolate=2)
+
+
+class _Workers:
+    """The dispatcher as the job layer reads it: the workers' own answers."""
+
+    def __init__(self, *infos: WorkerInfo) -> None:
+        self.workers = list(infos)
+        self.models = [m for info in infos for m in info.models]
+
+    def known_models(self) -> set[str]:
+        return {m for info in self.workers for m in info.models}
+
+
+class _Kept:
+    """The store's side of an Upscale 2× press: one delivered clip, its MP4 kept."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    async def get_job(self, job_id: int) -> Job:
+        assert job_id == self.job.id
+        return self.job
+
+
+@pytest.mark.asyncio
+async def test_a_worker_with_only_the_latent_upsampler_takes_animate_upscale_but_not_the_button(
+    upsampler_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker answers per model: where only LTX's latent upsampler is downloaded (no
+    Real-ESRGAN), `/animate upscale` on `ltx-2b` is taken (the render upscales itself), on
+    `wan` refused with the download to run; the Upscale 2× button on a delivered clip works on
+    its MP4, which only Real-ESRGAN can upscale: not offered, and a press refused."""
+    from pipeline.backends.camera import CameraBackend
+    from pipeline.worker import PipelineWorker
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    add_upsampler(cache, upsampler_repo)
+    # The answer needs no model loaded: the worker's warm-up loads a stand-in.
+    worker = PipelineWorker(
+        "gpu-0", ["ltx-2b", "wan"], backend_factory=lambda model, options: CameraBackend(), fetch={}
+    )
+    info = await worker.info()
+    config = JobsConfig(models=("ltx-2b", "wan"), pricing=Pricing(default_per_second=1.0, finish_per_second={"upscale": 1.0}))
+    service = JobService(store=None, dispatcher=_Workers(info), config=config)  # type: ignore[arg-type]
+
+    spec = service.spec(model="ltx-2b", duration=5.0, upscale=2)
+    assert spec.finishes == ("upscale",) and service.cost_of(spec) == 5 + 5
+    with pytest.raises(NotSupported, match=r"Upscaling isn't available here: .*download upscale"):
+        service.spec(model="wan", duration=5.0, upscale=2)
+
+    mp4 = tmp_path / "5.mp4"
+    mp4.write_bytes(b"kept")
+    clip = Job(
+        id=5, user_id=1, status=JobStatus.DELIVERED, action=JobAction.ANIMATE,
+        spec=JobSpec(model="ltx-2b", duration=5.0), cost=5, delivery={}, attempts=1,
+        low_memory=False, created_at=0.0, result_path=str(mp4),
+        clip=ClipSummary(width=768, height=512, frames=121, fps=24.0, seed=11, model="ltx-2b"),
+    )
+    assert "upscale" not in service.finishes_offered(clip)
+    service.store = _Kept(clip)  # type: ignore[assignment]
+    with pytest.raises(NotSupported, match=r"Upscaling isn't available here: .*download upscale"):
+        await service.check_finish(clip.id, "upscale")
 
 
 # --- downloading -------------------------------------------------------------------------------

@@ -81,8 +81,6 @@ async def start_job(
         notes.append(soft)
     if spec.prompt and not card.supports_prompt:
         notes.append(f"`{spec.model}` doesn't read prompts; the motion comes from camera and motion strength.")
-    if spec.variations > 1 and not card.is_ai:
-        notes.append(f"`{spec.model}` makes the same move for every seed, so its takes look alike.")
     if audio and not card.supports_audio:
         notes.append(f"`{spec.model}` makes no sound, so the video will be silent.")
     job = await bot.jobs.submit(

@@ -87,6 +87,8 @@ class BackendInfo:
     supports_extend: bool = True
     supports_audio: bool = False
     """The model makes a sound track with the frames."""
+    uses_seed: bool = True
+    """Different seeds draw different clips; False for the camera move (variations refused)."""
     durations: tuple[float, ...] = (2.0, 3.0, 5.0)
     """Clip lengths (seconds) members may choose."""
 
@@ -113,6 +115,7 @@ class BackendInfo:
             supports_end_image=card.supports_end_image,
             supports_extend=card.supports_extend,
             supports_audio=card.supports_audio,
+            uses_seed=card.uses_seed,
             durations=card.durations,
         )
 

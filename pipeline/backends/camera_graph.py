@@ -149,6 +149,37 @@ def plan_axis(
     return best or closest
 
 
+def kept_axis(
+    left: float, scale: float, out: int, size: int, crop: int, scaled: int, *,
+    pad: int = PAD, tolerance: float = TOLERANCE,
+) -> AxisPlan | None:
+    """The plan that keeps a crop length and scaled size (the previous frame's), moving only
+    the crop's start and the offset, when one comes within `tolerance`; else None.
+
+    swscale is set up again for every new pair of sizes, which costs about as much as the
+    scaling itself; a pan or tilt (one zoom throughout) keeps its sizes frame after frame, its
+    sub-pixel steps coming from the offsets k·crop/scaled (mod 1) alone."""
+    margin = 2.0 * max(1.0, scale) + 1.0
+    kmin = math.ceil((margin + 0.5) / scale)
+    ratio = crop / scaled
+    slope = ratio - scale
+    k = np.arange(kmin, scaled - out - kmin + 1)
+    x0 = np.round(left - k * ratio)
+    offset = x0 + k * ratio - left
+    error = np.maximum(np.abs(offset + 0.5 * slope), np.abs(offset + (out - 0.5) * slope))
+    fits = (
+        (x0 >= -pad)
+        & (x0 <= left - margin)
+        & (x0 + crop <= size + pad)
+        & (x0 + crop >= left + out * scale + margin)
+    )
+    error = np.where(fits, error, np.inf)
+    best = int(np.argmin(error)) if len(error) else -1
+    if best < 0 or error[best] > tolerance:
+        return None
+    return AxisPlan(int(x0[best]), crop, scaled, int(k[best]), float(error[best]))
+
+
 def tolerances(views: Sequence[View], size: tuple[int, int]) -> list[float]:
     """Per frame, the sampling error to allow: TOLERANCE, or a tenth of the frame's own
     travel (output pixels at its edge, towards either neighbour) when that is less. A slow
@@ -317,7 +348,9 @@ class _Planner:
     and offset (x, y); each plane is planned on its own pixel grid.
 
     A frame keeps the previous frame's copy while its plans come within the frame's tolerance
-    (or STAY): a change of copy is a change of sharpness, however slight. Where it must change
+    (or STAY): a change of copy is a change of sharpness, however slight. On the same copy,
+    each plane keeps the previous frame's crop and scaled sizes where they still come within
+    tolerance (:func:`kept_axis`), so a pan or tilt sets swscale up once. Where it must change
     (and at the start) it takes the copy that serves the most frames from there on (looking
     LOOKAHEAD frames ahead), else the one that errs least on this frame."""
 
@@ -355,6 +388,34 @@ class _Planner:
             self.plans[key] = (error, (planes[0], planes[1]))
         return self.plans[key]
 
+    def kept(self, copy: int, frame: int, before: tuple[Numbers, Numbers]) -> tuple[Numbers, Numbers]:
+        """The frame's numbers on `copy`, each plane keeping the crop and scaled sizes it had
+        in `before` (the previous frame's, on the same copy) where that is within tolerance."""
+        width, height = self.size
+        place, view, tolerance = self.copies[copy], self.views[frame], self.allowed[frame]
+        ww, wh = place.width / view.zoom, place.height / view.zoom
+        left, top = view.cx * place.width - ww / 2, view.cy * place.height - wh / 2
+        planes = []
+        for div, numbers, free in zip((1, 2), before, self.plan(copy, frame)[1], strict=True):
+            pad = PAD // div
+            cw, ch, _, _, sw, sh, _, _ = numbers
+            xs = kept_axis(
+                left / div, ww / width, width // div, place.width // div, cw, sw, pad=pad,
+                tolerance=tolerance,
+            )  # fmt: skip
+            ys = xs and kept_axis(
+                top / div, wh / height, height // div, place.height // div, ch, sh, pad=pad,
+                tolerance=tolerance,
+            )  # fmt: skip
+            if xs is None or ys is None:
+                planes.append(free)
+                continue
+            planes.append((
+                cw, ch, (place.x - PAD) // div + pad + xs.start, (place.y - PAD) // div + pad + ys.start,
+                sw, sh, xs.offset, ys.offset,
+            ))  # fmt: skip
+        return planes[0], planes[1]
+
     def fits(self, copy: int, frame: int) -> bool:
         return self.plan(copy, frame)[0] <= max(self.allowed[frame], STAY)
 
@@ -379,7 +440,10 @@ class _Planner:
                 else:
                     errors = [self.plan(copy, frame)[0] for copy in range(len(self.copies))]
                     current = errors.index(min(errors))
-            luma, chroma = self.plan(current, frame)[1]
+            if out and out[-1][0] == current:
+                luma, chroma = self.kept(current, frame, out[-1][1][:2])
+            else:
+                luma, chroma = self.plan(current, frame)[1]
             out.append((current, (luma, chroma, chroma)))
         return out
 

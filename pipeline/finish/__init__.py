@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -369,6 +369,19 @@ def support(
         except (FinishUnavailable, InputError) as exc:
             answers[name] = exc.message
     return answers
+
+
+def render_support(
+    models: Iterable[str], answers: Mapping[str, str | None]
+) -> dict[str, dict[str, str | None]]:
+    """Per model a worker serves, the answers that differ from `answers` (:func:`support`:
+    what the machine can finish on frames) for a job rendered on it: an LTX preset whose
+    latent upsampler is downloaded upscales inside the render, without Real-ESRGAN. A
+    delivered clip's MP4 (the Upscale 2× button) still needs Real-ESRGAN: `answers` alone.
+    No torch."""
+    if answers.get("upscale") is None:
+        return {}
+    return {model: {"upscale": None} for model in models if _latent_upscale_here(model)}
 
 
 def costs_here(seconds: float = 5.0, fps: int = 24, size: tuple[int, int] = (1280, 720)) -> list[str]:
