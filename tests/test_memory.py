@@ -357,6 +357,83 @@ def test_a_preset_renders_with_the_weights_the_plan_names(a14b_hub, name: str, w
     backend.close()
 
 
+def test_fp8_storage_that_fails_its_warm_up_is_dropped_at_load(
+    a14b_hub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fp8 storage is a speed-up too (it lets the A14B experts fit a smaller card): where it
+    breaks the denoiser (a card or build whose float8 casts fail), the warm-up render at load
+    finds it, says so once, and the model loads again without it; the job renders. Before,
+    every job failed."""
+    import logging
+
+    from PIL import Image
+
+    from contract import AnimateRequest
+    from pipeline.backends import diffusion
+
+    applied = []
+
+    def broken_fp8(pipe, config, *, compute_dtype):
+        applied.append(True)
+
+        def refuse(module, args, kwargs):
+            raise RuntimeError("float8_e4m3fn is not supported by this device")
+
+        pipe.transformer.register_forward_pre_hook(refuse, with_kwargs=True)
+
+    monkeypatch.setattr(diffusion, "apply_fp8_storage", broken_fp8)
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        backend = diffusion.DiffusionBackend("wan-14b", options=BackendOptions(device="cpu", weights="fp8"))
+    assert applied == [True]  # once: the second load plans without it
+    lines = [r.getMessage() for r in caplog.records if "failed its warm-up render" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("fp8 weight storage failed its warm-up render on cpu")
+    assert "float8_e4m3fn is not supported" in lines[0]
+    assert backend.tier == Tier("bf16", "none")
+    request = AnimateRequest(image=b"-", prompt="a cat", seed=3, width=32, height=32, duration=0.3, fps=16, steps=2)
+    frames = backend.render(Image.new("RGB", (32, 32), (90, 140, 200)), backend.plan(request, (32, 32)), request)
+    assert frames.shape[1:] == (32, 32, 3) and frames.std() > 0
+    backend.close()
+
+
+def test_the_plan_avoids_what_failed_its_warm_up() -> None:
+    """After fp8 storage or an offload mode failed its warm-up render on this machine, no tier
+    uses it: not the planner's, not an operator's OFFLOAD or WEIGHTS."""
+    import torch
+
+    from pipeline.backends.placement import choose_tier
+
+    preset, cuda = PRESETS["wan-14b-fast"], torch.device("cuda")
+    machine = lambda: Machine(24 * GIB, 64 * GIB)  # noqa: E731
+    tier, _ = choose_tier(BackendOptions(), preset, cuda, is_preset=True, label="Wan", machine=machine)
+    assert tier == Tier("fp8", "model")  # a 24 GB card: fp8 experts, one component at a time
+    for avoid in ({"fp8"}, {"model"}, {"model", "fp8"}):
+        other, placed = choose_tier(
+            BackendOptions(), preset, cuda, is_preset=True, label="Wan", machine=machine,
+            avoid=frozenset(avoid),
+        )  # fmt: skip
+        assert placed and other.placement not in avoid and other.storage not in avoid
+        assert other == plan(
+            preset, vram_bytes=24 * GIB, ram_bytes=64 * GIB,
+            allowed=[t for t in LADDER if t.placement not in avoid and t.storage not in avoid],
+        ).tier  # fmt: skip
+    small = lambda: Machine(12 * GIB, 64 * GIB)  # noqa: E731  (only group offload fits 12 GB)
+    with pytest.raises(ModelError, match=r"^Wan cannot run on this machine: it does not fit"):
+        choose_tier(BackendOptions(), preset, cuda, is_preset=True, label="Wan", machine=small,
+                    avoid=frozenset({"group"}))
+    forced = BackendOptions(weights="fp8", offload="group")
+    assert choose_tier(forced, preset, cuda, is_preset=True, label="Wan", machine=machine) == (
+        Tier("fp8", "group"), True,
+    )
+    unforced, _ = choose_tier(
+        forced, preset, cuda, is_preset=True, label="Wan", machine=machine, avoid=frozenset({"fp8"})
+    )
+    assert unforced.storage != "fp8" and unforced.placement == "group"
+    assert choose_tier(
+        BackendOptions(weights="fp8"), preset, torch.device("cpu"), is_preset=True, label="Wan",
+        avoid=frozenset({"fp8"}),
+    ) == (Tier("bf16", "none"), True)  # fmt: skip
+
+
 def test_a_missing_gguf_file_is_one_line(a14b_hub) -> None:
     from pipeline.backends.diffusion import DiffusionBackend
 

@@ -31,6 +31,7 @@ from contract import (
     PipelineError,
     Progress,
     is_out_of_memory,
+    one_line,
 )
 from pipeline.audio import Soundtrack
 from pipeline.backends import placement
@@ -100,6 +101,15 @@ CACHE_MIN_STEPS = 20
 (distilled presets) consecutive steps differ too much for that to pay."""
 
 
+class _PlacementFailed(Exception):
+    """The warm-up render failed with this storage or offload mode on (DiffusionBackend.load
+    plans again without it)."""
+
+    def __init__(self, key: str, name: str, error: BaseException) -> None:
+        super().__init__(name)
+        self.key, self.name, self.error = key, name, error
+
+
 class DiffusionBackend:
     """Adapter over one loaded diffusers image-to-video pipeline.
 
@@ -144,6 +154,9 @@ class DiffusionBackend:
         """LTX's spatial latent upsampler, loaded by the first job that upscales with it."""
         self._compiled = False
         """Whether torch.compile is on the denoisers (Dynamo's code cache then outlives them)."""
+        self._avoid: set[str] = set()
+        """Weight storage or offload modes ("fp8", "model", "group") whose warm-up render
+        failed here: later loads plan without them (see :meth:`load`)."""
         # A checkpoint that is not a preset is described by its family's preset card, under its
         # own name.
         label = None
@@ -194,13 +207,6 @@ class DiffusionBackend:
         started = time.perf_counter()
         device = placement.choose_device(self.options)
         dtype = placement.choose_dtype(self.options, self.preset, device)
-        self.tier, self._placed = placement.choose_tier(
-            self.options,
-            self.preset,
-            device,
-            is_preset=self.source.name == self.preset.name,
-            label=self.info.label,
-        )
 
         def load() -> Any:
             components = self._quantized_components(dtype) if self.tier and self.tier.is_gguf else {}
@@ -208,7 +214,29 @@ class DiffusionBackend:
                 self.source, placement.dtype_argument(self.preset, dtype), components=components
             )
 
-        pipe = self._install(load, device)
+        retry = False
+        while True:
+            if retry:  # the failed placement is unreachable now: its memory reads as free
+                placement.free_device_memory()
+            self.tier, self._placed = placement.choose_tier(
+                self.options,
+                self.preset,
+                device,
+                is_preset=self.source.name == self.preset.name,
+                label=self.info.label,
+                avoid=frozenset(self._avoid),
+            )
+            try:
+                pipe = self._install(load, device)
+                break
+            except _PlacementFailed as failed:
+                # A job never fails because a speed-up did: load again without it.
+                logger.warning(
+                    "%s failed its warm-up render on %s (%s); loading %s again without it",
+                    failed.name, device, one_line(failed.error, 200), self.info.label,
+                )
+                self._avoid.add(failed.key)
+                retry = True
         self.load_seconds = time.perf_counter() - started
         logger.info(
             "Loaded %s (%s, %s) on %s as %s, weights %s, offload %s, attention %s, in %.1f s",
@@ -276,8 +304,31 @@ class DiffusionBackend:
             device=str(device),
             supports_end_image=self._rules.supports_end_image,
         )
+        self._prove_placement()
         self._speed_up(pipe, device)
         return pipe
+
+    def _prove_placement(self) -> None:
+        """fp8 storage and offloading are speed-ups too (they let a model run at all on a
+        smaller card): a warm-up render proves them before any member's job. One that fails
+        it is named in a _PlacementFailed (fp8 first, the newer and rarer path), and
+        :meth:`load` plans again without it; out of memory is left to the low-memory retry."""
+        suspects = []
+        if self.tier is not None and self.tier.storage == "fp8":
+            suspects.append(("fp8", "fp8 weight storage"))
+        if self.offload in ("model", "group"):
+            suspects.append((self.offload, f"{self.offload} offload"))
+        suspects = [(key, name) for key, name in suspects if key not in self._avoid]
+        if not suspects:
+            return
+        try:
+            self._warm_up_render()
+        except Exception as exc:
+            self.close()  # what the failed placement holds: gone before a retry or an OOM
+            if is_out_of_memory(exc) or isinstance(exc, OutOfMemory):
+                raise
+            key, name = suspects[0]
+            raise _PlacementFailed(key, name, exc) from None
 
     def _adapt(self, pipe: Any) -> None:
         """The preset's scheduler and LoRAs, then the operator's LoRAs: changes to the weights
@@ -340,8 +391,9 @@ class DiffusionBackend:
         else:
             dtype_bytes = 2 if self.preset.dtype != "float32" else 4
             config = placement.offload_config(
-                self.options, device, lambda: self.memory_need_gib(dtype_bytes), name=self.source.name
-            )
+                self.options, device, lambda: self.memory_need_gib(dtype_bytes),
+                name=self.source.name, avoid=frozenset(self._avoid),
+            )  # fmt: skip
         placement.apply_offload(pipe, config)
         self.offload = config.mode
         self._tiling = placement.tiling_config(self.options, config)

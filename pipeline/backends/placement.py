@@ -116,6 +116,7 @@ def choose_tier(
     is_preset: bool,
     label: str,
     machine: Callable[[], Machine] | None = None,
+    avoid: frozenset[str] = frozenset(),
 ) -> tuple[Tier, bool]:
     """How the weights are stored and placed, and whether the placement is decided (False:
     the free-VRAM rule of :func:`offload_config` places it — a checkpoint that is not a
@@ -125,12 +126,20 @@ def choose_tier(
     the planner picks the first tier of its ladder that fits the GPU's free memory and the
     host's available RAM; an operator's OFFLOAD or WEIGHTS narrows the ladder; the retry after
     running out of memory (`low_memory`) takes the next fitting tier. A preset that fits
-    nowhere is refused in one line."""
+    nowhere is refused in one line.
+
+    avoid: what failed its warm-up render on this machine ("fp8", "model", "group": see
+    DiffusionBackend.load): no tier uses it, whatever OFFLOAD or WEIGHTS ask."""
     from pipeline.memory import LADDER, plan
     from pipeline.memory.footprint import footprint_for
     from pipeline.memory.machine import this_machine
 
     storage = options.weights
+    place = options.offload
+    if storage in avoid:
+        storage = "auto"
+    if place in avoid:
+        place = "auto"
     asked: Storage = "bf16" if storage == "auto" else storage  # type: ignore[assignment]
     if asked not in ("bf16", "fp8"):
         published = preset.gguf.quants if preset.gguf and is_preset else ()
@@ -140,7 +149,6 @@ def choose_tier(
             )
     if device.type != "cuda":
         return Tier(asked, "none"), True
-    place = options.offload
     if storage != "auto" and place != "auto":
         return Tier(asked, place), True  # forced: the retry keeps it (tiling is on by then)
     if not is_preset or footprint_for(preset.name) is None:
@@ -152,6 +160,8 @@ def choose_tier(
         for tier in LADDER
         if storage in ("auto", tier.storage)
         and place in ("auto", tier.placement)
+        and tier.storage not in avoid
+        and tier.placement not in avoid
     ]
     memory = plan(
         preset,
@@ -181,13 +191,16 @@ def offload_config(
     need_gib: Callable[[], tuple[float, float]],
     *,
     name: str = "the model",
+    avoid: frozenset[str] = frozenset(),
 ) -> OffloadConfig:
     """The placement for `device`: the requested mode, or (``auto``, or ``none`` in low-memory
     mode) one chosen from free VRAM against `need_gib()` (full, with model offload), logged.
-    The need is only estimated when a choice is made: it reads every weight file's header."""
+    The need is only estimated when a choice is made: it reads every weight file's header.
+    avoid: offload modes that failed their warm-up render here (see :func:`choose_tier`); the
+    other offload mode stands in for one, everything on the GPU for both."""
     if device.type != "cuda":
         return OffloadConfig(device=device)
-    mode = options.offload
+    mode = "auto" if options.offload in avoid else options.offload
     if mode == "auto" or (options.low_memory and mode == "none"):
         import torch
 
@@ -202,6 +215,8 @@ def offload_config(
             offloaded,
             mode,
         )
+    if mode in avoid:
+        mode = next((m for m in ("model", "group") if m not in avoid), "none")  # type: ignore[assignment]
     return OffloadConfig(device=device, mode=mode)
 
 
