@@ -16,7 +16,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from contract import AnimateRequest, BackendOptions, Cancelled, Progress
+from pipeline.backends.hub import downloads_shown_to
 from pipeline.backends.placement import free_device_memory
+from pipeline.fetcher import download_progress
 
 if TYPE_CHECKING:
     from pipeline.backends.base import Backend
@@ -89,7 +91,17 @@ class ResidentModels:
                 if emit is not None:
                     emit(Progress("load", message=f"Loading the {model} model"))
                 options = self.options.replace(low_memory=True) if low_memory else self.options
-                loaded = self._load(model, options)
+                shown: list[Any] = []
+
+                def report(done: Any) -> None:
+                    shown.append(done)
+                    fraction = done.done_bytes / done.total_bytes if done.total_bytes else 0.0
+                    emit(download_progress(fraction, done.done_bytes, done.total_bytes))  # type: ignore[misc]
+
+                with downloads_shown_to(report if emit is not None else None):
+                    loaded = self._load(model, options)
+                if shown and emit is not None:  # ends the job's pause for the download
+                    emit(Progress("load", message=f"Loading the {model} model"))
             return loaded
         finally:
             with self._state:

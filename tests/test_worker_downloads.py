@@ -285,6 +285,50 @@ async def test_a_failed_download_fails_each_job_once_with_its_sentence(
 # --- through the bot: Ray workers, the loopback Discord -------------------------------------
 
 
+EXTRA = "someone/effects"
+
+
+def camera_needing_a_file(model: str, options: Any) -> Any:
+    """A backend whose load in low-memory mode needs one more hub file than the background
+    fetch planned, as the GGUF files of the lower tier the retry after an OOM picks."""
+    from pipeline.backends.hub import fetch_file
+
+    if options.low_memory:
+        fetch_file(EXTRA, "effect.safetensors", "The GGUF file")
+    return camera_for_any_model(model, options)
+
+
+@pytest.mark.asyncio
+async def test_a_file_the_load_downloads_shows_on_the_job_and_pauses_its_timeout(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, such a file came down silently inside "Loading the model", with the job's
+    # timeout running: a retry that needed GBs of GGUF files could time out, be refunded and
+    # start the same download again.
+    monkeypatch.setattr(downloads, "PROGRESS_INTERVAL", 0.0)
+    hub.add_repo(EXTRA, {"effect.safetensors": bytes(range(256)) * 2048})  # 512 KiB
+    worker = PipelineWorker("cpu-0", ["ltx-2b"], backend_factory=camera_needing_a_file, fetch={})
+    assert (await worker.info()).downloads == {}  # nothing planned in the background
+
+    events: list[Any] = []
+
+    async def retry() -> None:  # the job again after an OOM: the worker loads a lower tier
+        async for event in worker.run("1", request("1"), low_memory=True):
+            events.append(event)
+
+    await asyncio.wait_for(retry(), 60)
+    stages = [e.stage for e in events if isinstance(e, Progress)]
+    assert "download" in stages, stages
+    first, last = stages.index("download"), len(stages) - 1 - stages[::-1].index("download")
+    assert stages[first - 1] == "load"  # the load started, then its download shows
+    assert stages[last + 1] == "load"  # and the load again once it is done: the pause ends
+    shown = [e for e in events if isinstance(e, Progress) and e.stage == "download"]
+    assert all(re.fullmatch(r"Downloading the model: \d+ %", e.message) for e in shown)
+    assert shown[-1].message == "Downloading the model: 100 %"
+    assert isinstance(events[-1], AnimateResult)
+    assert hub.fetched().count((EXTRA, "effect.safetensors")) == 1
+
+
 def camera_for_any_model(model: str, options: Any) -> Any:
     """The backend factory of the bot test: the camera move stands in for the render."""
     from pipeline.backends.camera import CameraBackend

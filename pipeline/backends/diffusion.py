@@ -40,7 +40,7 @@ from pipeline.backends.families import Constraints, family_for, supported_kwargs
 from pipeline.backends.families.ltx import CONDITION_CLASS as LTX_CONDITION_CLASS
 from pipeline.backends.families.ltx2 import sample_rate
 from pipeline.backends.frames import fitted, jpeg_preview, to_uint8
-from pipeline.backends.hub import fetch_file, hub_cache_dir
+from pipeline.backends.hub import fetch_files, hub_cache_dir
 from pipeline.backends.loader import (
     component_parameters,
     load_pipeline,
@@ -262,10 +262,9 @@ class DiffusionBackend:
                 f"{self.info.label} has no GGUF files to load as {self.tier.storage}; use "
                 "WEIGHTS=auto, bf16 or fp8."
             )
-        files = {
-            name: fetch_file(repo, filename, "The GGUF file")
-            for name, (repo, filename) in published.for_quant(self.tier.storage).items()
-        }
+        wanted = published.for_quant(self.tier.storage)
+        paths = fetch_files(list(wanted.values()), "The GGUF file")  # together: one progress
+        files = dict(zip(wanted, paths, strict=True))
         source = self.source
         return load_gguf_components(
             GGUFConfig(files=files, compute_dtype=str(dtype).removeprefix("torch.")),

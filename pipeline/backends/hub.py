@@ -2,7 +2,7 @@
 
 huggingface_hub reads HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE once, at import; a worker (and
 the tests) may set them later, so the values are read again here on every call and passed to
-huggingface_hub's own lookups. Nothing here downloads anything.
+huggingface_hub's own lookups. Only :func:`fetch_files` downloads, when a load needs a file.
 """
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from contract import ModelError
@@ -98,18 +102,58 @@ def missing_hub_model(repo_id: str) -> ModelError:
     )
 
 
+_LOAD_DOWNLOADS: ContextVar[Callable[[Any], None] | None] = ContextVar("load_downloads", default=None)
+
+
+@contextmanager
+def downloads_shown_to(report: Callable[[Any], None] | None) -> Iterator[None]:
+    """Files a load must still download while `report` is set (on this thread) are fetched by
+    :func:`pipeline.downloads.download`, `report` getting its DownloadProgress: a job whose
+    model needs a file the background fetch did not plan (the GGUF files of the lower tier a
+    low-memory retry picks, a LoRA) shows the download and pauses its timeout, instead of
+    waiting silently inside "Loading the model"."""
+    token = _LOAD_DOWNLOADS.set(report)
+    try:
+        yield
+    finally:
+        _LOAD_DOWNLOADS.reset(token)
+
+
 def fetch_file(repo_id: str, filename: str, what: str) -> str:
     """The local path of one file of a hub repo: from the cache, or downloaded when the hub is
     reachable. `what` names it in the error ("The LoRA", "The checkpoint")."""
-    cached = cached_file(repo_id, filename)
-    if cached is not None:
-        return cached
+    return fetch_files([(repo_id, filename)], what)[0]
+
+
+def fetch_files(files: Sequence[tuple[str, str]], what: str) -> list[str]:
+    """The local paths of (repo id, file name) pairs, the missing ones downloaded together (one
+    progress over all of them, see :func:`downloads_shown_to`)."""
+    paths = [cached_file(repo_id, filename) for repo_id, filename in files]
+    missing = [pair for pair, path in zip(files, paths, strict=True) if path is None]
+    if not missing:
+        return [path for path in paths if path is not None]
     if not hub_reachable():
+        repo_id, filename = missing[0]
         why = " (HF_HUB_OFFLINE is set)" if is_offline() else ""
         raise ModelError(
             f"{what} {filename!r} of {repo_id!r} is not downloaded and the Hugging Face hub is "
             f"unreachable{why}; get it with `huggingface-cli download {repo_id} {filename}`."
         )
+    report = _LOAD_DOWNLOADS.get()
+    if report is not None:
+        from pipeline.downloads import Wanted, download
+
+        download([Wanted(repo_id, files=(filename,)) for repo_id, filename in missing], progress=report)
+    return [
+        path or _download_one(repo_id, filename, what)
+        for (repo_id, filename), path in zip(files, paths, strict=True)
+    ]
+
+
+def _download_one(repo_id: str, filename: str, what: str) -> str:
+    cached = cached_file(repo_id, filename)
+    if cached is not None:
+        return cached
     from huggingface_hub import hf_hub_download
 
     try:
