@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
 
+    if (args.frames is not None or args.half_frames) and names != ["flops"]:
+        # A variant count belongs in its own results file, never the day's full run.
+        parser.error("--frames and --half-frames count flops alone: python -m bench flops --frames N")
     figures: dict[str, list[Figure]] = {}
     for name in names:
         print(f"running {name} …", file=sys.stderr, flush=True)

@@ -256,12 +256,12 @@ class JobService:
         return spec
 
     def _served_as(self, model: str) -> str:
-        """What a worker serves under `model` ("auto" → "camera" on a machine without a
-        GPU), so its card is the one read; `model` itself when no worker says."""
-        for worker in self.dispatcher.workers:
-            if model in worker.aliases:
-                return worker.aliases[model]
-        return model
+        """What the workers serve under `model` ("auto" → "camera" on machines without a
+        GPU), so its card is the one read; `model` itself when no worker says, or when they
+        differ (a GPU worker's "auto" is a preset, a CPU worker's the camera: the job may go
+        to either, so no one worker's card may refuse it)."""
+        served = {w.aliases[model] for w in self.dispatcher.workers if model in w.aliases}
+        return served.pop() if len(served) == 1 else model
 
     async def check_room(self, user_id: int, spec: JobSpec) -> None:
         """Refuse before the expensive part (downloading and decoding the photo) what submit

@@ -143,7 +143,7 @@ def _animate(args: argparse.Namespace) -> int:
         from pipeline.intake import load_photo, open_photo
 
         photo = open_photo(image)
-        if args.model != CAMERA:  # the camera loads nothing: it decodes what its plan needs
+        if args.model != CAMERA:  # the camera loads nothing: its photo is decoded once planned
             photo.decode()
         if end_image is not None:
             load_photo(end_image)
@@ -160,6 +160,11 @@ def _animate(args: argparse.Namespace) -> int:
             return _fail(problem, EXIT_USAGE)
     try:
         backend = load_backend(args.model, options)
+        if args.model == CAMERA:
+            # Its photo judged now, decoded at the size its plan covers (the same decode
+            # animate() then takes): a broken photo is still one line, before anything else.
+            plan = backend.plan(request, photo.size)
+            photo.decode(cover=plan.source_size or (plan.width, plan.height))
     except PipelineError as exc:
         return _fail(exc.message, _exit_code(exc.kind))
     except ImportError as exc:

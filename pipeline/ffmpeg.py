@@ -274,7 +274,10 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
         except subprocess.TimeoutExpired:
             return None
     try:
-        select.select([fd], [], [], timeout)
+        # poll, not select: a worker holding over 1024 files gets descriptors select refuses.
+        exited = select.poll()
+        exited.register(fd, select.POLLIN)
+        exited.poll(timeout * 1000)
     finally:
         os.close(fd)
     return proc.poll()
@@ -328,14 +331,18 @@ def ffmpeg_exe() -> str:
     the first real run reports a broken binary anyway (its exit code and log)."""
     try:
         import imageio_ffmpeg
-        from imageio_ffmpeg._definitions import FNAME_PER_PLATFORM, get_platform
 
         if explicit := os.environ.get("IMAGEIO_FFMPEG_EXE"):
             return explicit
-        bundled = Path(imageio_ffmpeg.__file__).parent / "binaries"
-        bundled /= FNAME_PER_PLATFORM.get(get_platform(), "ffmpeg")
-        if bundled.is_file() and os.access(bundled, os.X_OK):
-            return os.fspath(bundled)
+        try:  # its table of binary names is private: a release without it takes the lookup
+            from imageio_ffmpeg._definitions import FNAME_PER_PLATFORM, get_platform
+
+            bundled = Path(imageio_ffmpeg.__file__).parent / "binaries"
+            bundled /= FNAME_PER_PLATFORM.get(get_platform(), "ffmpeg")
+            if bundled.is_file() and os.access(bundled, os.X_OK):
+                return os.fspath(bundled)
+        except ImportError:
+            pass
         return imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError):
         if found := shutil.which("ffmpeg"):

@@ -107,8 +107,9 @@ def open_photo(
     max_pixels: int = 50_000_000,
     min_side: int = 64,
 ) -> OpenedPhoto:
-    """The photo's header judged (:func:`load_photo`'s limits), nothing decoded yet: its
-    upright size is known, so a caller can plan before choosing how much to decode."""
+    """The photo's header judged (:func:`load_photo`'s limits) and its upright size known, so
+    a caller can plan before choosing how much of a JPEG to decode (other formats are decoded
+    here already: see :class:`OpenedPhoto`)."""
     if not data:
         raise InputError("The file is empty; please upload a photo.")
     if len(data) > max_bytes:

@@ -94,6 +94,8 @@ class ResidentModels:
                 shown: list[Any] = []
 
                 def report(done: Any) -> None:
+                    if should_stop():  # raised through the download, which stops
+                        raise Cancelled()
                     shown.append(done)
                     fraction = done.done_bytes / done.total_bytes if done.total_bytes else 0.0
                     emit(download_progress(fraction, done.done_bytes, done.total_bytes))  # type: ignore[misc]

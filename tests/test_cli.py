@@ -4,6 +4,7 @@ one-line errors for everything a user can get wrong."""
 # ruff: noqa: F811  (pytest fixtures imported from tiny_models are "redefined" as arguments)
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -350,6 +351,25 @@ def test_unreadable_image_is_one_line(tiny_ltx_dir, tmp_path, capsys) -> None:
     assert line.startswith("error:") and not out.exists()
     line = run_error(["animate", str(tmp_path), "--model", str(tiny_ltx_dir)], capsys)
     assert "is a directory" in line
+
+
+def test_a_cut_off_photo_for_the_camera_is_one_line(tmp_path, capsys) -> None:
+    # The camera decodes a JPEG only once its plan says how much (DCT scaling): a photo cut off
+    # mid-way is still refused first, in one line, before anything is drawn or written.
+    whole = io.BytesIO()
+    Image.new("RGB", (1600, 1200), (100, 150, 200)).save(whole, "JPEG", quality=90)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    out = tmp_path / "x.mp4"
+    line = run_error(
+        ["animate", str(cut), "--model", "camera", "--duration", "1", "--size", "64x48", "--out", str(out)],
+        capsys,
+    )
+    assert line == (
+        "error: The image file is damaged or incomplete (it may have been cut off while "
+        "uploading); please upload it again."
+    )
+    assert not out.exists() and not list(tmp_path.glob(".*part*"))
 
 
 def test_models_command(capsys) -> None:

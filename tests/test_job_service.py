@@ -270,3 +270,31 @@ async def test_an_extension_of_a_smoothed_clip_pays_for_its_new_seconds_only(
     extension = await service.extend(original.id, Origin(user_id=PRESSER))
     assert extension.spec.finishes == () and extension.cost == plain
     assert await service.store.balance(PRESSER) == WELCOME - plain
+
+
+async def test_auto_is_judged_by_what_every_worker_makes_of_it(
+    service: JobService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Takes of the camera move are refused when "auto" means the camera everywhere; in a
+    fleet where a GPU worker's "auto" is a preset and a CPU worker's the camera, the job may
+    go to either, so one worker's card must not refuse it."""
+    from contract import WorkerInfo
+    from jobs.refusals import NotSupported
+
+    def worker(name: str, auto: str) -> WorkerInfo:
+        return WorkerInfo(
+            name=name, models=(auto,), aliases={"auto": auto}, label=name, device="cpu",
+            device_name="cpu", node="n", node_id="n", pid=1,
+        )  # fmt: skip
+
+    cpu = worker("cpu-0", "camera")
+    monkeypatch.setattr(type(service.dispatcher), "workers", property(lambda self: [cpu]))
+    config = dataclasses.replace(service.config, models=("auto", "camera", "ltx"))
+    service = JobService(service.store, service.dispatcher, config)
+    with pytest.raises(NotSupported, match="takes would be identical"):
+        service.spec(model="auto", variations=2)
+    gpu = worker("gpu-0", "ltx")
+    monkeypatch.setattr(type(service.dispatcher), "workers", property(lambda self: [cpu, gpu]))
+    assert service.spec(model="auto", variations=2).variations == 2
+    monkeypatch.setattr(type(service.dispatcher), "workers", property(lambda self: [gpu, cpu]))
+    assert service.spec(model="auto", variations=2).variations == 2

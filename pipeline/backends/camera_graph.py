@@ -341,6 +341,7 @@ def _remove(path: str) -> None:
 
 
 Numbers = tuple[int, int, int, int, int, int, int, int]
+Axis = tuple[float, float, int, int]
 
 
 class _Planner:
@@ -366,55 +367,50 @@ class _Planner:
         pixels), and their numbers."""
         key = (copy, frame)
         if key not in self.plans:
-            width, height = self.size
-            place, view, tolerance = self.copies[copy], self.views[frame], self.allowed[frame]
-            ww, wh = place.width / view.zoom, place.height / view.zoom
-            left, top = view.cx * place.width - ww / 2, view.cy * place.height - wh / 2
             error = 0.0
             planes = []
-            for div in (1, 2):
-                pad = PAD // div
-                xs = plan_axis(
-                    left / div, ww / width, width // div, place.width // div, pad=pad, tolerance=tolerance
-                )
-                ys = plan_axis(
-                    top / div, wh / height, height // div, place.height // div, pad=pad, tolerance=tolerance
-                )
+            for div, axes in zip((1, 2), self._axes(copy, frame), strict=True):
+                xs, ys = (plan_axis(*axis, pad=PAD // div, tolerance=self.allowed[frame]) for axis in axes)
                 error = max(error, xs.error, ys.error)
-                planes.append((
-                    xs.crop, ys.crop, (place.x - PAD) // div + pad + xs.start,
-                    (place.y - PAD) // div + pad + ys.start, xs.scaled, ys.scaled, xs.offset, ys.offset,
-                ))  # fmt: skip
+                planes.append(self._numbers(copy, div, xs, ys))
             self.plans[key] = (error, (planes[0], planes[1]))
         return self.plans[key]
 
     def kept(self, copy: int, frame: int, before: tuple[Numbers, Numbers]) -> tuple[Numbers, Numbers]:
         """The frame's numbers on `copy`, each plane keeping the crop and scaled sizes it had
         in `before` (the previous frame's, on the same copy) where that is within tolerance."""
+        planes = []
+        free = self.plan(copy, frame)[1]
+        for div, axes, numbers, own in zip((1, 2), self._axes(copy, frame), before, free, strict=True):
+            cw, ch, _, _, sw, sh, _, _ = numbers
+            (x, y), tolerance = axes, self.allowed[frame]
+            xs = kept_axis(*x, cw, sw, pad=PAD // div, tolerance=tolerance)
+            ys = xs and kept_axis(*y, ch, sh, pad=PAD // div, tolerance=tolerance)
+            planes.append(own if xs is None or ys is None else self._numbers(copy, div, xs, ys))
+        return planes[0], planes[1]
+
+    def _axes(self, copy: int, frame: int) -> tuple[tuple[Axis, Axis], tuple[Axis, Axis]]:
+        """Per plane (luma, chroma), the x and y axes of the frame's view on `copy` as
+        (left edge, source pixels per output pixel, output pixels, plane length)."""
         width, height = self.size
-        place, view, tolerance = self.copies[copy], self.views[frame], self.allowed[frame]
+        place, view = self.copies[copy], self.views[frame]
         ww, wh = place.width / view.zoom, place.height / view.zoom
         left, top = view.cx * place.width - ww / 2, view.cy * place.height - wh / 2
-        planes = []
-        for div, numbers, free in zip((1, 2), before, self.plan(copy, frame)[1], strict=True):
-            pad = PAD // div
-            cw, ch, _, _, sw, sh, _, _ = numbers
-            xs = kept_axis(
-                left / div, ww / width, width // div, place.width // div, cw, sw, pad=pad,
-                tolerance=tolerance,
-            )  # fmt: skip
-            ys = xs and kept_axis(
-                top / div, wh / height, height // div, place.height // div, ch, sh, pad=pad,
-                tolerance=tolerance,
-            )  # fmt: skip
-            if xs is None or ys is None:
-                planes.append(free)
-                continue
-            planes.append((
-                cw, ch, (place.x - PAD) // div + pad + xs.start, (place.y - PAD) // div + pad + ys.start,
-                sw, sh, xs.offset, ys.offset,
-            ))  # fmt: skip
-        return planes[0], planes[1]
+        return tuple(  # type: ignore[return-value]
+            (
+                (left / div, ww / width, width // div, place.width // div),
+                (top / div, wh / height, height // div, place.height // div),
+            )
+            for div in (1, 2)
+        )
+
+    def _numbers(self, copy: int, div: int, xs: AxisPlan, ys: AxisPlan) -> Numbers:
+        """One plane's crop (w, h, x, y in the still), scaled size and offset."""
+        place, pad = self.copies[copy], PAD // div
+        return (
+            xs.crop, ys.crop, (place.x - PAD) // div + pad + xs.start,
+            (place.y - PAD) // div + pad + ys.start, xs.scaled, ys.scaled, xs.offset, ys.offset,
+        )  # fmt: skip
 
     def fits(self, copy: int, frame: int) -> bool:
         return self.plan(copy, frame)[0] <= max(self.allowed[frame], STAY)

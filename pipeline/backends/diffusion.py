@@ -101,13 +101,23 @@ CACHE_MIN_STEPS = 20
 (distilled presets) consecutive steps differ too much for that to pay."""
 
 
+_AVOIDED: dict[tuple[str, str], set[str]] = {}
+"""(checkpoint, device) → the storage or offload modes that failed their warm-up render in this
+process: a later load of it (after an eviction, the low-memory retry) plans without them at
+once instead of failing the same warm-up again."""
+
+
 class _PlacementFailed(Exception):
     """The warm-up render failed with this storage or offload mode on (DiffusionBackend.load
     plans again without it)."""
 
-    def __init__(self, key: str, name: str, error: BaseException) -> None:
+    def __init__(self, key: str, name: str, message: str) -> None:
         super().__init__(name)
-        self.key, self.name, self.error = key, name, error
+        self.key, self.name, self.message = key, name, message
+
+
+class _NotThePlacement(ModelError):
+    """The warm-up render fails without the storage or offload mode blamed before, too."""
 
 
 class DiffusionBackend:
@@ -156,7 +166,12 @@ class DiffusionBackend:
         """Whether torch.compile is on the denoisers (Dynamo's code cache then outlives them)."""
         self._avoid: set[str] = set()
         """Weight storage or offload modes ("fp8", "model", "group") whose warm-up render
-        failed here: later loads plan without them (see :meth:`load`)."""
+        failed on this device (shared by every load of this checkpoint: _AVOIDED)."""
+        self._prove_placements = True
+        """Whether a load proves fp8 storage and offloading by a warm-up render (not for a
+        pipeline adopted by from_pipeline: the GPU benchmark times its own runs)."""
+        self._blamed: _PlacementFailed | None = None
+        """What the previous attempt of this load blamed, while the next proves it was so."""
         # A checkpoint that is not a preset is described by its family's preset card, under its
         # own name.
         label = None
@@ -193,6 +208,7 @@ class DiffusionBackend:
         """Adopt a pipeline built in memory (the GPU benchmark builds full-size models from their
         configs, too big to save and load back), placed and sped up as a loaded one would be."""
         backend = cls(source_for_pipeline(pipe, preset=preset, name=name), options=options, load=False)
+        backend._prove_placements = False
         started = time.perf_counter()
         device = placement.choose_device(backend.options)
         backend._install(lambda: pipe, device)
@@ -214,9 +230,12 @@ class DiffusionBackend:
                 self.source, placement.dtype_argument(self.preset, dtype), components=components
             )
 
-        retry = False
+        self._avoid = _AVOIDED.setdefault((self.source.name, str(device)), set())
+        self._blamed = None
+        failed: _PlacementFailed | None = None
+        not_it: _NotThePlacement | None = None
         while True:
-            if retry:  # the failed placement is unreachable now: its memory reads as free
+            if failed is not None:  # the failed placement is unreachable: its memory is free
                 placement.free_device_memory()
             self.tier, self._placed = placement.choose_tier(
                 self.options,
@@ -229,14 +248,26 @@ class DiffusionBackend:
             try:
                 pipe = self._install(load, device)
                 break
-            except _PlacementFailed as failed:
-                # A job never fails because a speed-up did: load again without it.
-                logger.warning(
-                    "%s failed its warm-up render on %s (%s); loading %s again without it",
-                    failed.name, device, one_line(failed.error, 200), self.info.label,
-                )
-                self._avoid.add(failed.key)
-                retry = True
+            except _PlacementFailed as exc:
+                failed = exc.with_traceback(None)  # no frame of it keeps the pipeline
+            except _NotThePlacement as exc:
+                # Without the mode blamed it fails alike: it was not the cause.
+                assert self._blamed is not None
+                self._avoid.discard(self._blamed.key)
+                not_it = exc.with_traceback(None)
+                break
+            # A job never fails because a speed-up did: load again without it (and prove that
+            # load too: the blame may be wrong).
+            logger.warning(
+                "%s failed its warm-up render on %s (%s); loading %s again without it",
+                failed.name, device, failed.message, self.info.label,
+            )
+            self._avoid.add(failed.key)
+            self._blamed = failed
+        self._blamed = None
+        if not_it is not None:  # outside the handler: nothing holds the dropped pipeline now
+            placement.free_device_memory()
+            raise not_it
         self.load_seconds = time.perf_counter() - started
         logger.info(
             "Loaded %s (%s, %s) on %s as %s, weights %s, offload %s, attention %s, in %.1f s",
@@ -311,23 +342,41 @@ class DiffusionBackend:
         """fp8 storage and offloading are speed-ups too (they let a model run at all on a
         smaller card): a warm-up render proves them before any member's job. One that fails
         it is named in a _PlacementFailed (fp8 first, the newer and rarer path), and
-        :meth:`load` plans again without it; out of memory is left to the low-memory retry."""
+        :meth:`load` plans again without it, proving that load as well. Out of memory is left
+        to the low-memory retry; a PipelineError (the pipeline's own sentence) blames nothing.
+        The pipeline is only dropped here: the caller frees its memory once it is unreachable."""
+        if not self._prove_placements:
+            return
         suspects = []
         if self.tier is not None and self.tier.storage == "fp8":
             suspects.append(("fp8", "fp8 weight storage"))
         if self.offload in ("model", "group"):
             suspects.append((self.offload, f"{self.offload} offload"))
         suspects = [(key, name) for key, name in suspects if key not in self._avoid]
-        if not suspects:
+        if not suspects and self._blamed is None:
             return
+        failure: BaseException | None = None
         try:
             self._warm_up_render()
         except Exception as exc:
-            self.close()  # what the failed placement holds: gone before a retry or an OOM
-            if is_out_of_memory(exc) or isinstance(exc, OutOfMemory):
-                raise
+            failure = exc.with_traceback(None)  # no frame of the render keeps the pipeline
+        if failure is None:
+            return
+        self._drop()
+        if is_out_of_memory(failure) or isinstance(failure, OutOfMemory):
+            raise OutOfMemory(
+                f"The GPU does not have enough free memory to run {self.info.label}; free the GPU "
+                "or use a smaller model."
+            )
+        if isinstance(failure, PipelineError):
+            raise failure
+        if suspects:
             key, name = suspects[0]
-            raise _PlacementFailed(key, name, exc) from None
+            raise _PlacementFailed(key, name, one_line(failure, 200))
+        raise _NotThePlacement(
+            f"{self.info.label} fails a two-step warm-up render on this machine "
+            f"({one_line(failure, 200)}); see the worker's log."
+        )
 
     def _adapt(self, pipe: Any) -> None:
         """The preset's scheduler and LoRAs, then the operator's LoRAs: changes to the weights
@@ -807,6 +856,11 @@ class DiffusionBackend:
 
     def close(self) -> None:
         """Drop the pipeline and give its GPU memory back."""
+        self._drop()
+        placement.free_device_memory()
+
+    def _drop(self) -> None:
+        """Let go of the pipeline (its hooks, Dynamo's code for it); freeing is the caller's."""
         if self._pipe is not None:
             try:
                 self._pipe.remove_all_hooks()
@@ -823,7 +877,6 @@ class DiffusionBackend:
 
             self._compiled = False
             torch._dynamo.reset()
-        placement.free_device_memory()
 
     # --- helpers ------------------------------------------------------------------------------
 

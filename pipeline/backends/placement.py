@@ -171,7 +171,8 @@ def choose_tier(
         skip=1 if options.low_memory else 0,
     )
     if not memory.runs:
-        raise ModelError(f"{label} cannot run on this machine: it {memory.reason}.")
+        failed = f"; {' and '.join(sorted(avoid))} failed a warm-up render here" if avoid else ""
+        raise ModelError(f"{label} cannot run on this machine: it {memory.reason}{failed}.")
     logger.info("memory plan for %s: %s", label, memory.reason)
     return memory.tier, True
 
