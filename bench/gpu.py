@@ -359,6 +359,85 @@ def measure_case(
     return _figures(case, plan.steps, plain, fast, flops, device)
 
 
+def measure_takes(
+    case: Case,
+    pipe: Any,
+    *,
+    device: str,
+    takes: int = 2,
+    steps: int | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> list[Figure]:
+    """Variations (issue 15): `takes` clips of one photo rendered one after another, as the
+    worker renders them, against one pipeline call with ``num_videos_per_prompt=takes``; the
+    same plan, seeds and steps. Reports batched / back-to-back seconds (below 1: batching is
+    faster) with each side's denoiser time and peak memory. Counted on `meta`, batching can
+    save only the re-reading of the weights per step (README: at most a few per cent)."""
+    import torch
+
+    from contract import AnimateRequest, BackendOptions
+    from pipeline.backends.diffusion import DiffusionBackend
+    from pipeline.intake import fit, load_photo
+
+    run_steps = steps or case.timed_steps or case.steps
+    photo = sample_photo()
+    request = AnimateRequest(
+        image=photo, prompt="a woman smiles and her hair moves in a light breeze", seed=1,
+        duration=case.duration, fps=case.fps, width=case.width, height=case.height, steps=run_steps,
+    )  # fmt: skip
+    backend = DiffusionBackend.from_pipeline(
+        pipe, preset=case.preset, name=case.name,
+        options=BackendOptions(device=device, offload="none", attention="native"),
+    )  # fmt: skip
+    start = load_photo(photo).image
+    plan = backend.plan(request, start.size)
+    kwargs = backend.call_arguments(plan, fit(start, plan.width, plan.height))
+    seeds = [plan.seed + take for take in range(takes)]
+    clock = DenoiserClock(pipe)
+
+    def back_to_back() -> int:
+        for seed in seeds:
+            pipe(**kwargs, generator=torch.Generator("cpu").manual_seed(seed), output_type="np")
+        return takes
+
+    def batched() -> int:
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        output = pipe(**kwargs, num_videos_per_prompt=takes, generator=generators, output_type="np")
+        return len(output.frames)
+
+    timings: dict[str, tuple[float, float, float | None]] = {}
+    try:
+        for label, call in (("back to back", back_to_back), ("batched", batched)):
+            log(f"{case.name}: {takes} takes {label}, warm-up")
+            call()
+            clock.reset()
+            _reset_peak()
+            started = time.perf_counter()
+            made = call()
+            _sync()
+            if made != takes:
+                raise RuntimeError(f"{label}: {made} clips from {takes} takes")
+            timings[label] = (time.perf_counter() - started, clock.seconds(), _peak_gib())
+            log(f"{case.name}: {takes} takes {label} {timings[label][0]:.2f} s")
+    finally:
+        clock.remove()
+    (one, one_denoise, one_peak), (many, many_denoise, many_peak) = (
+        timings["back to back"], timings["batched"]
+    )
+    peaks = (
+        f"; peak {one_peak:.1f} GiB back to back, {many_peak:.1f} GiB batched"
+        if one_peak is not None and many_peak is not None else ""
+    )
+    return [
+        Figure(
+            f"{case.name}_takes{takes}_batched_vs_back_to_back", many / one, "×",
+            detail=f"{case.label}; {takes} takes at {run_steps} steps: back to back {one:.2f} s "
+            f"(denoiser {one_denoise:.2f} s), batched {many:.2f} s (denoiser {many_denoise:.2f} s)"
+            f"{peaks}",
+        )
+    ]
+
+
 def _figures(
     case: Case, steps: int, plain: Timing, fast: Timing, flops: float, device: str
 ) -> list[Figure]:
@@ -447,8 +526,11 @@ def run(
     steps: int | None = None,
     cache: bool = False,
     compile: bool = True,
+    takes: int = 0,
+    takes_only: bool = False,
 ) -> list[Figure]:
-    """Every case (or `names`) that fits the GPU; nothing on a machine without CUDA."""
+    """Every case (or `names`) that fits the GPU; nothing on a machine without CUDA. `takes`
+    (2 or 4): also time that many takes back to back against one batched call."""
     import torch
 
     from pipeline.presets import get_preset
@@ -471,16 +553,23 @@ def run(
             )
             _sync()
             print(f"gpu: built {name} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-            figures += measure_case(
-                case,
-                pipe,
-                device="cuda",
-                repeats=repeats,
-                steps=steps,
-                cache=cache,
-                compile=compile,
-                log=lambda line: print(f"gpu: {line}", file=sys.stderr, flush=True),
-            )
+            if not takes_only:
+                figures += measure_case(
+                    case,
+                    pipe,
+                    device="cuda",
+                    repeats=repeats,
+                    steps=steps,
+                    cache=cache,
+                    compile=compile,
+                    log=lambda line: print(f"gpu: {line}", file=sys.stderr, flush=True),
+                )
+            if takes > 1:
+                torch._dynamo.reset()  # the plain pipeline again, not the compiled blocks
+                figures += measure_takes(
+                    case, pipe, device="cuda", takes=takes, steps=steps,
+                    log=lambda line: print(f"gpu: {line}", file=sys.stderr, flush=True),
+                )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - one model's failure must not lose the others
             first = (str(exc).strip().splitlines() or [""])[0][:300]
             print(f"gpu: {name} failed: {type(exc).__name__}: {first}", file=sys.stderr)
@@ -501,9 +590,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache", action="store_true", help="also enable the first-block cache")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument(
+        "--takes", type=int, choices=(2, 4), default=0,
+        help="also time that many takes back to back against one batched call (issue 15)",
+    )
+    parser.add_argument("--takes-only", action="store_true", help="with --takes: only that")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    figures = run(args.models, repeats=args.repeats, steps=args.steps, cache=args.cache, compile=not args.no_compile)
+    figures = run(
+        args.models, repeats=args.repeats, steps=args.steps, cache=args.cache,
+        compile=not args.no_compile, takes=args.takes, takes_only=args.takes_only,
+    )  # fmt: skip
     if not figures:
         return 0
     from bench.__main__ import report

@@ -9,7 +9,8 @@
 # Then:         run(command="bash ops/gpu-session.sh", carry=[".whl"], timeout_s=330)
 #
 # BUDGET (seconds, default 300) bounds the whole script, so a 15-minute lease has room for the
-# machine's start and one rerun; BUDGET=600 adds Wan 14B (57 GB of bf16 weights to build).
+# machine's start and one rerun; BUDGET=360 adds 2 takes of ltx-2b back to back against one
+# batched call (issue 15); BUDGET=600 also Wan 14B (57 GB of bf16 weights to build).
 #
 # The machine has torch (CUDA), transformers, accelerate and peft, no registry and no ffmpeg
 # program: the wheels go into .gpu-site with --no-deps, and PyAV's bundled libraries encode
@@ -43,5 +44,6 @@ step() {  # step NAME SECONDS COMMAND...: run it within its limit and what time 
 
 step smoke 150 python -m bench.smoke --budget 100 --out "$OUT/smoke.json"
 step gpu-ltx-2b 130 python -m bench.gpu --models ltx-2b --repeats 1 --out "$OUT/gpu-ltx-2b.json"
+step gpu-takes 60 python -m bench.gpu --models ltx-2b --takes 2 --takes-only --steps 4 --out "$OUT/gpu-takes.json"
 (( $(left) >= 200 )) && step gpu-wan-14b 280 python -m bench.gpu --models wan-14b --repeats 1 --steps 2 --out "$OUT/gpu-wan-14b.json"
 cat "$OUT/steps.txt"

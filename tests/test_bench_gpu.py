@@ -135,6 +135,25 @@ def test_harness_times_plain_and_optimised_paths(
     assert speedup.target == 1.5 and speedup.higher_is_better
 
 
+@pytest.mark.parametrize("kind", ["ltx", "wan_a14b"])
+def test_takes_time_back_to_back_against_one_batched_call(
+    kind: str, tiny_ltx_dir: Path, tiny_wan_a14b_dir: Path
+) -> None:
+    """Issue 15's measurement, ready for a GPU: N takes one after another (as the worker
+    renders them) against one call with num_videos_per_prompt=N, both making N clips."""
+    import torch
+
+    from bench.gpu import measure_takes
+
+    folder = tiny_ltx_dir if kind == "ltx" else tiny_wan_a14b_dir
+    pipe = build_pipeline(folder, device="cpu", dtype=torch.float32)
+    preset, frames, fps = ("ltx-2b", 9, 8) if kind == "ltx" else ("wan-14b", 5, 16)
+    case = Case(f"tiny-{kind}", preset, folder, 64, 64, frames, fps, steps=4)
+    (figure,) = measure_takes(case, pipe, device="cpu", takes=2, steps=2)
+    assert figure.name == f"tiny-{kind}_takes2_batched_vs_back_to_back" and figure.value > 0
+    assert "2 takes at 2 steps: back to back " in figure.detail and "batched " in figure.detail
+
+
 def test_clock_counts_only_denoiser_forwards(tiny_wan_a14b_dir: Path) -> None:
     """Both Wan experts are timed; the FLOP count re-runs the first call without timing it."""
     import torch
