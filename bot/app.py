@@ -80,7 +80,7 @@ class AnimateBot(commands.Bot):
         self.store = store
         self.jobs = jobs
         self.delivery = Delivery(
-            self, store, fit=jobs.dispatcher.fit_upload, finishes=jobs.finishes_offered
+            self, store, fit=jobs.dispatcher.fit_upload, finishes=jobs.finishes_offered, card=jobs.card
         )
         self._recovery = recovery
         self.photos = PhotoGate()

@@ -19,7 +19,6 @@ from bot.errors import answer, answer_error
 from bot.formatting import credits
 from bot.i18n import tr
 from bot.interactions import check_member, origin_of
-from contract import card_for
 from jobs import Job, JobStatus
 
 if TYPE_CHECKING:
@@ -146,7 +145,7 @@ class EditButton(JobButton, template=rf"animate:edit:{_JOB}"):
         # a block or a role can change while it is open).
         await check_member(interaction, bot.settings, bot.store)
         job = await bot.store.get_job(self.job_id)
-        card = card_for(job.model)
+        card = bot.jobs.card(job.model)
         await interaction.response.send_modal(
             EditModal(
                 job, lengths=card.durations, has_sound=card.supports_audio, locale=interaction.locale

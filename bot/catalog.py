@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from contract import card_for
+from contract import ModelCard, card_for
 from jobs import Pricing
 
 
@@ -15,11 +16,14 @@ class Price:
     credits: int
 
 
-def price_list(pricing: Pricing, models: list[str]) -> list[Price]:
+def price_list(
+    pricing: Pricing, models: list[str], card: Callable[[str], ModelCard] = card_for
+) -> list[Price]:
+    """Each model's lengths (`card`: JobService.card, which knows what a directory makes)."""
     return [
         Price(model, seconds, pricing.cost(model, seconds))
         for model in models
-        for seconds in card_for(model).durations
+        for seconds in card(model).durations
     ]
 
 

@@ -31,7 +31,7 @@ from bot.errors import Refusal, answer, answer_error
 from bot.formatting import credits, when
 from bot.i18n import tr
 from bot.interactions import check_member
-from contract import CAMERA_LABELS, JobSpec, card_for
+from contract import CAMERA_LABELS, JobSpec
 from jobs import Job
 
 if TYPE_CHECKING:
@@ -316,7 +316,7 @@ class PostAgainButton(EntryButton, template=rf"library:post:{_JOB}:{_SHELF}"):
                     "shrink it right now; please try again in a minute."
                 ) from None
         rows = action_rows(job.id, result_actions(
-            can_extend=card_for(job.model).supports_extend, finishes=bot.jobs.finishes_offered(job)
+            can_extend=bot.jobs.card(job.model).supports_extend, finishes=bot.jobs.finishes_offered(job)
         ))
         # The private "thinking" answer first: the follow-up below is then a new, public message.
         await interaction.edit_original_response(content=f"Posted job {job.id} again.")

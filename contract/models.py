@@ -6,6 +6,7 @@ the backends' self-descriptions are both read from these cards, so they cannot d
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from contract.sizes import choose_size, size_for_area, snap_size
@@ -143,7 +144,13 @@ def identical_takes(name: str, *, is_ai: bool = True) -> str:
     )
 
 
-def card_for(name: str) -> ModelCard:
-    """The card of a preset, or a plain card for a model only the workers know (a directory
-    or repo id): its family's rules apply there, and members see its name."""
-    return CARDS.get(name) or ModelCard(name=name, label=name)
+def card_for(name: str, like: str | None = None) -> ModelCard:
+    """The card of a preset, or of a model only the workers know (a directory or repo id):
+    `like` names the preset whose rules it follows (its family's, as its worker reports:
+    WorkerInfo.cards), whose lengths, sizes and abilities it then has under its own name;
+    without one, a plain card."""
+    if name in CARDS:
+        return CARDS[name]
+    if like in CARDS:
+        return dataclasses.replace(CARDS[like], name=name, label=name)  # type: ignore[index]
+    return ModelCard(name=name, label=name)

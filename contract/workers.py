@@ -114,6 +114,10 @@ class WorkerInfo:
     sentence why not (weights not downloaded, a CPU too slow): a job asking for it is
     refused before it is charged. This is the machine's answer for finishing frames, and the
     whole answer for finishing a delivered clip's MP4 (the Smooth and Upscale 2× buttons)."""
+    cards: dict[str, str] = field(default_factory=dict)
+    """Served model that is not a preset (a directory, a repo id) → the preset whose card it
+    follows (its family's defaults): the lengths members are offered and charged for are the
+    ones it makes (a local CogVideoX makes 6 s clips, an SVD at most 3.5 s)."""
     finishing_by_model: dict[str, dict[str, str | None]] = field(default_factory=dict)
     """Served model → the answers of `finishing` that differ for a job rendered on it: an LTX
     preset whose latent upsampler is here upscales inside its render, so ``"upscale"`` is

@@ -23,6 +23,7 @@ from contract import (
     SEED_MAX,
     Effect,
     JobSpec,
+    ModelCard,
     WorkerInfo,
     card_for,
     identical_takes,
@@ -164,6 +165,13 @@ class JobService:
     def cost(self, model: str, duration: float) -> int:
         return self.config.pricing.cost(model, duration)
 
+    def card(self, model: str) -> ModelCard:
+        """`model`'s card: a preset's own, or for a directory or repo id the card of the preset
+        its workers say it follows (WorkerInfo.cards), so the lengths offered, checked and
+        charged are the ones it makes; a plain card until a worker has said."""
+        like = next((w.cards[model] for w in self.dispatcher.workers if model in w.cards), None)
+        return card_for(model, like)
+
     def cost_of(self, spec: JobSpec) -> int:
         """What a job costs: one clip's price, and its finishes' (Smooth, Upscale 2×), for
         each take."""
@@ -219,7 +227,7 @@ class JobService:
         return effect
 
     def choose_duration(self, model: str, duration: float | None) -> float:
-        card = card_for(model)
+        card = self.card(model)
         if duration is None:
             return card.default_duration
         if not card.allows_duration(duration):
@@ -238,7 +246,7 @@ class JobService:
         """The one validation of what a member asked for: model, length and effect offered
         here, end image supported, every field in range (InputError or a refusal otherwise)."""
         chosen = self.choose_model(model)
-        card = card_for(self._served_as(chosen))
+        card = self.card(self._served_as(chosen))
         if end_image and not card.supports_end_image:
             raise NotSupported(
                 f"The model `{chosen}` can't end on a chosen image; leave out end_image or "
@@ -338,7 +346,7 @@ class JobService:
         model = self.choose_model(changes.pop("model", None) or spec.model)
         duration = self.choose_duration(model, changes.pop("duration", None) or spec.duration)
         effect = spec.effect if any(e.name == spec.effect for e in self.effects(model)) else None
-        card = card_for(model)
+        card = self.card(model)
         if end_image is not None and not card.supports_end_image:
             raise NotSupported(
                 f"The model `{model}` can't end on a chosen image; leave out the end frame or "
@@ -358,7 +366,7 @@ class JobService:
         at its limit), before the member fills in the form. Returns the job."""
         job = await self.store.get_job(job_id)
         model = job.model if job.model in self.models() else self.choose_model(None)
-        if not card_for(model).supports_extend:
+        if not self.card(model).supports_extend:
             raise NotSupported(f"`{model}` can't extend videos.")
         if job.status not in FINISHED or not job.result_path:
             raise NotFinished()

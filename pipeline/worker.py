@@ -122,6 +122,7 @@ class PipelineWorker:
         self.errors: dict[str, str] = {}
         self._device, self._device_name = _device(gpu_ids)
         self._finishing, self._finishing_by_model = _finishing(self.models)
+        self._cards = _cards(self.models)
         # Missing weights download in the background, so the actor answers at once.
         self._fetcher = Fetcher(name, self.models, options, fetch=fetch)
         self._fetcher.start()
@@ -156,6 +157,7 @@ class PipelineWorker:
             downloads=self._fetcher.downloads(),
             finishing=dict(self._finishing),
             finishing_by_model={m: dict(a) for m, a in self._finishing_by_model.items()},
+            cards=dict(self._cards),
         )
 
     async def cancel(self, job_id: str) -> bool:
@@ -405,6 +407,28 @@ __all__ = [
     "WorkerInfo",
     "create_worker",
 ]
+
+
+def _cards(models: Sequence[str]) -> dict[str, str]:
+    """For each served model that is not a preset, the preset whose card it follows (its
+    family's defaults, from its model_index.json; a hub repo only when its index is cached, so
+    no request is made): the bot offers and charges the lengths it really makes."""
+    from contract import CARDS
+    from pipeline.backends.hub import cached_file
+    from pipeline.backends.source import resolve
+
+    cards = {}
+    for model in models:
+        if model in CARDS:
+            continue
+        local = os.path.isdir(os.path.expanduser(model))
+        if not local and cached_file(model, "model_index.json") is None:
+            continue
+        try:
+            cards[model] = resolve(model).preset.name
+        except Exception as exc:  # noqa: BLE001 - the load says what is wrong with it
+            log.debug("no card for %s: %s", model, exc)
+    return cards
 
 
 def _finishing(

@@ -106,7 +106,7 @@ async def test_a_tiny_model_of_each_family_renders_at_its_defaults_through_the_b
     world, model = families.world, families.models[kind]
     d = world.discord
     member = d.add_member(f"member-{kind}")
-    seconds = min(card_for(model).durations)  # the shortest clip the bot offers for it
+    seconds = min(world.bot.jobs.card(model).durations)  # the shortest clip offered for it
     run = await d.slash(
         "animate",
         {"image": Upload(small_png(), "dog.png"), "prompt": "a dog wags its tail",
@@ -139,3 +139,28 @@ async def test_a_tiny_model_of_each_family_renders_at_its_defaults_through_the_b
     width, height = rendered["size"]
     assert f"Model: `{model}`" in info
     assert f"Output: {width}×{height}, {rendered['frames']} frames" in info
+
+
+@pytest.mark.parametrize(("kind", "preset"), [("svd", "svd"), ("cogvideox", "cogvideox")])
+async def test_a_model_directory_is_offered_and_charged_the_lengths_it_makes(
+    kind: str, preset: str, families: Families
+) -> None:
+    """A directory is no preset, but its worker reads its family from model_index.json: the
+    bot offers its family's lengths (SVD makes at most ~3.5 s, CogVideoX always 6 s) and
+    refuses any other before charging. Before, both got the plain 2 / 3 / 5 s, so a "5 s" SVD
+    clip was charged 5 s for 3.5, and a "2 s" CogVideoX one 2 s for 6."""
+    world, model = families.world, families.models[kind]
+    d = world.discord
+    member = d.add_member(f"picky-{kind}")
+    asked = 5.0 if kind == "svd" else 2.0
+    run = await d.slash(
+        "animate", {"image": Upload(small_png(), "dog.png"), "duration": asked, "model": model},
+        user=member,
+    )
+    refusal = await private_text(run)
+    offered = card_for(preset).durations
+    assert f"makes clips of {', '.join(f'{seconds:g}' for seconds in offered)} seconds" in refusal
+    assert await all_jobs(world.store, member.id) == []
+    card = world.bot.jobs.card(model)
+    assert card.name == model and card.durations == offered
+    assert await ledger_kinds(world.store, member.id) in ([], [("welcome", WELCOME, None)])

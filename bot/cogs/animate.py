@@ -72,7 +72,7 @@ async def start_job(
         if end_image is not None:
             end_data = await fetch(end_image, session=bot.downloads, max_bytes=limit, api_base=api_base)
             await bot.photos.judge(end_data, max_bytes=limit)
-    card = card_for(spec.model)
+    card = bot.jobs.card(spec.model)
     notes = list(photo.warnings)
     width, height = photo.original_size
     if (size := card.working_size(width / height)) and (
@@ -211,7 +211,7 @@ class Animate(commands.Cog):
                 + (f" for {takes} takes" if takes > 1 else ""),
                 value=seconds,
             )
-            for seconds in card_for(model).durations
+            for seconds in self.bot.jobs.card(model).durations
         ]
 
 

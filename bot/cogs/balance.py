@@ -48,7 +48,7 @@ class Balance(commands.Cog):
             )
         embed.add_field(
             name=tr(locale, "Prices (credits per clip)"),
-            value=format_prices(price_list(self.bot.settings.pricing(), self.bot.jobs.models())) or "—",
+            value=format_prices(price_list(self.bot.settings.pricing(), self.bot.jobs.models(), self.bot.jobs.card)) or "—",
             inline=False,
         )
         jobs = await store.jobs(user_id=user_id)

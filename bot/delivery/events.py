@@ -31,7 +31,7 @@ from bot.delivery.routes import Routes
 from bot.delivery.upload import ClipUploads, Fit
 from bot.embeds import price
 from bot.i18n import tr
-from contract import AnimateResult, Event, Failed, Progress, Takes
+from contract import AnimateResult, Event, Failed, ModelCard, Progress, Takes, card_for
 from jobs import ACTIVE, Job, Store
 
 log = logging.getLogger("bot.delivery")
@@ -51,13 +51,15 @@ class Delivery:
         *,
         fit: Fit,
         finishes: Callable[[Job], Collection[str]] = lambda job: (),
+        card: Callable[[str], ModelCard] = card_for,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`finishes`: which of Smooth and Upscale 2× a finished clip's card offers."""
+        """`finishes`: which of Smooth and Upscale 2× a finished clip's card offers; `card`: a
+        model's card (JobService.card, which knows what a model directory is)."""
         self.store = store
         self.routes = Routes(client, store, clock=clock)
         self.progress = ProgressMessages(self.routes, clock=clock)
-        self.clips = ClipUploads(self.routes, fit, finishes)
+        self.clips = ClipUploads(self.routes, fit, finishes, card)
         self.retry_delays: tuple[float, ...] = RETRY_DELAYS
         """Seconds before each new try of an upload Discord refused (a ban, an outage)."""
         self._locks: dict[int, asyncio.Lock] = {}

@@ -23,7 +23,7 @@ from bot import card
 from bot.buttons import action_rows, result_actions, take_rows
 from bot.delivery.record import DeliveryRecord
 from bot.delivery.routes import Build, Outgoing, Posted, Routes
-from contract import card_for
+from contract import ModelCard, card_for
 from jobs import Job, JobStatus
 
 log = logging.getLogger("bot.delivery")
@@ -43,12 +43,17 @@ def video_name(job: Job) -> str:
 
 class ClipUploads:
     def __init__(
-        self, routes: Routes, fit: Fit, finishes: Callable[[Job], Collection[str]] = lambda job: ()
+        self,
+        routes: Routes,
+        fit: Fit,
+        finishes: Callable[[Job], Collection[str]] = lambda job: (),
+        card: Callable[[str], ModelCard] = card_for,
     ) -> None:
         self.routes = routes
         self.fit = fit
         self.finishes = finishes
         """Which of Smooth and Upscale 2× a clip's card offers (a worker can do them)."""
+        self.card = card
         self.delivered: Counter[str] = Counter()
         """Clips delivered since start, by route (interaction, channel, dm): for /metrics."""
         self.shrinks = 0
@@ -61,7 +66,7 @@ class ClipUploads:
         if not job.result_path or not Path(job.result_path).is_file():
             log.error("job %d is done but its video %s is missing", job.id, job.result_path)
             return False
-        can_extend = card_for(job.model).supports_extend
+        can_extend = self.card(job.model).supports_extend
         if job.spec.variations > 1:
             # Every take in this one message, each with its own row of buttons.
             takes = [
