@@ -81,7 +81,10 @@ def info(job: Job, locale: discord.Locale | None = None) -> str:
         tr(locale, "Prompt: {text}", text=spec.prompt or "—"),
         tr(locale, "Avoid: {text}", text=spec.negative_prompt or "—"),
         tr(locale, "Model: {model} · seed {seed}", model=f"`{job.model}`",
-           seed=seed if seed is not None else tr(locale, "random")),
+           seed=seed if seed is not None else tr(locale, "random"))
+        if not (clip and clip.steps)
+        else tr(locale, "Model: {model} · seed {seed} · {steps} steps", model=f"`{job.model}`",
+                seed=seed, steps=clip.steps),
         camera + (" · " + tr(locale, "loop") if spec.loop else ""),
     ]
     if spec.effect:

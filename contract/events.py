@@ -64,6 +64,8 @@ class AnimateResult:
     into words, or one built from them when the member wrote none; None without a prompt."""
     audio: bool = False
     """The MP4 has a sound track (a model with audio made one, or the extended clip had one)."""
+    steps: int | None = None
+    """Denoising steps the model ran (Info shows them); None for the camera move."""
 
     @property
     def duration(self) -> float:

@@ -51,6 +51,9 @@ class ClipSummary:
     """The prompt the model read (Info shows it when it is not the member's own words)."""
     audio: bool = False
     """The MP4 has a sound track."""
+    steps: int | None = None
+    """Denoising steps the model ran; None for the camera move (and clips made before this
+    was kept)."""
 
     take: int = 0
     """Which take of a job with variations this clip is (1-based); 0: the job's only clip."""
@@ -78,6 +81,7 @@ class ClipSummary:
             loop=result.loop,
             prompt=result.prompt,
             audio=result.audio,
+            steps=result.steps,
         )
 
     def to_dict(self) -> dict[str, Any]:

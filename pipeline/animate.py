@@ -253,6 +253,7 @@ def _result(
         loop=loop,
         prompt=plan.prompt or None,
         audio=audio,
+        steps=plan.steps or None,
     )
 
 

@@ -137,7 +137,7 @@ async def test_a_tiny_model_of_each_family_renders_at_its_defaults_through_the_b
 
     info = await private_text(await d.click(clip, "Info", user=member))
     width, height = rendered["size"]
-    assert f"Model: `{model}`" in info
+    assert f"Model: `{model}` · seed {job.clip.seed} · {preset.steps} steps" in info  # type: ignore[union-attr]
     assert f"Output: {width}×{height}, {rendered['frames']} frames" in info
 
 

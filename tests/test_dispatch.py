@@ -285,7 +285,9 @@ async def test_fair_order_one_member_cannot_starve_another(
 
 async def test_timeout_stops_fails_and_refunds(tmp_path: Path, store: Store, log_dir: Path) -> None:
     settings = settings_for(tmp_path, job_timeout_seconds=1.0)
-    async with dispatcher(settings, store, log_dir, workers=1, stop_grace=1.0) as (d, rec):
+    # A grace of 3 s: on a loaded 2-core machine the stop request can take over a second to
+    # reach the worker, and a worker restarted before that never logs its own stop.
+    async with dispatcher(settings, store, log_dir, workers=1, stop_grace=3.0) as (d, rec):
         slow = await submit(d, 1, "step=0.2 steps=50")
         await rec.finished(slow.id, timeout=10)
         [final] = rec.final(slow.id)
