@@ -259,6 +259,38 @@ def _planned_peak_gib(preset: str) -> tuple[float, str] | None:
     return (need.gpu_bytes - GPU_RESERVE) / 2**30, footprint.clip
 
 
+def plain_call(
+    case: Case, pipe: Any, *, device: str, steps: int | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The request, the plan and the pipeline call's keyword arguments for `case` (its timed
+    steps) on the sample photo: one plain diffusers call as its docs write it (SDPA, nothing
+    offloaded), without generator or output type."""
+    from contract import AnimateRequest, BackendOptions
+    from pipeline.backends.diffusion import DiffusionBackend
+    from pipeline.intake import fit, load_photo
+
+    photo = sample_photo()
+    request = AnimateRequest(
+        image=photo,
+        prompt="a woman smiles and her hair moves in a light breeze",
+        seed=1,
+        duration=case.duration,
+        fps=case.fps,
+        width=case.width,
+        height=case.height,
+        steps=steps or case.timed_steps or case.steps,
+    )
+    backend = DiffusionBackend.from_pipeline(
+        pipe,
+        preset=case.preset,
+        name=case.name,
+        options=BackendOptions(device=device, offload="none", attention="native"),
+    )
+    start = load_photo(photo).image
+    plan = backend.plan(request, start.size)
+    return request, plan, backend.call_arguments(plan, fit(start, plan.width, plan.height))
+
+
 def measure_case(
     case: Case,
     pipe: Any,
@@ -273,38 +305,16 @@ def measure_case(
     """Time `pipe` plainly, then through the project's optimised path; figures for `case`."""
     import torch
 
-    from contract import AnimateRequest, BackendOptions
+    from contract import BackendOptions
     from pipeline.animate import animate
     from pipeline.backends.diffusion import DiffusionBackend
     from pipeline.backends.frames import to_uint8
     from pipeline.encode import encode_mp4, nvenc_available
-    from pipeline.intake import fit, load_photo
 
-    run_steps = steps or case.timed_steps or case.steps
-    photo = sample_photo()
-    request = AnimateRequest(
-        image=photo,
-        prompt="a woman smiles and her hair moves in a light breeze",
-        seed=1,
-        duration=case.duration,
-        fps=case.fps,
-        width=case.width,
-        height=case.height,
-        steps=run_steps,
-    )
     clock = DenoiserClock(pipe)
 
     # --- plain: the pipeline call as the diffusers docs write it, on the same plan ------------
-    plain_backend = DiffusionBackend.from_pipeline(
-        pipe,
-        preset=case.preset,
-        name=case.name,
-        options=BackendOptions(device=device, offload="none", attention="native"),
-    )
-    start = load_photo(photo).image
-    plan = plain_backend.plan(request, start.size)
-    image = fit(start, plan.width, plan.height)
-    kwargs = plain_backend.call_arguments(plan, image)
+    request, plan, kwargs = plain_call(case, pipe, device=device, steps=steps)
     plain = Timing(steps=plan.steps)
 
     def plain_clip() -> float:
@@ -375,23 +385,8 @@ def measure_takes(
     save only the re-reading of the weights per step (README: at most a few per cent)."""
     import torch
 
-    from contract import AnimateRequest, BackendOptions
-    from pipeline.backends.diffusion import DiffusionBackend
-    from pipeline.intake import fit, load_photo
 
-    run_steps = steps or case.timed_steps or case.steps
-    photo = sample_photo()
-    request = AnimateRequest(
-        image=photo, prompt="a woman smiles and her hair moves in a light breeze", seed=1,
-        duration=case.duration, fps=case.fps, width=case.width, height=case.height, steps=run_steps,
-    )  # fmt: skip
-    backend = DiffusionBackend.from_pipeline(
-        pipe, preset=case.preset, name=case.name,
-        options=BackendOptions(device=device, offload="none", attention="native"),
-    )  # fmt: skip
-    start = load_photo(photo).image
-    plan = backend.plan(request, start.size)
-    kwargs = backend.call_arguments(plan, fit(start, plan.width, plan.height))
+    _, plan, kwargs = plain_call(case, pipe, device=device, steps=steps)
     seeds = [plan.seed + take for take in range(takes)]
     clock = DenoiserClock(pipe)
 
@@ -431,7 +426,7 @@ def measure_takes(
     return [
         Figure(
             f"{case.name}_takes{takes}_batched_vs_back_to_back", many / one, "×",
-            detail=f"{case.label}; {takes} takes at {run_steps} steps: back to back {one:.2f} s "
+            detail=f"{case.label}; {takes} takes at {plan.steps} steps: back to back {one:.2f} s "
             f"(denoiser {one_denoise:.2f} s), batched {many:.2f} s (denoiser {many_denoise:.2f} s)"
             f"{peaks}",
         )
