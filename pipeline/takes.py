@@ -77,13 +77,13 @@ def animate_takes(
     (``info.uses_seed`` False: the camera move): its takes would be identical.
     """
     from pipeline.animate import animate
-    from pipeline.intake import load_photo
+    from pipeline.intake import open_photo
 
     if request.variations > 1 and not getattr(backend.info, "uses_seed", True):
         # The camera move: every seed draws the same clip, so the takes would be copies.
         raise InputError(identical_takes(backend.info.name, is_ai=backend.info.is_ai))
-    if photo is None:  # decoded once: each take starts from the same photo
-        photo = load_photo(request.image)
+    if photo is None:  # opened once: each take's decode of it is kept (OpenedPhoto.decode)
+        photo = open_photo(request.image)
     count = max(1, int(request.variations))
     results: list[AnimateResult | Failed] = []
     for take, seed in enumerate(take_seeds(request.seed, count), 1):
