@@ -20,6 +20,7 @@ from pipeline.animate import END_IMAGE_IGNORED, PROMPT_IGNORED, animate
 from pipeline.backends.base import BackendInfo, RenderPlan
 from pipeline.backends.camera import CameraBackend
 from pipeline.encode import decode_frames, encode_mp4
+from pipeline.intake import load_photo
 from pipeline.probe import probe
 
 
@@ -257,3 +258,38 @@ def test_camera_path_never_imports_torch(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_big_jpeg_is_decoded_only_as_large_as_the_clip_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A phone photo for a small clip: the orchestrator plans from the header, then asks
+    libjpeg for the smallest DCT-scaled decode that still covers the plan's fit (a worker
+    decoding 12 MP for a 720p camera move spent most of its intake there). The clip is the
+    one the whole decode gives but for the downscale's own filter: libjpeg's scaled IDCT here
+    (1/4), LANCZOS after a whole decode; measured 2.1 levels apart on average (the two
+    encodes themselves are deterministic: 0.0 between two whole-decode runs)."""
+    from PIL import JpegImagePlugin
+
+    picture = Image.open(io.BytesIO(photo_bytes("astronaut"))).convert("RGB").resize((2048, 1536))
+    out = io.BytesIO()
+    picture.save(out, format="JPEG", quality=92)
+    request = AnimateRequest(
+        image=out.getvalue(), camera="zoom_in", duration=0.5, fps=8, width=320, height=240
+    )
+    asked: list[tuple[int, int]] = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):  # noqa: ANN001, ANN202
+        asked.append(size)
+        return draft(self, mode, size)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    small = animate(request, CameraBackend())
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", draft)
+    plan = CameraBackend().plan(request, (2048, 1536))
+    need = plan.source_size or (plan.width, plan.height)
+    assert len(asked) == 1 and need[0] <= asked[0][0] < 2048 and need[1] <= asked[0][1] < 1536
+    whole, _ = decode_frames(animate(request, CameraBackend(), photo=load_photo(request.image)).video)
+    scaled, _ = decode_frames(small.video)
+    assert np.abs(scaled.astype(int) - whole.astype(int)).mean() < 3.0

@@ -329,6 +329,34 @@ async def test_a_file_the_load_downloads_shows_on_the_job_and_pauses_its_timeout
     assert hub.fetched().count((EXTRA, "effect.safetensors")) == 1
 
 
+@pytest.mark.asyncio
+async def test_a_cancel_stops_a_download_the_load_makes(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A member who cancels while the retry's GGUF files come down: the download stops at its
+    # next progress report (huggingface_hub's 10 MiB chunks) and the job ends cancelled,
+    # leaving no half file in the cache for the next load to trust.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(downloads, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)
+    hub.add_repo(EXTRA, {"effect.safetensors": bytes(range(256)) * 16384})  # 4 MiB
+    worker = PipelineWorker("cpu-0", ["ltx-2b"], backend_factory=camera_needing_a_file, fetch={})
+    events: list[Any] = []
+
+    async def retry() -> None:
+        async for event in worker.run("1", request("1"), low_memory=True):
+            events.append(event)
+            if isinstance(event, Progress) and event.stage == "download":
+                await worker.cancel("1")
+
+    await asyncio.wait_for(retry(), 60)
+    assert isinstance(events[-1], Failed) and events[-1].kind == "cancelled", events[-1]
+    from pipeline.backends.hub import cached_file
+
+    assert cached_file(EXTRA, "effect.safetensors") is None
+
+
 def camera_for_any_model(model: str, options: Any) -> Any:
     """The backend factory of the bot test: the camera move stands in for the render."""
     from pipeline.backends.camera import CameraBackend
