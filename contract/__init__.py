@@ -27,6 +27,7 @@ from contract.request import (
     VARIATIONS,
     AnimateRequest,
     JobSpec,
+    random_seed,
 )
 from contract.workers import SLOTS, BackendOptions, WorkerInfo
 
@@ -65,4 +66,5 @@ __all__ = [
     "identical_takes",
     "is_out_of_memory",
     "one_line",
+    "random_seed",
 ]

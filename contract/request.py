@@ -8,6 +8,7 @@ data so the bot stores it in SQLite and Ray pickles it to the workers.
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,9 +38,18 @@ MAX_UPSCALED_SIDE = 3840
 """An upscaled clip is at most 4K wide: past it, players and Discord's previews give up."""
 PROMPT_MAX = 1000
 SEED_MAX = 2**32 - 1
+FRESH_SEEDS = 2**31
+"""A seed drawn for a request that names none is below this: every family's generator takes
+it, and so does a member who types it back."""
 VARIATIONS: tuple[int, ...] = (1, 2, 4)
 """How many takes one job may render: a message holds four clips with their buttons in
 Discord's five action rows, and 1/2/4 split an upload limit evenly."""
+
+
+def random_seed(below: int = FRESH_SEEDS) -> int:
+    """A fresh seed in [0, below) from the OS's entropy, as :mod:`secrets` draws it (whose
+    import of hmac and OpenSSL costs a short CLI run 3 ms)."""
+    return random.SystemRandom().randrange(below)
 
 
 @dataclass(frozen=True)

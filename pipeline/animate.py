@@ -11,8 +11,8 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image
 
 from contract import (
@@ -22,7 +22,6 @@ from contract import (
     ModelError,
     Progress,
 )
-from pipeline.audio import Soundtrack, crossfade_loop_audio, read_audio
 from pipeline.backends.base import Backend, Rendered, RenderPlan
 from pipeline.encode import EncodedVideo, decode_frames, encode_mp4
 from pipeline.finish import FinishPlan
@@ -43,6 +42,11 @@ from pipeline.loops import (
     crossfade_frames,
     crossfade_loop,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.audio import Soundtrack
 
 log = logging.getLogger(__name__)
 
@@ -198,11 +202,15 @@ def animate(
             fade = crossfade_frames(fps, len(frames))
             clip = crossfade_loop(frames, fade)
             if audio is not None:
+                from pipeline.audio import crossfade_loop_audio
+
                 audio = crossfade_loop_audio(audio, fps, len(frames), fade)
     if not request.audio:
         audio = None
     checkpoint()
     if finishing:
+        import numpy as np
+
         finish_started = time.perf_counter()
         clip, fps, finished = apply_finish(
             np.asarray(clip), fps, finish, finishing, emit=emit, should_stop=should_stop
@@ -309,6 +317,8 @@ def _extended_audio(
     sound, so the track stays in step with the picture; None when neither has any."""
     if not request.audio:
         return None
+    from pipeline.audio import Soundtrack, read_audio
+
     before = read_audio(
         request.previous_clip or b"",
         rate=new.rate if new is not None else None,
@@ -330,6 +340,8 @@ def _extended_audio(
 
 
 def _check_frames(frames: np.ndarray, plan: RenderPlan) -> None:
+    import numpy as np
+
     expected = (plan.height * plan.upscaled, plan.width * plan.upscaled, 3)
     if (
         not isinstance(frames, np.ndarray)
@@ -345,6 +357,8 @@ def _check_frames(frames: np.ndarray, plan: RenderPlan) -> None:
 
 def _resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     """Bring a backend's frames to the previous clip's size (its family rounded the size)."""
+    import numpy as np
+
     return np.stack([np.asarray(fit(Image.fromarray(f), width, height)) for f in frames])
 
 

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import signal
 import sys
 import threading
@@ -32,6 +31,7 @@ from contract import (
     PipelineError,
     Progress,
     Takes,
+    random_seed,
 )
 from pipeline.cli_args import UsageError, build_parser
 
@@ -85,18 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
-    if args.model == CAMERA:
-        # numpy's OpenBLAS starts a spinning thread per core when numpy is imported (~50 ms of
-        # CPU on two cores) for linear algebra the camera never does, while its ffmpeg wants
-        # every core; read once, so before the first numpy import. An explicit setting wins.
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from pipeline.backends import BackendOptions, load_backend
 
     try:
         image = _read(args.image, "Image")
         end_image = _read(args.end_image, "End image") if args.end_image else None
         width, height = args.size if args.size else (None, None)
-        seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+        seed = args.seed if args.seed is not None else random_seed()
         request = AnimateRequest(
             image=image,
             prompt=args.prompt,

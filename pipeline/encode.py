@@ -15,16 +15,13 @@ import io
 import logging
 import math
 import os
-import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from contract import InputError, PipelineError
 from pipeline import ffmpeg
-from pipeline.audio import Soundtrack
 from pipeline.ffmpeg import (
     Clip,
     FrameInput,
@@ -33,6 +30,11 @@ from pipeline.ffmpeg import (
     metadata_size,
     nvenc_available,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.audio import Soundtrack
 
 __all__ = ["EncodedVideo", "decode_frames", "encode_mp4", "nvenc_available"]
 
@@ -111,7 +113,7 @@ def encode_mp4(
     # ffmpeg creates the temporary file itself, so it gets normal permissions (umask), and it
     # lives beside the destination so os.replace is an atomic rename on one filesystem.
     stem = Path(out_path).name if out_path is not None else "encode"
-    tmp = Path(dest_dir or tempfile.gettempdir()) / f".{stem}.{secrets.token_hex(6)}.part.mp4"
+    tmp = Path(dest_dir or tempfile.gettempdir()) / f".{stem}.{os.urandom(6).hex()}.part.mp4"
     track: Track | None = None
     try:
         if audio is not None:
@@ -178,6 +180,7 @@ def decode_frames(
     3 GiB, about 7 minutes of 720p): a worker must not run out of memory on a member's upload.
     """
     import av
+    import numpy as np
 
     try:
         with av.open(io.BytesIO(mp4)) as container:

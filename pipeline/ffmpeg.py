@@ -23,12 +23,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from contract import Cancelled, PipelineError
 from pipeline import pyav_encode
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ _TIMEOUT_S = 600
 _POLL_S = 0.25
 """How often a running encode looks for a Cancel."""
 
-FrameInput = np.ndarray | Sequence[np.ndarray]
+FrameInput: TypeAlias = "np.ndarray | Sequence[np.ndarray]"
+"""RGB frames as one (N, H, W, 3) array or a sequence of (H, W, 3) ones; numpy is imported
+only where such frames are handled, so the camera's path (yuv420p, drawn by ffmpeg) skips it."""
 
 
 def even(n: int) -> int:
@@ -114,6 +117,8 @@ class Clip:
             return cls(frames=frames, width=width, height=height, pix_fmt="yuv420p", drawn=drawn)
         if len(frames) == 0:
             raise ValueError("no frames to encode")
+        import numpy as np
+
         first = np.asarray(frames[0])
         if first.ndim != 3 or first.shape[2] != 3:
             raise ValueError(f"frames must be (H, W, 3) RGB, got {first.shape}")
@@ -131,6 +136,8 @@ class Clip:
             for planes in self.frames:
                 yield memoryview(planes).cast("B")
             return
+        import numpy as np
+
         for frame in self.frames:
             yield memoryview(np.ascontiguousarray(frame)).cast("B")
 

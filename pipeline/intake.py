@@ -14,12 +14,15 @@ import io
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from contract import InputError
 from contract.sizes import choose_size, low_resolution_warning, size_for_area
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "OpenedPhoto",
@@ -249,7 +252,7 @@ def jpeg_thumbnail(
 ) -> bytes:
     """A small JPEG for a Discord message: the photo while the job waits, a frame while it
     renders. `image` is a PIL image or a (height, width, 3) uint8 array."""
-    picture = Image.fromarray(image) if isinstance(image, np.ndarray) else image.copy()
+    picture = image.copy() if isinstance(image, Image.Image) else Image.fromarray(image)
     picture.thumbnail((side, side))
     out = io.BytesIO()
     picture.convert("RGB").save(out, format="JPEG", quality=quality)
@@ -297,6 +300,8 @@ def _upright(image: Image.Image) -> Image.Image:
     if _orientation(image) == 1:
         return image
     try:
+        from PIL import ImageOps
+
         return ImageOps.exif_transpose(image)
     except Exception as exc:  # noqa: BLE001 - malformed EXIF must not sink a good photo
         log.debug("ignoring unusable EXIF orientation: %r", exc)
@@ -328,6 +333,8 @@ def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image | None:
 
 def _deep_to_8bit(image: Image.Image) -> np.ndarray:
     """Scale 16/32-bit integer or float greyscale to 0..255 (Pillow's convert would clip)."""
+    import numpy as np
+
     pixels = np.asarray(image).astype(np.float64)
     if image.mode.startswith("I;16"):
         scale = 65535.0

@@ -13,9 +13,10 @@ Two ways, in order of preference:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 LoopMethod = Literal["end frame", "crossfade"]
 CROSSFADE_SECONDS = 0.5
@@ -33,6 +34,8 @@ def crossfade_loop(frames: np.ndarray, fade: int) -> np.ndarray:
     n = len(frames)
     if n < 3 or fade < 1:
         return frames
+    import numpy as np
+
     fade = min(fade, n // 3)
     # The dissolve ends on frame fade-1 itself, so the seam is an ordinary step of the clip.
     weights = (np.arange(1, fade + 1, dtype=np.float32) / fade)[:, None, None, None]

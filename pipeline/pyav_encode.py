@@ -17,8 +17,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from contract import PipelineError
 
 if TYPE_CHECKING:
@@ -99,6 +97,7 @@ def _frames(clip: Clip, width: int, height: int):  # type: ignore[no-untyped-def
     """The clip's frames as yuv420p VideoFrames of `width`×`height`: an odd side loses its last
     row or column (as ffmpeg's crop does), another size is scaled with Lanczos."""
     import av
+    import numpy as np
     from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
     crop = (width, height) != (clip.width, clip.height) and width <= clip.width and height <= clip.height \

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +34,7 @@ from contract import (
     Takes,
     identical_takes,
     is_out_of_memory,
+    random_seed,
 )
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ INTERNAL_REASON = "Something went wrong while rendering this take."
 
 def take_seeds(seed: int | None, takes: int) -> list[int]:
     """The seed of each take: `seed`, `seed + 1`, ... (a random start when None)."""
-    start = secrets.randbelow(SEED_MAX + 1) if seed is None else int(seed)
+    start = random_seed(SEED_MAX + 1) if seed is None else int(seed)
     return [(start + i) % (SEED_MAX + 1) for i in range(takes)]
 
 

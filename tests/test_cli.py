@@ -404,10 +404,14 @@ def test_models_says_which_video_encoder_this_machine_uses(
     assert cli._encoder_line() == "video encoder: NVENC (h264_nvenc) on the GPU"
 
 
-def test_a_quiet_camera_clip_starts_one_process_and_loads_no_progress_bar(photo_path, tmp_path) -> None:
+@pytest.mark.parametrize("move", ["zoom_in", "orbit"])
+def test_a_quiet_camera_clip_starts_one_process_and_imports_only_what_it_draws_with(
+    photo_path, tmp_path, move: str
+) -> None:
     # A camera clip takes well under a second, so what the CLI does around ffmpeg shows: the
     # encode is the only process it starts (no `ffmpeg -version` to vet the binary, ~40 ms),
-    # and -q draws no bar, so tqdm (~40 ms to import) stays out, as torch does.
+    # and -q draws no bar, so tqdm (~40 ms to import) stays out, as torch does; numpy (45 ms)
+    # and PyAV stay out too: ffmpeg draws the move, and Python plans it in plain numbers.
     out = tmp_path / "quiet.mp4"
     script = (
         "import runpy, subprocess, sys\n"
@@ -418,12 +422,14 @@ def test_a_quiet_camera_clip_starts_one_process_and_loads_no_progress_bar(photo_
         "        super().__init__(args, *rest, **options)\n"
         "subprocess.Popen = Counted\n"
         f"sys.argv = ['pipeline', 'animate', {str(photo_path)!r}, '--model', 'camera', '--size',"
-        f" '64x48', '--duration', '1', '--fps', '10', '--out', {str(out)!r}, '-q']\n"
+        f" '64x48', '--duration', '1', '--fps', '10', '--camera', {move!r}, '--out', {str(out)!r},"
+        " '-q']\n"
         "try:\n"
         "    runpy.run_module('pipeline', run_name='__main__')\n"
         "except SystemExit as exit:\n"
         "    assert not exit.code, exit.code\n"
-        "print(started, sorted(m for m in ('tqdm', 'torch') if m in sys.modules), file=sys.stderr)\n"
+        "loaded = sorted(m for m in ('tqdm', 'torch', 'numpy', 'av') if m in sys.modules)\n"
+        "print(started, loaded, file=sys.stderr)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,

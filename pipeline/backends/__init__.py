@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from contract import AUTO, CAMERA, CARDS, BackendOptions, ModelError
 from pipeline.backends.base import Backend, BackendInfo, RenderPlan
-from pipeline.memory.machine import Machine
 from pipeline.presets import AUTO_ORDER, PRESETS, Preset
+
+if TYPE_CHECKING:
+    from pipeline.memory.machine import Machine
 
 __all__ = [
     "Backend",

@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-from contract import CAMERA, CARDS, AnimateRequest, Cancelled, Progress
+    import numpy as np
+
+from contract import CAMERA, CARDS, AnimateRequest, Cancelled, Progress, random_seed
 from pipeline.backends.base import BackendInfo, Emit, RenderPlan, ShouldStop
-from pipeline.backends.frames import jpeg_preview
-from pipeline.intake import fit
+from pipeline.intake import fit, jpeg_thumbnail
 
 DEFAULT_FPS = 24
 CARD = CARDS[CAMERA]
@@ -123,7 +122,7 @@ class CameraBackend:
         width, height = _output_size(request, image_size)
         continuing = request.previous_clip is not None
         frames = max(2, round(request.duration * fps)) + (1 if continuing else 0)
-        seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        seed = request.seed if request.seed is not None else random_seed()
         move = request.camera
         notes: list[str] = []
         if continuing and move == "zoom_out":
@@ -168,6 +167,8 @@ class CameraBackend:
         size = (plan.width, plan.height)
         source, views = _source_and_views(image, plan, request)
         source.load()
+        import numpy as np
+
         out = np.empty((plan.num_frames, plan.height, plan.width, 3), dtype=np.uint8)
 
         # One sampler for the whole clip: mixing resize and affine would differ by a hair at
@@ -190,7 +191,7 @@ class CameraBackend:
                         "denoise",
                         stop,
                         total,
-                        preview=jpeg_preview(out[0], CAMERA_PREVIEW_SIDE) if start == 0 else None,
+                        preview=jpeg_thumbnail(out[0], CAMERA_PREVIEW_SIDE) if start == 0 else None,
                         message=_RENDERING,
                     )
                 )
@@ -283,7 +284,7 @@ def _preview(source: Image.Image, view: View, size: tuple[int, int]) -> bytes:
     """The first frame as a small JPEG for the progress message, drawn straight at its size."""
     scale = CAMERA_PREVIEW_SIDE / max(size)
     small = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
-    return jpeg_preview(np.asarray(draw_view(source, view, small)), CAMERA_PREVIEW_SIDE)
+    return jpeg_thumbnail(draw_view(source, view, small), CAMERA_PREVIEW_SIDE)
 
 
 # -- the moves --------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ encodes, so no frame is drawn in Python and none crosses a pipe (:class:`pipelin
 Zoom, pan, tilt and the gentle push-in are ``crop → scale → crop`` on each plane (swscale's
 bicubic): swscale only crops at whole pixels, so each frame takes an integer crop, an integer
 scaled size and an integer offset into it whose composition lands within a few hundredths of a
-pixel of the exact view (:func:`plan_axis`), and ``sendcmd`` sets those numbers before each
+pixel of the exact view (:mod:`pipeline.backends.camera_plan`), and ``sendcmd`` sets those numbers before each
 frame. Near scales that are simple fractions (1/1, 5/4 ...) few sub-pixel positions are
 reachable; there a second copy of the photo, 1.7 % smaller and stored in the same still,
 usually has a plan (:class:`_Planner` changes copy as seldom as it can). ffmpeg's zoompan crops
@@ -22,7 +22,6 @@ frame's view).
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import math
 import os
@@ -33,21 +32,21 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image
 
 from pipeline.backends.camera import EASE_FLOOR, View, ease
+from pipeline.backends.camera_plan import TOLERANCE, AxisPlan, kept_axis, plan_axis
 from pipeline.stream import Drawn
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PAD = 320
 """Edge pixels repeated around each copy of the photo in the still (luma; half in chroma),
 so a crop may reach past the photo's edge by a few pixels (swscale's kernel needs them, and
 so do plans that take a longer strip) while the view itself stays inside."""
-
-TOLERANCE = 0.05
-"""Largest sampling-position error (source pixels) a plan aims for; the slowest frames of an
-eased move get a share of their own travel instead (:func:`tolerances`)."""
 
 STAY = 0.02
 """A frame keeps the previous frame's copy while its plans err less than this (source
@@ -58,126 +57,9 @@ SECOND_COPY = 1 / 1.0173
 """The second copy's size: a ratio that is no simple fraction, so where the first copy's scale
 sits near one (few offsets reachable) the second's does not."""
 
-_SEARCH = ((160, 16), (640, 16), (640, 64))
-"""How far a plan looks, until one comes within tolerance: how many extra scaled pixels it may
-use (a few in most frames, more near scales where few offsets are reachable), and how many of
-the scaled sizes whose ratio comes closest to the view's it tries."""
-
 _SCALER = "bicubic"
 """swscale's bicubic (a = −0.6): a third sharper than bilinear between pixels, and steady in
 sharpness as a view slides across half-pixel offsets."""
-
-
-# -- planning one axis --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AxisPlan:
-    """One axis of a view as swscale can draw it: crop [start, start + crop) of the padded
-    source plane, scale that to `scaled` pixels, keep [offset, offset + out) of them."""
-
-    start: int
-    crop: int
-    scaled: int
-    offset: int
-    error: float
-    """Largest distance (source pixels) between where an output pixel samples and where the
-    exact view would sample it."""
-
-
-@functools.lru_cache(maxsize=4096)  # a pan's other axis is the same plan in every frame
-def plan_axis(
-    left: float, scale: float, out: int, size: int, *, pad: int = PAD, tolerance: float = TOLERANCE
-) -> AxisPlan:
-    """The integer crop/scale/offset whose composition best matches a float view: the
-    narrowest within `tolerance`, else the most accurate found (see its `error`).
-
-    The exact view samples output pixel d at source coordinate left + (d + 0.5)·scale − 0.5
-    (pixel centres). swscale maps pixel e of a crop [x0, x0 + n) scaled to m pixels to
-    x0 + (e + 0.5)·n/m − 0.5, so keeping e = d + k errs by
-    (x0 + k·n/m − left) + (d + 0.5)·(n/m − scale). The m whose n/m is closest to `scale` fix
-    the second term; the offsets k·n/m (mod 1) reachable with k below the span fix the first,
-    and they are dense unless n/m is close to a simple fraction (1/1, 5/4 ...), where a wider
-    span and more sizes help. Whole-pixel crops alone (zoompan) are off by up to half a pixel.
-
-    left, scale: the view's left edge and source pixels per output pixel; size: the source
-    plane's length (without its padding).
-    """
-    margin = 2.0 * max(1.0, scale) + 1.0  # the bicubic kernel's reach, in source pixels
-    kmin = math.ceil((margin + 0.5) / scale)
-    best: AxisPlan | None = None
-    closest: AxisPlan | None = None
-    for span, tries in _SEARCH:
-        m = np.arange(out + 2 * kmin, out + span)
-        n = np.round(scale * m)
-        slope = n / m - scale
-        pick = np.argsort(np.abs(slope))[:tries]
-        m, n, slope = m[pick, None], n[pick, None], slope[pick, None]
-        k = np.arange(kmin, span)[None, :]
-        x0 = np.round(left - k * (n / m))
-        offset = x0 + k * (n / m) - left
-        error = np.maximum(np.abs(offset + 0.5 * slope), np.abs(offset + (out - 0.5) * slope))
-        fits = (
-            (k <= m - out - kmin)
-            & (x0 >= -pad)
-            & (x0 <= left - margin)
-            & (x0 + n <= size + pad)
-            & (x0 + n >= left + out * scale + margin)
-        )
-        error = np.where(fits, error, np.inf)
-        least = float(error.min())
-        if least == np.inf:
-            continue
-        # Among the plans good enough, the narrowest strip: fewer pixels for swscale.
-        good = error <= max(tolerance / 2, least)
-        row, col = np.unravel_index(int(np.argmin(np.where(good, m + 0 * k, np.inf))), error.shape)
-        plan = AxisPlan(
-            start=int(x0[row, col]),
-            crop=int(n[row, 0]),
-            scaled=int(m[row, 0]),
-            offset=int(k[0, col]),
-            error=float(error[row, col]),
-        )
-        if closest is None or plan.error < closest.error:
-            closest = plan
-        if plan.error <= tolerance:
-            best = plan
-            if plan.error <= tolerance / 2:
-                break
-    if closest is None:
-        raise ValueError(f"no crop of a {size}-pixel plane shows {out} pixels at scale {scale}")
-    return best or closest
-
-
-def kept_axis(
-    left: float, scale: float, out: int, size: int, crop: int, scaled: int, *,
-    pad: int = PAD, tolerance: float = TOLERANCE,
-) -> AxisPlan | None:
-    """The plan that keeps a crop length and scaled size (the previous frame's), moving only
-    the crop's start and the offset, when one comes within `tolerance`; else None.
-
-    swscale is set up again for every new pair of sizes, which costs about as much as the
-    scaling itself; a pan or tilt (one zoom throughout) keeps its sizes frame after frame, its
-    sub-pixel steps coming from the offsets k·crop/scaled (mod 1) alone."""
-    margin = 2.0 * max(1.0, scale) + 1.0
-    kmin = math.ceil((margin + 0.5) / scale)
-    ratio = crop / scaled
-    slope = ratio - scale
-    k = np.arange(kmin, scaled - out - kmin + 1)
-    x0 = np.round(left - k * ratio)
-    offset = x0 + k * ratio - left
-    error = np.maximum(np.abs(offset + 0.5 * slope), np.abs(offset + (out - 0.5) * slope))
-    fits = (
-        (x0 >= -pad)
-        & (x0 <= left - margin)
-        & (x0 + crop <= size + pad)
-        & (x0 + crop >= left + out * scale + margin)
-    )
-    error = np.where(fits, error, np.inf)
-    best = int(np.argmin(error)) if len(error) else -1
-    if best < 0 or error[best] > tolerance:
-        return None
-    return AxisPlan(int(x0[best]), crop, scaled, int(k[best]), float(error[best]))
 
 
 def tolerances(views: Sequence[View], size: tuple[int, int]) -> list[float]:
@@ -212,12 +94,20 @@ _BT709 = (
 
 
 def yuv420_planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The photo as BT.709 tv-range yuv420p planes (even sides): Pillow's matrix conversion
-    and a 2×2 average for the chroma, within a level of swscale's, in a few milliseconds and
-    without loading PyAV."""
+    """The photo as BT.709 tv-range yuv420p planes (even sides), as arrays (:func:`_planes`)."""
+    import numpy as np  # only here: drawing a clip (drawn_move) never loads numpy
+
+    y, u, v = _planes(image)
+    return np.asarray(y), np.asarray(u), np.asarray(v)
+
+
+def _planes(image: Image.Image) -> tuple[Image.Image, Image.Image, Image.Image]:
+    """The photo as BT.709 tv-range yuv420p planes (even sides), each an "L" image: Pillow's
+    matrix conversion and a 2×2 average for the chroma, within a level of swscale's, in a few
+    milliseconds and without loading PyAV."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     y, cb, cr = rgb.convert("RGB", _BT709).split()
-    return np.asarray(y), np.asarray(cb.reduce(2)), np.asarray(cr.reduce(2))
+    return y, cb.reduce(2), cr.reduce(2)
 
 
 @dataclass(frozen=True)
@@ -238,23 +128,33 @@ def _copies(source: Image.Image) -> list[Copy]:
     return [Copy(PAD, PAD, width, height), Copy(PAD, height + 3 * PAD, *smaller)]
 
 
-def _still(source: Image.Image, copies: Sequence[Copy]) -> tuple[np.ndarray, tuple[int, int]]:
-    """The still holding `copies` (the first is `source` itself) as one yuv420p frame."""
+def _still(source: Image.Image, copies: Sequence[Copy]) -> tuple[bytes, tuple[int, int]]:
+    """The still holding `copies` (the first is `source` itself) as one yuv420p frame. The
+    copies lie one under the other, each with its PAD rows and columns; past a narrower copy's
+    padding the frame is black."""
     width = max(copy.width for copy in copies) + 2 * PAD
     height = copies[-1].y + copies[-1].height + PAD
-    still = np.zeros(width * height * 3 // 2, np.uint8)
-    luma = width * height
-    planes = (
-        still[:luma].reshape(height, width),
-        still[luma : luma * 5 // 4].reshape(height // 2, width // 2),
-        still[luma * 5 // 4 :].reshape(height // 2, width // 2),
-    )
+    planes: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
     for index, copy in enumerate(copies):
         image = source.resize((copy.width, copy.height), Image.Resampling.LANCZOS) if index else source
-        for plane, target, d in zip(yuv420_planes(image), planes, (1, 2, 2), strict=True):
-            top, rows = (copy.y - PAD) // d, (copy.height + 2 * PAD) // d
-            target[top : top + rows, : (copy.width + 2 * PAD) // d] = np.pad(plane, PAD // d, mode="edge")
-    return still, (width, height)
+        for plane, rows, d in zip(_planes(image), planes, (1, 2, 2), strict=True):
+            rows.extend(_padded(plane, width // d, PAD // d))
+    return b"".join(itertools.chain.from_iterable(planes)), (width, height)
+
+
+def _padded(plane: Image.Image, width: int, pad: int) -> list[bytes]:
+    """`plane`'s rows with its edge pixels repeated `pad` deep on every side (corners too, as
+    numpy's edge padding), each row `width` long (black past the padding), as bytes: the top
+    rows, the middle and the bottom rows. Pillow draws the middle; the top and bottom rows,
+    most of a still, are its first and last row repeated."""
+    w, h = plane.size
+    nearest = Image.Resampling.NEAREST
+    middle = Image.new("L", (width, h))
+    middle.paste(plane, (pad, 0))
+    middle.paste(plane.resize((pad, h), nearest, box=(0, 0, 1, h)), (0, 0))
+    middle.paste(plane.resize((pad, h), nearest, box=(w - 1, 0, w, h)), (pad + w, 0))
+    rows = middle.tobytes()
+    return [rows[:width] * pad, rows, rows[-width:] * pad]
 
 
 # -- the graph ----------------------------------------------------------------------------------
@@ -295,7 +195,7 @@ _NUMBERS = (
 
 def _cropped(
     source: Image.Image, views: Sequence[View], size: tuple[int, int], rate: Fraction
-) -> tuple[np.ndarray, tuple[int, int], str, str]:
+) -> tuple[bytes, tuple[int, int], str, str]:
     """crop → scale → crop for each plane (extractplanes … mergeplanes), and the sendcmd
     commands that set each frame's numbers before it passes."""
     width, height = size
@@ -446,7 +346,7 @@ class _Planner:
 
 def _rolled(
     source: Image.Image, views: Sequence[View], size: tuple[int, int]
-) -> tuple[np.ndarray, tuple[int, int], str]:
+) -> tuple[bytes, tuple[int, int], str]:
     """perspective: each frame's rolled view.
 
     Its corners are written as expressions of the frame number: the eased progress, then the
@@ -455,7 +355,7 @@ def _rolled(
     a source larger than the clip is mapped into the output's top-left corner and cropped."""
     width, height = size
     sw, sh = source.size
-    still = np.concatenate([plane.ravel() for plane in yuv420_planes(source)])
+    still = b"".join(plane.tobytes() for plane in _planes(source))
     count = len(views)
     progress = [2 * ease(i / (count - 1)) - 1 if count > 1 else -1.0 for i in range(count)]
     middle = min(range(count), key=lambda i: abs(progress[i]))
@@ -467,15 +367,15 @@ def _rolled(
         "zoom": [math.log(view.zoom) for view in views],
     }
     fits = {
-        name: np.polyfit([progress[i] for i in picks], [values[i] for i in picks], len(picks) - 1)
+        name: _through([progress[i] for i in picks], [values[i] for i in picks])
         for name, values in series.items()
     }
     for name, values in series.items():
-        if np.abs(np.polyval(fits[name], progress) - values).max() > 1e-9:
+        if max(abs(_value(fits[name], x) - y) for x, y in zip(progress, values, strict=True)) > 1e-9:
             raise ValueError(f"a rolled move whose {name} is no quadratic in its eased progress")
 
     def quadratic(name: str) -> str:
-        constant, *powers = (0.0 if abs(c) < 1e-12 else float(c) for c in fits[name][::-1])
+        constant, *powers = (0.0 if abs(c) < 1e-12 else c for c in fits[name])
         terms = "".join(f"{c:+.12g}*pow(ld(1),{k})" for k, c in enumerate(powers, 1) if c)
         return f"({constant:.12g}{terms})"
 
@@ -498,6 +398,26 @@ def _rolled(
     if (sw, sh) != (width, height):
         filters += f",crop={width}:{height}:0:0"
     return still, (sw, sh), filters
+
+
+def _through(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
+    """The coefficients (constant first) of the polynomial of degree len(xs) − 1 (at most 2)
+    through the points (xs, ys), whose xs differ: Newton's divided differences."""
+    if len(xs) == 1:
+        return [ys[0]]
+    slope = (ys[1] - ys[0]) / (xs[1] - xs[0])
+    if len(xs) == 2:
+        return [ys[0] - slope * xs[0], slope]
+    curve = ((ys[2] - ys[1]) / (xs[2] - xs[1]) - slope) / (xs[2] - xs[0])
+    return [ys[0] - slope * xs[0] + curve * xs[0] * xs[1], slope - curve * (xs[0] + xs[1]), curve]
+
+
+def _value(coefficients: Sequence[float], x: float) -> float:
+    """The polynomial (constant first) at x, by Horner's rule."""
+    value = 0.0
+    for c in reversed(coefficients):
+        value = value * x + c
+    return value
 
 
 # -- frames for a plain sink -------------------------------------------------------------------
@@ -546,4 +466,4 @@ def frames(drawn: Drawn) -> Iterator[bytes]:
             raise RuntimeError(f"ffmpeg drew {count} of {drawn.count} frames: {errors[-2000:]}")
 
 
-__all__ = ["PAD", "AxisPlan", "Copy", "drawn_move", "frames", "plan_axis", "tolerances", "yuv420_planes"]
+__all__ = ["PAD", "Copy", "drawn_move", "frames", "tolerances", "yuv420_planes"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from contract import (
     Progress,
     is_out_of_memory,
     one_line,
+    random_seed,
 )
 from pipeline.audio import Soundtrack
 from pipeline.backends import placement
@@ -557,7 +557,7 @@ class DiffusionBackend:
             timesteps = list(preset.default_timesteps)
         elif preset.default_sigmas and steps == len(preset.default_sigmas):
             sigmas = list(preset.default_sigmas)
-        seed = int(request.seed) if request.seed is not None else secrets.randbelow(2**31)
+        seed = int(request.seed) if request.seed is not None else random_seed()
 
         prompt = negative = ""
         effect = self._effect(request.effect)

@@ -30,11 +30,13 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from contract import MAX_UPSCALED_SIDE, FinishUnavailable, InputError, JobSpec, Progress
 from pipeline.presets import LTX_SPATIAL_UPSCALER
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CPU_BUDGET_PER_SECOND = 12.0
 """Seconds of CPU time a finish may take per second of video: a 5 s clip gets a minute,
