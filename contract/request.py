@@ -39,8 +39,8 @@ MAX_UPSCALED_SIDE = 3840
 PROMPT_MAX = 1000
 SEED_MAX = 2**32 - 1
 FRESH_SEEDS = 2**31
-"""A seed drawn for a request that names none is below this: every family's generator takes
-it, and so does a member who types it back."""
+"""random_seed()'s bound when none is given (a request that names no seed, in the CLI and the
+workers): every family's generator takes it, and so does a member who types it back."""
 VARIATIONS: tuple[int, ...] = (1, 2, 4)
 """How many takes one job may render: a message holds four clips with their buttons in
 Discord's five action rows, and 1/2/4 split an upload limit evenly."""

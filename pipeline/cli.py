@@ -85,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
+    if args.model == CAMERA:
+        # A plain camera clip never imports numpy; a loop's dissolve, a finish or a machine
+        # without the ffmpeg program does, and then OpenBLAS would start a spinning thread per
+        # core (~40 ms of CPU on two) for linear algebra the camera never does. An explicit
+        # setting wins.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from pipeline.backends import BackendOptions, load_backend
 
     try:

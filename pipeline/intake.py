@@ -299,9 +299,9 @@ def _upright(image: Image.Image) -> Image.Image:
     already upright is used as it is (exif_transpose would copy it: 20 ms for 12 MP)."""
     if _orientation(image) == 1:
         return image
-    try:
-        from PIL import ImageOps
+    from PIL import ImageOps
 
+    try:
         return ImageOps.exif_transpose(image)
     except Exception as exc:  # noqa: BLE001 - malformed EXIF must not sink a good photo
         log.debug("ignoring unusable EXIF orientation: %r", exc)

@@ -157,3 +157,16 @@ def test_every_frame_of_a_move_is_planned_as_the_search_would(move: str) -> None
                         options = {"pad": PAD // div, "tolerance": planner.allowed[frame]}
                         expected = outcome(reference_plan, *axis, **options)
                         assert outcome(plan_axis.__wrapped__, *axis, **options) == expected, (frame, axis)
+
+
+@pytest.mark.parametrize(
+    ("left", "tolerance"), [(93.6, -0.05), (93.6, float("nan")), (float("nan"), 0.05), (float("inf"), 0.05)]
+)
+def test_a_view_or_tolerance_that_is_no_number_is_refused_not_searched_forever(
+    left: float, tolerance: float
+) -> None:
+    # The searches widen until they reach the tolerance: a negative or NaN one never came.
+    with pytest.raises(ValueError, match="no plan"):
+        plan_axis.__wrapped__(left, 2.91, 640, 321, pad=0, tolerance=tolerance)
+    with pytest.raises(ValueError, match="no plan"):
+        kept_axis(left, 1.0, 1280, 1300, 1288, 1288, pad=320, tolerance=tolerance)

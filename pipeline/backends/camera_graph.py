@@ -131,7 +131,9 @@ def _copies(source: Image.Image) -> list[Copy]:
 def _still(source: Image.Image, copies: Sequence[Copy]) -> tuple[bytes, tuple[int, int]]:
     """The still holding `copies` (the first is `source` itself) as one yuv420p frame. The
     copies lie one under the other, each with its PAD rows and columns; past a narrower copy's
-    padding the frame is black."""
+    padding the frame holds zero bytes (never sampled)."""
+    if any(copy.width % 2 or copy.height % 2 for copy in copies):
+        raise ValueError("a yuv420p still needs even sides")  # its chroma rows would not add up
     width = max(copy.width for copy in copies) + 2 * PAD
     height = copies[-1].y + copies[-1].height + PAD
     planes: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
@@ -144,7 +146,7 @@ def _still(source: Image.Image, copies: Sequence[Copy]) -> tuple[bytes, tuple[in
 
 def _padded(plane: Image.Image, width: int, pad: int) -> list[bytes]:
     """`plane`'s rows with its edge pixels repeated `pad` deep on every side (corners too, as
-    numpy's edge padding), each row `width` long (black past the padding), as bytes: the top
+    numpy's edge padding), each row `width` long (zero bytes past the padding), as bytes: the top
     rows, the middle and the bottom rows. Pillow draws the middle; the top and bottom rows,
     most of a still, are its first and last row repeated."""
     w, h = plane.size

@@ -7,7 +7,8 @@ samples output pixel d at x0 + (d + 0.5)·n/m − 0.5 + k·n/m, so the view's su
 comes from k·n/m (mod 1) and its scale from n/m. Finding the (n, m, k) that come closest is a
 search over hundreds of candidates per axis per frame; it runs in plain Python (a camera clip
 through the CLI imports no numpy: 45 ms of a 0.6 s run) with number theory instead of trying
-every candidate: a plan errs by |o − c| + (out − 1)/2·|n/m − scale| (o its offset), so only the
+every candidate: a plan errs by |o − c| + (out − 1)/2·|n/m − scale| (o its offset x0 + k·n/m −
+left, c = −out·(n/m − scale)/2), so only the
 sizes m where scale·m comes near a whole number, and only the k whose k·scale comes near the
 view's phase, are looked at; continued fractions and a modular inverse list those directly.
 The plans are those a search of every candidate picks (``tests/test_camera_plan.py`` holds that
@@ -86,6 +87,7 @@ def plan_axis(
     left, scale: the view's left edge and source pixels per output pixel; size: the source
     plane's length (without its padding).
     """
+    _check(left, scale, tolerance)
     axis = _Axis(left, scale, out, size, pad)
     for span, tries in _SEARCH:
         plan = axis.within_half(span, tries, tolerance)
@@ -117,6 +119,7 @@ def kept_axis(
     swscale is set up again for every new pair of sizes, which costs about as much as the
     scaling itself; a pan or tilt (one zoom throughout) keeps its sizes frame after frame, its
     sub-pixel steps coming from the offsets k·crop/scaled (mod 1) alone."""
+    _check(left, scale, tolerance)
     axis = _Axis(left, scale, out, size, pad)
     ratio = crop / scaled
     slope = ratio - scale
@@ -129,6 +132,13 @@ def kept_axis(
         return None
     error, k, x0 = found
     return AxisPlan(x0, crop, scaled, k, error)
+
+
+def _check(left: float, scale: float, tolerance: float) -> None:
+    """The searches below widen until they reach the tolerance: a negative or NaN one (or a
+    view that is not a number) would never end them."""
+    if not (tolerance >= 0 and math.isfinite(left) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"no plan for a view at {left} × {scale} within {tolerance} px")
 
 
 class _Axis:
