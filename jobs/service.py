@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from contract import (
     WorkerInfo,
     card_for,
     identical_takes,
+    random_seed,
 )
 from jobs.config import JobsConfig
 from jobs.dispatcher import Dispatcher
@@ -321,7 +321,7 @@ class JobService:
     async def reroll(self, job_id: int, origin: Origin) -> Job:
         """The same photo and settings with a new seed, paid by the presser."""
         job = await self.store.get_job(job_id)
-        spec = self._carry_over(job).replace(seed=secrets.randbelow(SEED_MAX))
+        spec = self._carry_over(job).replace(seed=random_seed(SEED_MAX))
         image, end_image = await self.store.job_inputs(job.id)
         return await self.submit(
             spec, origin, image=image, end_image=end_image, action=JobAction.REROLL,

@@ -87,28 +87,31 @@ class Photo:
     warnings: list[str] = field(default_factory=list)
 
 
+MAX_BYTES = 20 * 1024 * 1024
+"""Largest photo file taken: above Discord's default 10 MiB upload."""
+MAX_PIXELS = 50_000_000
+"""Largest photo taken: a 48 MP phone photo passes; decoding it needs ~150 MB."""
+MIN_SIDE = 64
+"""Shortest side taken, in pixels: a smaller photo has nothing left to animate."""
+
+
 def load_photo(
     data: bytes,
     *,
-    max_bytes: int = 20 * 1024 * 1024,
-    max_pixels: int = 50_000_000,
-    min_side: int = 64,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int = MIN_SIDE,
 ) -> Photo:
-    """Decode `data` into an upright RGB :class:`Photo`, or raise :class:`InputError`.
-
-    Defaults: 20 MiB (above Discord's default 10 MiB upload), 50 megapixels (a 48 MP phone
-    photo passes; decoding it needs ~150 MB), 64 px on the shorter side (smaller has nothing
-    left to animate).
-    """
+    """Decode `data` into an upright RGB :class:`Photo`, or raise :class:`InputError`."""
     return open_photo(data, max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side).decode()
 
 
 def open_photo(
     data: bytes,
     *,
-    max_bytes: int = 20 * 1024 * 1024,
-    max_pixels: int = 50_000_000,
-    min_side: int = 64,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int = MIN_SIDE,
 ) -> OpenedPhoto:
     """The photo's header judged (:func:`load_photo`'s limits) and its upright size known, so
     a caller can plan before choosing how much of a JPEG to decode (other formats are decoded

@@ -283,3 +283,12 @@ def test_a_cancel_stops_ffmpeg_while_it_draws() -> None:
     # 20 s of 720p takes this machine several seconds of x264; the Cancel lands in well under one.
     assert time.monotonic() - started < asked[0] - started + 0.5 + 1.5
     assert len(asked) >= 3  # looked at again while ffmpeg ran
+
+
+def test_a_still_refuses_odd_sides() -> None:
+    # yuv420p chroma is half the size each way: an odd side would leave the still's planes a
+    # row short (it used to make a frame of the wrong length without a word).
+    from pipeline.backends.camera_graph import _copies, _still
+
+    with pytest.raises(ValueError, match="even sides"):
+        _still(Image.new("RGB", (63, 47)), _copies(Image.new("RGB", (63, 47))))

@@ -7,8 +7,8 @@ encodes, so no frame is drawn in Python and none crosses a pipe (:class:`pipelin
 Zoom, pan, tilt and the gentle push-in are ``crop → scale → crop`` on each plane (swscale's
 bicubic): swscale only crops at whole pixels, so each frame takes an integer crop, an integer
 scaled size and an integer offset into it whose composition lands within a few hundredths of a
-pixel of the exact view (:mod:`pipeline.backends.camera_plan`), and ``sendcmd`` sets those numbers before each
-frame. Near scales that are simple fractions (1/1, 5/4 ...) few sub-pixel positions are
+pixel of the exact view (:mod:`pipeline.backends.camera_plan`), and ``sendcmd`` sets those
+numbers before each frame. Near scales that are simple fractions (1/1, 5/4 ...) few sub-pixel positions are
 reachable; there a second copy of the photo, 1.7 % smaller and stored in the same still,
 usually has a plan (:class:`_Planner` changes copy as seldom as it can). ffmpeg's zoompan crops
 at whole pixels and jitters; this does not.
